@@ -1,0 +1,107 @@
+/**
+ * On-disk layout of a recording directory: the contract between `record` (which writes it while
+ * recording), `convert DIR` (which finishes it after a crash) and the format writers.
+ *
+ * ```
+ * DIR/
+ *   capture.json              journal, rewritten atomically (tmp + rename) about once a second
+ *   .capture/<stem>.wav       per-user capture: a WAV with a 44-byte header whose sizes are placeholders,
+ *                             then s16le stereo 48 kHz PCM. Sample frame n (n = 0 is the recording's t=0)
+ *                             lives at byte 44 + 4n. Written positionally (pwrite): a pause or a late
+ *                             joiner's lead-in is a hole in the file, which reads back as exact silence,
+ *                             so nothing has to be written for silence and a crash leaves a valid prefix.
+ *   .capture/<stem>.opus.pkt  (only with --format opus) the received Opus packets: repeated records of
+ *                             [u32 LE sample position][u16 LE length][payload]; `position` is where the
+ *                             packet's first sample lands on the recording clock.
+ *   <stem>.wav|mp3|flac|opus  finished tracks (written at stop, or by `dvrec convert DIR`)
+ *   mix.<ext>                 (with --mix) everyone mixed
+ *   manifest.json             written last, on a clean finish
+ * ```
+ * Because every capture is indexed from the same t=0, finishing a track is: extend or cut it to the
+ * recording's length, patch the header, rename. That takes milliseconds whatever the length.
+ */
+import { promises as fsp, writeFileSync, renameSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export const CAPTURE_DIR = '.capture';
+export const JOURNAL_FILE = 'capture.json';
+export const MANIFEST_FILE = 'manifest.json';
+export const WAV_HEADER_BYTES = 44;
+
+export type AudioFormat = 'wav' | 'mp3' | 'flac' | 'opus';
+
+export interface JournalTrack {
+  userId: string;
+  username: string;
+  displayName: string;
+  /** File stem, unique in the directory: see trackStem(). */
+  stem: string;
+  ssrcs: number[];
+}
+
+/** capture.json: everything `convert DIR` needs to finish a recording whose process died. */
+export interface Journal {
+  version: 1;
+  guildId: string;
+  channelId: string;
+  /** ISO-8601 wall clock of t=0 (the moment the voice connection became ready). */
+  startedAt: string;
+  /** Same instant, epoch milliseconds with sub-millisecond precision. */
+  startedAtMs: number;
+  /** Recording-clock milliseconds known to be flushed to every capture (heartbeat). */
+  flushedMs: number;
+  format: AudioFormat;
+  mono: boolean;
+  bitrateKbps: number;
+  mix: boolean;
+  tracks: JournalTrack[];
+  /** Set when the recording stopped cleanly (its finished length). */
+  endedAt?: string;
+  durationMs?: number;
+}
+
+export interface ManifestTrack {
+  userId: string;
+  username: string;
+  displayName: string;
+  file: string;
+  ssrcs: number[];
+  startOffsetMs: number;
+  packets: { received: number; lost: number; concealed: number; late: number; duplicate: number; undecryptable: number };
+}
+
+export interface Manifest {
+  guildId: string;
+  channelId: string;
+  startedAt: string;
+  endedAt: string;
+  durationMs: number;
+  format: AudioFormat;
+  tracks: ManifestTrack[];
+  mix?: string;
+  /** Set by `convert DIR` when the recording was finished after a crash. */
+  recovered?: boolean;
+}
+
+export function capturePath(dir: string, stem: string): string {
+  return join(dir, CAPTURE_DIR, `${stem}.wav`);
+}
+
+export function packetLogPath(dir: string, stem: string): string {
+  return join(dir, CAPTURE_DIR, `${stem}.opus.pkt`);
+}
+
+/** Writes JSON atomically: a reader (or a crash) sees the old file or the new one, never half of one. */
+export function writeJsonAtomic(path: string, value: unknown, mode = 0o600): void {
+  const tmp = `${path}.tmp`;
+  writeFileSync(tmp, JSON.stringify(value, null, 2) + '\n', { mode });
+  renameSync(tmp, path);
+}
+
+export function readJournal(dir: string): Journal {
+  return JSON.parse(readFileSync(join(dir, JOURNAL_FILE), 'utf8')) as Journal;
+}
+
+export async function ensureCaptureDir(dir: string): Promise<void> {
+  await fsp.mkdir(join(dir, CAPTURE_DIR), { recursive: true, mode: 0o700 });
+}

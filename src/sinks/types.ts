@@ -1,0 +1,62 @@
+/**
+ * The contract between the receiver (main thread) and the sink stack.
+ *
+ * A packet travels: UDP socket → receiver (RTP parse, transport + DAVE decryption, SSRC→user)
+ * → an {@link AudioSink} (in production the worker pool) → per-user jitter buffer + concealment
+ * → per-user capture file → format conversion at stop.
+ */
+
+/** Audio is always 48 kHz; Discord's RTP clock runs at the same rate. */
+export const SAMPLE_RATE = 48_000;
+/** Captures are stereo s16le; `--mono` downmixes when a format is written. */
+export const CHANNELS = 2;
+export const BYTES_PER_SAMPLE_FRAME = CHANNELS * 2;
+/** Discord clients send 20 ms Opus frames. */
+export const FRAME_SAMPLES = 960;
+
+/** One Opus frame as it left the receiver: transport- and DAVE-decrypted, RTP metadata kept. */
+export interface AudioPacket {
+  /** Discord user id (snowflake) the SSRC belongs to, from voice op 5. */
+  userId: string;
+  ssrc: number;
+  /** RTP sequence number, 16 bits (wraps). */
+  sequence: number;
+  /** RTP timestamp, 32 bits, 48 kHz clock (wraps; jumps across silence). */
+  timestamp: number;
+  /** Arrival time on the recording clock: milliseconds since the recording's t=0 (fractional). */
+  arrivalMs: number;
+  /** The Opus payload (extension body, padding and DAVE trailer already removed). */
+  opus: Uint8Array;
+}
+
+/** An RTCP packet (SR, RR, SDES, BYE, APP) received on the voice socket, decrypted. */
+export interface RtcpPacket {
+  /** RTCP packet type: 200..204. */
+  packetType: number;
+  /** Sender SSRC from bytes 4..7 of the RTCP header. */
+  ssrc: number;
+  arrivalMs: number;
+  data: Uint8Array;
+}
+
+/** Where decoded audio goes. Implementations: the worker pool (production), test sinks. */
+export interface AudioSink {
+  onAudio(packet: AudioPacket): void;
+  onRtcp(packet: RtcpPacket): void;
+  /** Flush everything up to `endMs` on the recording clock, close files, resolve with per-user stats. */
+  cleanup(endMs: number): Promise<Map<string, TrackStats>>;
+}
+
+/** Per-user packet accounting, as written to manifest.json. */
+export interface TrackStats {
+  received: number;
+  lost: number;
+  concealed: number;
+  late: number;
+  duplicate: number;
+  undecryptable: number;
+}
+
+export function emptyStats(): TrackStats {
+  return { received: 0, lost: 0, concealed: 0, late: 0, duplicate: 0, undecryptable: 0 };
+}
