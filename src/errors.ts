@@ -33,13 +33,11 @@ export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
 /** An expected failure: printed as one line `dvrec: <message>` and mapped to its exit code. */
 export class DvrecError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode: ExitCode,
-    options?: { cause?: unknown },
-  ) {
+  readonly exitCode: ExitCode;
+  constructor(message: string, exitCode: ExitCode, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'DvrecError';
+    this.exitCode = exitCode;
   }
 }
 

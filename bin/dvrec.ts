@@ -1,0 +1,3 @@
+#!/usr/bin/env node
+// placeholder entry, replaced by the CLI work
+console.log('dvrec');
