@@ -17,6 +17,9 @@
  *   mix.<ext>                 (with --mix) everyone mixed
  *   manifest.json             written last, on a clean finish
  * ```
+ * The journal is the single source for finishing: a clean stop writes it one last time (with endedAt and
+ * durationMs) and calls the same finisher that `convert DIR` uses after a crash.
+ *
  * Because every capture is indexed from the same t=0, finishing a track is: extend or cut it to the
  * recording's length, patch the header, rename. That takes milliseconds whatever the length.
  */
@@ -37,6 +40,10 @@ export interface JournalTrack {
   /** File stem, unique in the directory: see trackStem(). */
   stem: string;
   ssrcs: number[];
+  /** Where this user's first audio lands on the recording clock (ms), null until they spoke. */
+  startOffsetMs: number | null;
+  /** Packet accounting so far (the engine refreshes it with every journal write). */
+  packets: ManifestTrack['packets'];
 }
 
 /** capture.json: everything `convert DIR` needs to finish a recording whose process died. */
