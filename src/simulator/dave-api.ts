@@ -19,6 +19,11 @@ export interface DaveServer {
    * (new websocket, new wire), which restarts the recorder's membership.
    */
   attachRecorder(recorderUserId: string, wire: DaveWire): void;
+  /**
+   * Optional: the recorder left the call for good (4014 / channel left, not a resumable close): remove it
+   * from the group (a new epoch). A resume (op 7 → op 9) keeps the client's DAVE state: call nothing.
+   */
+  detachRecorder?(): void;
   /** A binary frame from the recorder (op 26 key package, 28 commit/welcome). */
   onRecorderBinary(op: number, payload: Buffer): void;
   /** A JSON op from the recorder (23 transition ready, 31 invalid commit/welcome). */

@@ -1,0 +1,118 @@
+/**
+ * `dvrec convert INPUT...`: turns raw PCM files into audio files, or finishes a recording directory whose
+ * process was killed (its journal and captures are crash-safe; see sinks/capture-layout.ts).
+ *
+ * Inputs are checked (exist, kind) and every flag validated before any conversion starts, so a typo in
+ * the third argument does not leave the first two converted and the rest not.
+ */
+import { existsSync, statSync } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
+import { DvrecError, ExitCode } from '../errors.ts';
+import { JOURNAL_FILE, MANIFEST_FILE, type AudioFormat } from '../sinks/capture-layout.ts';
+import { FFMPEG_HINT, findFfmpeg } from '../sinks/formats/ffmpeg.ts';
+import type { ConvertProgress } from '../recording-api.ts';
+import { createReporter, type Reporter } from '../ui/reporter.ts';
+import { parseBitrate, parseChannels, parseFormat, parseRate } from './options.ts';
+
+export interface ConvertFlags {
+  format?: string;
+  rate?: string;
+  channels?: string;
+  mono?: boolean;
+  bitrate?: string;
+  out?: string;
+  force?: boolean;
+  ffmpeg?: string;
+  json?: boolean;
+}
+
+type Input = { kind: 'dir'; path: string } | { kind: 'raw'; path: string };
+
+/** Classifies each input. Throws DvrecError(INPUT) for a missing path or a directory that is not a recording. */
+export function classifyInputs(inputs: readonly string[]): Input[] {
+  if (inputs.length === 0) throw new DvrecError('convert: give a recording directory or a raw .pcm file', ExitCode.USAGE);
+  return inputs.map((p) => {
+    const abs = resolve(p);
+    if (!existsSync(abs)) throw new DvrecError(`${p}: no such file or directory`, ExitCode.INPUT);
+    const st = statSync(abs);
+    if (st.isDirectory()) {
+      if (!existsSync(resolve(abs, JOURNAL_FILE)) && !existsSync(resolve(abs, MANIFEST_FILE))) {
+        throw new DvrecError(`${p} is not a dvrec recording directory (it has no ${JOURNAL_FILE})`, ExitCode.INPUT);
+      }
+      return { kind: 'dir', path: abs };
+    }
+    if (!st.isFile()) throw new DvrecError(`${p} is not a regular file`, ExitCode.INPUT);
+    if (st.size === 0) throw new DvrecError(`${p} is empty`, ExitCode.INPUT);
+    return { kind: 'raw', path: abs };
+  });
+}
+
+export async function convertCommand(inputs: string[], flags: ConvertFlags, setReporter: (r: Reporter) => void): Promise<number> {
+  const reporter = createReporter({ json: flags.json === true });
+  setReporter(reporter);
+
+  // Validate everything first.
+  const format: AudioFormat = parseFormat(flags.format ?? 'wav');
+  const rate = flags.rate !== undefined ? parseRate(flags.rate) : 48_000;
+  const channels = flags.channels !== undefined ? parseChannels(flags.channels) : 2;
+  const bitrateKbps = parseBitrate(flags.bitrate, format);
+  const items = classifyInputs(inputs);
+  const dirs = items.filter((i) => i.kind === 'dir');
+  const raws = items.filter((i) => i.kind === 'raw');
+  if (flags.out !== undefined && items.length > 1) throw new DvrecError('--out can only be used with a single input', ExitCode.USAGE);
+  if (dirs.length > 0) {
+    // A recording directory is finished exactly as it was recorded (format, mono, mix are in its journal).
+    const rawOnly = (['format', 'rate', 'channels', 'mono', 'bitrate', 'out'] as const).filter((k) => flags[k] !== undefined);
+    if (rawOnly.length > 0) {
+      throw new DvrecError(
+        `--${rawOnly[0]} applies to raw input; a recording directory is finished as it was recorded (see its capture.json)`,
+        ExitCode.USAGE,
+      );
+    }
+  }
+  if (raws.length > 0 && (flags.rate === undefined || flags.channels === undefined)) {
+    // Raw PCM carries no header: say what is assumed rather than guess silently.
+    reporter.note(`raw input read as s16le, ${rate} Hz, ${channels} channel${channels === 1 ? '' : 's'} (see --rate, --channels)`);
+  }
+  if ((raws.length > 0 && format === 'flac') || flags.ffmpeg !== undefined) {
+    const ff = await findFfmpeg(flags.ffmpeg, process.env);
+    if (!ff && format === 'flac') throw new DvrecError(`--format flac needs ffmpeg: ${FFMPEG_HINT}`, ExitCode.ENCODER);
+  }
+
+  const { convertRaw, convertDir } = await import('../sinks/convert-raw.ts');
+  const onProgress = (p: ConvertProgress) => reporter.convertProgress(p);
+  for (const item of items) {
+    if (item.kind === 'dir') {
+      reporter.begin(`Finishing ${item.path}`);
+      const { manifest, report } = await convertDir(item.path, {
+        force: flags.force === true,
+        ...(flags.ffmpeg !== undefined ? { ffmpegPath: flags.ffmpeg } : {}),
+        onProgress,
+      });
+      const how = report.recovered
+        ? `recovered ${(report.durationMs / 1000).toFixed(1)} s (length from ${report.lengthFrom})`
+        : `finished ${(report.durationMs / 1000).toFixed(1)} s`;
+      reporter.end(true, `${basename(item.path)}: ${how}`);
+      for (const t of report.tracks.filter((t) => t.orphan)) {
+        reporter.warn(`${t.file}: found on disk but not in the journal (joined after its last write); kept`);
+      }
+      reporter.done({ dir: item.path, manifest });
+    } else {
+      reporter.begin(`Converting ${basename(item.path)}`);
+      const r = await convertRaw(item.path, {
+        format,
+        rate,
+        channels,
+        mono: flags.mono === true,
+        ...(flags.out !== undefined ? { out: flags.out } : {}),
+        force: flags.force === true,
+        bitrateKbps,
+        ...(flags.ffmpeg !== undefined ? { ffmpegPath: flags.ffmpeg } : {}),
+        onProgress,
+      });
+      reporter.end(true, `Converted ${basename(item.path)}: ${(r.durationMs / 1000).toFixed(1)} s of ${r.format} (${r.encoder})`);
+      reporter.done({ dir: dirname(r.out), files: [r.out] });
+    }
+  }
+  return ExitCode.OK;
+}

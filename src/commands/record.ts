@@ -1,0 +1,151 @@
+/**
+ * `dvrec record`: validate everything, then hand over to the recording engine.
+ *
+ * Order matters and is the point of this file: (1) every option value, (2) the token, (3) the output
+ * directory, (4) the encoder the format needs — all before the engine is even imported, so a mistake
+ * costs one line and a documented exit code, never a half-joined channel. Then signals are wired to the
+ * engine's AbortSignal and the reporter renders what the engine reports.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { DvrecError, ExitCode, redact, registerSecret } from '../errors.ts';
+import type { RecordOptions } from '../recording-api.ts';
+import { JOURNAL_FILE, type AudioFormat } from '../sinks/capture-layout.ts';
+import { FFMPEG_HINT, findFfmpeg } from '../sinks/formats/ffmpeg.ts';
+import { createReporter, type Reporter } from '../ui/reporter.ts';
+import {
+  checkOutputDir,
+  expandOutTemplate,
+  parseApiUrl,
+  parseBitrate,
+  parseDuration,
+  parseFormat,
+  parseSize,
+  parseSnowflake,
+  parseUserList,
+  resolveToken,
+} from './options.ts';
+import { installStopSignals } from './signals.ts';
+
+/** The default --out: one directory per recording, sorted by guild, channel and start time. */
+export const DEFAULT_OUT = 'recordings/{guild}-{channel}-{datetime}';
+/** --stop-when-empty without a value: a short grace so a member who drops and rejoins does not end it. */
+export const DEFAULT_EMPTY_GRACE = '30s';
+
+/** The flags exactly as commander collected them (strings; validated here). */
+export interface RecordFlags {
+  guild?: string;
+  channel?: string;
+  out?: string;
+  format?: string;
+  mono?: boolean;
+  bitrate?: string;
+  mix?: boolean;
+  duration?: string;
+  maxSize?: string;
+  /** `true` when given without a value. */
+  stopWhenEmpty?: string | boolean;
+  users?: string[];
+  ffmpeg?: string;
+  force?: boolean;
+  json?: boolean;
+  tokenFile?: string;
+  apiUrl?: string;
+}
+
+/** Everything in RecordOptions that comes from flags alone (no token, no filesystem). */
+export type ValidatedFlags = Omit<RecordOptions, 'token' | 'outDir'> & { outTemplate: string };
+
+/** Step 1: pure validation of the flag values. Throws DvrecError(USAGE). */
+export function validateRecordFlags(flags: RecordFlags, env: NodeJS.ProcessEnv): ValidatedFlags {
+  if (flags.guild === undefined) throw new DvrecError('--guild is required (the server id)', ExitCode.USAGE);
+  if (flags.channel === undefined) throw new DvrecError('--channel is required (the voice channel id)', ExitCode.USAGE);
+  const guildId = parseSnowflake(flags.guild, '--guild');
+  const channelId = parseSnowflake(flags.channel, '--channel');
+  const format: AudioFormat = parseFormat(flags.format ?? 'wav');
+  const v: ValidatedFlags = {
+    guildId,
+    channelId,
+    outTemplate: flags.out ?? DEFAULT_OUT,
+    format,
+    mono: flags.mono === true,
+    bitrateKbps: parseBitrate(flags.bitrate, format),
+    mix: flags.mix === true,
+    force: flags.force === true,
+  };
+  if (flags.mono && format === 'opus') {
+    throw new DvrecError('--mono cannot be used with --format opus (Opus output keeps the packets as sent)', ExitCode.USAGE);
+  }
+  const api = flags.apiUrl ?? env.DVREC_API_URL;
+  if (api !== undefined && api !== '') v.apiUrl = parseApiUrl(api, flags.apiUrl !== undefined ? '--api-url' : 'DVREC_API_URL');
+  if (flags.duration !== undefined) v.durationMs = parseDuration(flags.duration, '--duration');
+  if (flags.maxSize !== undefined) v.maxSizeBytes = parseSize(flags.maxSize, '--max-size');
+  if (flags.stopWhenEmpty !== undefined && flags.stopWhenEmpty !== false) {
+    const after = flags.stopWhenEmpty === true ? DEFAULT_EMPTY_GRACE : flags.stopWhenEmpty;
+    v.stopWhenEmptyMs = parseDuration(after, '--stop-when-empty');
+  }
+  if (flags.users !== undefined) v.users = parseUserList(flags.users);
+  if (flags.ffmpeg !== undefined) {
+    if (flags.ffmpeg.trim() === '') throw new DvrecError('--ffmpeg: give the path of an ffmpeg executable', ExitCode.USAGE);
+    v.ffmpegPath = flags.ffmpeg;
+  }
+  return v;
+}
+
+/**
+ * Steps 1–4: everything that can be checked without Discord. Returns the engine's options.
+ * Exported for `demo`, which goes through the same gate.
+ */
+export async function prepareRecording(
+  flags: RecordFlags,
+  env: NodeJS.ProcessEnv,
+  reporter: Reporter,
+  now = new Date(),
+): Promise<RecordOptions> {
+  const v = validateRecordFlags(flags, env);
+  const { token, warning } = resolveToken(env, flags.tokenFile);
+  registerSecret(token);
+  if (warning) reporter.warn(warning);
+  const outDir = checkOutputDir(expandOutTemplate(v.outTemplate, { guild: v.guildId, channel: v.channelId, now }), v.force);
+  // The embedded encoders cover WAV, MP3 and Opus; FLAC needs ffmpeg. An explicit --ffmpeg is checked
+  // whatever the format: the user asked for that binary, and finding out at the end is too late.
+  if (v.format === 'flac' || v.ffmpegPath !== undefined) {
+    const ff = await findFfmpeg(v.ffmpegPath, env);
+    if (!ff && v.format === 'flac') throw new DvrecError(`--format flac needs ffmpeg: ${FFMPEG_HINT}`, ExitCode.ENCODER);
+  }
+  const { outTemplate: _t, ...rest } = v;
+  return { ...rest, token, outDir };
+}
+
+/** Entry point for `dvrec record`. Returns the exit code. */
+export async function recordCommand(flags: RecordFlags, setReporter: (r: Reporter) => void): Promise<number> {
+  const reporter = createReporter({ json: flags.json === true });
+  setReporter(reporter);
+  const options = await prepareRecording(flags, process.env, reporter);
+  reporter.note(`output: ${options.outDir}`);
+  return runWithSignals(options, reporter);
+}
+
+/** Runs the engine with stop signals wired to its AbortSignal; shared with `demo`. */
+export async function runWithSignals(options: RecordOptions, reporter: Reporter): Promise<number> {
+  const stops = installStopSignals({
+    onFirst: (sig) => reporter.stopping(sig, options.outDir),
+    onSecond: (sig) => {
+      reporter.close();
+      // Before t=0 there is no journal yet, and nothing to finish: do not send the user to convert.
+      const left = existsSync(join(options.outDir, JOURNAL_FILE))
+        ? `the capture is kept: run \`dvrec convert ${options.outDir}\` to finish it`
+        : 'nothing had been recorded yet';
+      process.stderr.write(redact(`dvrec: ${sig} again: stopped at once; ${left}\n`));
+    },
+  });
+  try {
+    // Imported only now: nothing of discord.js, the codecs or the network is loaded before validation passed.
+    const { runRecording } = await import('../recording.ts');
+    const manifest = await runRecording(options, reporter, stops.signal);
+    reporter.done({ dir: options.outDir, manifest });
+    return ExitCode.OK;
+  } finally {
+    stops.dispose();
+  }
+}

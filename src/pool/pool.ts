@@ -1,0 +1,408 @@
+/**
+ * The worker pool: the production {@link AudioSink}.
+ *
+ * The main thread only routes: each user is pinned to one worker for the life of the track (Opus decoders
+ * are stateful, and one writer per capture file keeps writes ordered), chosen as the least-loaded worker at
+ * first sight. Packets are appended to one ArrayBuffer per worker and transferred every ~10 ms or when the
+ * buffer fills: no per-packet postMessage.
+ *
+ * A worker that dies (throws, is killed, runs out of memory) is replaced; its users' tracks continue in the
+ * same capture files, because writes are positional and the writer never writes behind what is on disk.
+ * Only the packets in flight to the dead worker (≤ one batch, plus its jitter buffers and ≤ flushMs of
+ * pending audio) are lost. The pool emits `workerRestarted` so the engine can log it.
+ *
+ * Clock: `arrivalMs` of every packet is "ms since t=0". By default t=0 is the pool's construction; pass
+ * `t0EpochMs` (`performance.timeOrigin + performance.now()` taken at t=0) to use the engine's t=0. With
+ * `clock: 'packets'` the workers ignore real time and advance only with packet arrival times (for
+ * simulations fed faster than real time, e.g. benchmarks).
+ */
+import { EventEmitter } from 'node:events';
+import { availableParallelism } from 'node:os';
+import { extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { CAPTURE_DIR } from '../sinks/capture-layout.ts';
+import type { AudioPacket, AudioSink, RtcpPacket, TrackStats } from '../sinks/types.ts';
+import { emptyStats } from '../sinks/types.ts';
+import type { TrackResume } from '../sinks/track.ts';
+import { RECORD_HEADER_BYTES, type FromWorker, type ToWorker, type TrackStatusReport, type WorkerInit } from './protocol.ts';
+
+export interface WorkerPoolOptions {
+  /** Recording directory; captures go to DIR/.capture/<stem>.wav. */
+  dir: string;
+  /** Number of workers; default os.availableParallelism(). */
+  workers?: number;
+  /** Also keep `.capture/<stem>.opus.pkt` packet logs. */
+  keepOpus: boolean;
+  /** Epoch ms (performance.timeOrigin + performance.now()) of t=0; default: now. */
+  t0EpochMs?: number;
+  /** 'wall' (default): real time; 'packets': time advances only with packet arrivals. */
+  clock?: 'wall' | 'packets';
+  /** Jitter-buffer hold for reordered packets (ms). Default 60. */
+  playoutDelayMs?: number;
+  /** Batch interval (ms). Default 10. */
+  batchMs?: number;
+  /** Maximum age of unflushed audio in a worker (ms). Default 250. */
+  flushMs?: number;
+}
+
+/** Final per-user figures from {@link WorkerPool.cleanup}. */
+export type PoolTrackStats = TrackStats & {
+  startOffsetMs: number | null;
+  activeMs: number;
+  bytes: number;
+  ssrcs: number[];
+};
+
+/** Live per-user figures from {@link WorkerPool.status}. */
+export interface PoolTrackStatus {
+  speaking: boolean;
+  activeMs: number;
+  bytes: number;
+  received: number;
+  lost: number;
+  concealed: number;
+}
+
+export interface WorkerPoolEvents {
+  /** A worker died and was replaced; `userIds` continue in their files. */
+  workerRestarted: [info: { index: number; exitCode: number; error?: string; userIds: string[] }];
+  /** A track's file could not be written (e.g. ENOSPC): that track stops; the engine should stop cleanly. */
+  trackError: [info: { userId: string; code: string | undefined; message: string }];
+}
+
+interface TrackEntry {
+  trackId: number;
+  userId: string;
+  stem: string;
+  worker: number;
+  last: TrackStatusReport | null;
+}
+
+const MIN_BATCH = 16 * 1024;
+const MAX_BATCH = 1024 * 1024;
+
+class WorkerSlot {
+  worker: Worker;
+  buf: ArrayBuffer;
+  view: DataView;
+  bytes: Uint8Array;
+  len = 0;
+  /** Latest clock value posted (packets mode). */
+  lastNowMs = -Infinity;
+  tracks = 0;
+  restarts = 0;
+  pendingCleanup: { endMs: number; resolve: (r: TrackStatusReport[]) => void } | null = null;
+  pendingClose: (() => void) | null = null;
+
+  constructor(worker: Worker) {
+    this.worker = worker;
+    this.buf = new ArrayBuffer(MIN_BATCH);
+    this.view = new DataView(this.buf);
+    this.bytes = new Uint8Array(this.buf);
+  }
+
+  newBuffer(size: number): void {
+    this.buf = new ArrayBuffer(size);
+    this.view = new DataView(this.buf);
+    this.bytes = new Uint8Array(this.buf);
+    this.len = 0;
+  }
+}
+
+function safeStem(userId: string): string {
+  const s = userId.replace(/[^0-9A-Za-z_-]/g, '_').slice(0, 64);
+  return `user-${s || 'unknown'}`;
+}
+
+export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioSink {
+  private readonly opts: Required<Omit<WorkerPoolOptions, 't0EpochMs' | 'workers'>>;
+  private readonly init: WorkerInit;
+  private readonly slots: WorkerSlot[] = [];
+  private readonly byUser = new Map<string, TrackEntry>();
+  private readonly byId = new Map<number, TrackEntry>();
+  private nextTrackId = 1;
+  private timer: NodeJS.Timeout;
+  private closing = false;
+  private cleaned = false;
+  private maxArrivalMs = -Infinity;
+  /** RTCP packets seen (Discord clients rarely send sender reports; the clock does not need them). */
+  rtcpPackets = 0;
+
+  constructor(options: WorkerPoolOptions) {
+    super();
+    this.opts = {
+      dir: options.dir,
+      keepOpus: options.keepOpus,
+      clock: options.clock ?? 'wall',
+      playoutDelayMs: options.playoutDelayMs ?? 60,
+      batchMs: options.batchMs ?? 10,
+      flushMs: options.flushMs ?? 250,
+    };
+    mkdirSync(join(options.dir, CAPTURE_DIR), { recursive: true, mode: 0o700 });
+    // Translate the engine's epoch-ms t=0 into the process-wide monotonic clock the workers share.
+    const epochNow = performance.timeOrigin + performance.now();
+    const hrNow = process.hrtime.bigint();
+    const t0 = options.t0EpochMs ?? epochNow;
+    const hrT0 = hrNow - BigInt(Math.round((epochNow - t0) * 1e6));
+    this.init = {
+      dir: options.dir,
+      keepOpus: options.keepOpus,
+      clock: this.opts.clock,
+      hrT0: hrT0.toString(),
+      playoutDelayMs: this.opts.playoutDelayMs,
+      tickMs: 10,
+      statusMs: 500,
+      flushMs: this.opts.flushMs,
+    };
+    const n = Math.max(1, options.workers ?? availableParallelism());
+    for (let i = 0; i < n; i++) this.slots.push(new WorkerSlot(this.spawn(i)));
+    this.timer = setInterval(() => this.flushBatches(), this.opts.batchMs);
+    this.timer.unref();
+  }
+
+  private spawn(index: number): Worker {
+    const url = new URL('./worker' + extname(fileURLToPath(import.meta.url)), import.meta.url);
+    const w = new Worker(url, { workerData: this.init });
+    let error: string | undefined;
+    w.on('message', (m: FromWorker) => this.onMessage(index, m));
+    w.on('error', (err) => {
+      error = err instanceof Error ? err.message : String(err);
+    });
+    w.on('exit', (code) => this.onExit(index, w, code, error));
+    return w;
+  }
+
+  /** The worker currently holding a user's track (diagnostics and fault-injection tests). */
+  workerOf(userId: string): Worker | undefined {
+    const e = this.byUser.get(userId);
+    return e === undefined ? undefined : this.slots[e.worker]!.worker;
+  }
+
+  /** Number of workers. */
+  get size(): number {
+    return this.slots.length;
+  }
+
+  /**
+   * Registers a user's track (the engine calls this before the user's first packet). The capture file
+   * `.capture/<stem>.wav` is created now. Calling it again for the same user is a no-op.
+   */
+  addTrack(userId: string, stem: string): void {
+    if (this.byUser.has(userId) || this.cleaned) return;
+    let best = 0;
+    for (let i = 1; i < this.slots.length; i++) if (this.slots[i]!.tracks < this.slots[best]!.tracks) best = i;
+    const entry: TrackEntry = { trackId: this.nextTrackId++, userId, stem, worker: best, last: null };
+    this.byUser.set(userId, entry);
+    this.byId.set(entry.trackId, entry);
+    const slot = this.slots[best]!;
+    slot.tracks++;
+    // Keep order: any batch already queued for this worker goes first.
+    this.flushSlot(slot);
+    this.send(slot, { type: 'add', trackId: entry.trackId, userId, stem });
+  }
+
+  onAudio(packet: AudioPacket): void {
+    if (this.cleaned) return;
+    let e = this.byUser.get(packet.userId);
+    if (e === undefined) {
+      this.addTrack(packet.userId, safeStem(packet.userId));
+      e = this.byUser.get(packet.userId)!;
+    }
+    const slot = this.slots[e.worker]!;
+    const n = packet.opus.length;
+    if (n > 0xffff) return;
+    const need = RECORD_HEADER_BYTES + n;
+    if (slot.len + need > slot.buf.byteLength) {
+      this.flushSlot(slot);
+      if (need > slot.buf.byteLength) slot.newBuffer(Math.max(need, MIN_BATCH));
+    }
+    const v = slot.view;
+    const o = slot.len;
+    v.setUint32(o, e.trackId, true);
+    v.setUint32(o + 4, packet.ssrc >>> 0, true);
+    v.setUint16(o + 8, packet.sequence & 0xffff, true);
+    v.setUint16(o + 10, n, true);
+    v.setUint32(o + 12, packet.timestamp >>> 0, true);
+    v.setFloat64(o + 16, packet.arrivalMs, true);
+    slot.bytes.set(packet.opus, o + RECORD_HEADER_BYTES);
+    slot.len += need;
+    if (packet.arrivalMs > this.maxArrivalMs) this.maxArrivalMs = packet.arrivalMs;
+  }
+
+  /** Counts packets of a user that the receiver could not decrypt (reported in the user's TrackStats). */
+  countUndecryptable(userId: string, count = 1): void {
+    const e = this.byUser.get(userId);
+    if (e === undefined) return;
+    const slot = this.slots[e.worker]!;
+    this.flushSlot(slot);
+    this.send(slot, { type: 'undecryptable', trackId: e.trackId, count });
+  }
+
+  /**
+   * RTCP is counted and dropped: Discord clients send receiver reports and rarely sender reports, and the
+   * track clock anchors on arrival times, which RTCP would not improve.
+   */
+  onRtcp(_packet: RtcpPacket): void {
+    this.rtcpPackets++;
+  }
+
+  /** Latest per-user figures (workers report about twice a second). */
+  status(): Map<string, PoolTrackStatus> {
+    const out = new Map<string, PoolTrackStatus>();
+    for (const e of this.byUser.values()) {
+      const l = e.last;
+      out.set(e.userId, {
+        speaking: l?.speaking ?? false,
+        activeMs: l?.activeMs ?? 0,
+        bytes: l?.bytes ?? 0,
+        received: l?.received ?? 0,
+        lost: l?.lost ?? 0,
+        concealed: l?.concealed ?? 0,
+      });
+    }
+    return out;
+  }
+
+  /**
+   * Flushes every worker up to `endMs` (recording clock), cuts every capture to exactly that length, closes
+   * the files and resolves with each user's final figures. Audio arriving afterwards is ignored.
+   */
+  async cleanup(endMs: number): Promise<Map<string, PoolTrackStats>> {
+    this.cleaned = true;
+    const results = await Promise.all(
+      this.slots.map((slot) => {
+        this.flushSlot(slot, endMs);
+        return new Promise<TrackStatusReport[]>((resolve) => {
+          slot.pendingCleanup = { endMs, resolve };
+          this.send(slot, { type: 'cleanup', endMs });
+        });
+      }),
+    );
+    for (const reports of results) for (const r of reports) this.record(r);
+    const out = new Map<string, PoolTrackStats>();
+    for (const e of this.byUser.values()) {
+      const l = e.last;
+      const base = l ?? { ...emptyStats(), startOffsetMs: null, activeMs: 0, bytes: 0, ssrcs: [] };
+      out.set(e.userId, {
+        received: base.received,
+        lost: base.lost,
+        concealed: base.concealed,
+        late: base.late,
+        duplicate: base.duplicate,
+        undecryptable: base.undecryptable,
+        startOffsetMs: base.startOffsetMs,
+        activeMs: base.activeMs,
+        bytes: base.bytes,
+        ssrcs: [...base.ssrcs],
+      });
+    }
+    return out;
+  }
+
+  /** Stops the workers (after closing their files). Safe to call more than once. */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    clearInterval(this.timer);
+    await Promise.all(
+      this.slots.map(
+        (slot) =>
+          new Promise<void>((resolve) => {
+            slot.pendingClose = resolve;
+            slot.worker.once('exit', () => resolve());
+            this.send(slot, { type: 'close' });
+          }),
+      ),
+    );
+    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+  }
+
+  private send(slot: WorkerSlot, m: ToWorker, transfer?: ArrayBuffer[]): void {
+    try {
+      slot.worker.postMessage(m, transfer);
+    } catch {
+      /* worker already gone: its replacement will be re-sent what it needs */
+    }
+  }
+
+  private flushBatches(): void {
+    for (const slot of this.slots) this.flushSlot(slot);
+  }
+
+  private flushSlot(slot: WorkerSlot, nowOverride?: number): void {
+    // In 'packets' mode an empty batch still carries the latest arrival time, which is the workers' clock.
+    const nowMs = nowOverride ?? this.maxArrivalMs;
+    if (slot.len === 0 && nowOverride === undefined && (this.opts.clock === 'wall' || nowMs <= slot.lastNowMs)) return;
+    if (nowMs > slot.lastNowMs) slot.lastNowMs = nowMs;
+    const used = slot.len;
+    const buf = slot.buf;
+    // Size the next buffer to recent traffic so a busy worker is not posted many tiny batches.
+    slot.newBuffer(Math.min(MAX_BATCH, Math.max(MIN_BATCH, used * 2)));
+    this.send(slot, { type: 'batch', buf, len: used, nowMs }, [buf]);
+  }
+
+  private record(r: TrackStatusReport): void {
+    const e = this.byId.get(r.trackId);
+    if (e !== undefined) e.last = r;
+  }
+
+  private onMessage(index: number, m: FromWorker): void {
+    const slot = this.slots[index];
+    switch (m.type) {
+      case 'status':
+        for (const r of m.tracks) this.record(r);
+        break;
+      case 'cleaned':
+        if (slot?.pendingCleanup) {
+          const p = slot.pendingCleanup;
+          slot.pendingCleanup = null;
+          p.resolve(m.tracks);
+        }
+        break;
+      case 'closed':
+        slot?.pendingClose?.();
+        break;
+      case 'trackError': {
+        const e = this.byId.get(m.trackId);
+        this.emit('trackError', { userId: e?.userId ?? '?', code: m.code, message: m.message });
+        break;
+      }
+    }
+  }
+
+  private onExit(index: number, w: Worker, code: number, error: string | undefined): void {
+    const slot = this.slots[index];
+    if (slot === undefined || slot.worker !== w || this.closing) return;
+    slot.restarts++;
+    const users = [...this.byId.values()].filter((e) => e.worker === index);
+    slot.worker = this.spawn(index);
+    slot.newBuffer(MIN_BATCH);
+    for (const e of users) {
+      const l = e.last;
+      const resume: TrackResume | undefined =
+        l === null
+          ? undefined
+          : {
+              stats: {
+                received: l.received,
+                lost: l.lost,
+                concealed: l.concealed,
+                late: l.late,
+                duplicate: l.duplicate,
+                undecryptable: l.undecryptable,
+              },
+              startOffsetMs: l.startOffsetMs,
+              activeMs: l.activeMs,
+              bytes: l.bytes,
+              ssrcs: l.ssrcs,
+              writtenEnd: l.writtenEnd,
+            };
+      this.send(slot, { type: 'add', trackId: e.trackId, userId: e.userId, stem: e.stem, resume });
+    }
+    if (slot.pendingCleanup) this.send(slot, { type: 'cleanup', endMs: slot.pendingCleanup.endMs });
+    this.emit('workerRestarted', { index, exitCode: code, error, userIds: users.map((u) => u.userId) });
+  }
+}

@@ -1,0 +1,45 @@
+/**
+ * Messages between the pool (main thread) and its workers.
+ *
+ * Audio travels in batches: the main thread appends packets to one ArrayBuffer per worker and transfers it
+ * every ~10 ms (or when it fills), so there is no per-packet postMessage / structured clone.
+ * Batch record layout (little-endian):
+ *   u32 trackId | u32 ssrc | u16 sequence | u16 opusLength | u32 timestamp | f64 arrivalMs | opus bytes
+ */
+import type { TrackResume, TrackSummary } from '../sinks/track.ts';
+
+export const RECORD_HEADER_BYTES = 24;
+
+/** Passed as workerData. */
+export interface WorkerInit {
+  dir: string;
+  keepOpus: boolean;
+  /** 'wall': the worker's clock is process.hrtime relative to t0; 'packets': driven by batch `nowMs` only. */
+  clock: 'wall' | 'packets';
+  /** process.hrtime.bigint() value (as a decimal string) at the recording's t=0 (wall clock mode). */
+  hrT0: string;
+  playoutDelayMs: number;
+  tickMs: number;
+  statusMs: number;
+  flushMs: number;
+}
+
+export type ToWorker =
+  | { type: 'add'; trackId: number; userId: string; stem: string; resume?: TrackResume }
+  | { type: 'batch'; buf: ArrayBuffer; len: number; nowMs: number }
+  | { type: 'undecryptable'; trackId: number; count: number }
+  | { type: 'cleanup'; endMs: number }
+  | { type: 'close' };
+
+/** Live per-track status, reported about twice a second. */
+export interface TrackStatusReport extends TrackSummary {
+  trackId: number;
+  speaking: boolean;
+  writtenEnd: number;
+}
+
+export type FromWorker =
+  | { type: 'status'; tracks: TrackStatusReport[] }
+  | { type: 'cleaned'; tracks: TrackStatusReport[] }
+  | { type: 'closed' }
+  | { type: 'trackError'; trackId: number; code: string | undefined; message: string };

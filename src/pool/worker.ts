@@ -1,0 +1,161 @@
+/**
+ * A pool worker: owns one libopus wasm instance and the tracks of the users pinned to it.
+ *
+ * It unpacks batches into Track.push(), and ticks on an absolute schedule (every tickMs from its start, not
+ * "tickMs after the last tick", so lateness does not accumulate) to release jitter-buffer deadlines and
+ * flush pending audio, and reports status about twice a second.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { OpusWasm } from '../sinks/opus-decoder.ts';
+import { Track, type TrackPacket } from '../sinks/track.ts';
+import { capturePath, packetLogPath } from '../sinks/capture-layout.ts';
+import { RECORD_HEADER_BYTES, type FromWorker, type ToWorker, type TrackStatusReport, type WorkerInit } from './protocol.ts';
+
+const init = workerData as WorkerInit;
+const port = parentPort!;
+const wasm = new OpusWasm();
+const tracks = new Map<number, Track>();
+const failed = new Set<number>();
+const hrT0 = BigInt(init.hrT0);
+/**
+ * In wall mode ticks run `slackMs` behind real time: a packet reaches us up to one batch interval after its
+ * arrival, and a gap's deadline must be judged by arrival times, not by when the batch happened to land.
+ */
+const slackMs = 25;
+let packetsNowMs = -Infinity;
+
+function post(m: FromWorker): void {
+  port.postMessage(m);
+}
+
+function nowMs(): number {
+  if (init.clock === 'packets') return packetsNowMs;
+  return Number(process.hrtime.bigint() - hrT0) / 1e6 - slackMs;
+}
+
+/** Runs `fn` on a track; a file error is reported once and the track stops, never the worker. */
+function guard(trackId: number, t: Track, fn: (t: Track) => void): void {
+  if (failed.has(trackId)) return;
+  try {
+    fn(t);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    failed.add(trackId);
+    post({ type: 'trackError', trackId, code: e.code, message: e.message });
+    try {
+      t.close();
+    } catch {
+      /* already failing */
+    }
+  }
+}
+
+function report(trackId: number, t: Track): TrackStatusReport {
+  return { trackId, speaking: t.speaking, writtenEnd: t.writtenEnd, ...t.summary() };
+}
+
+function onBatch(buf: ArrayBuffer, len: number, batchNow: number): void {
+  const view = new DataView(buf, 0, len);
+  const bytes = new Uint8Array(buf, 0, len);
+  let o = 0;
+  while (o + RECORD_HEADER_BYTES <= len) {
+    const trackId = view.getUint32(o, true);
+    const ssrc = view.getUint32(o + 4, true);
+    const sequence = view.getUint16(o + 8, true);
+    const n = view.getUint16(o + 10, true);
+    const timestamp = view.getUint32(o + 12, true);
+    const arrivalMs = view.getFloat64(o + 16, true);
+    const opus = bytes.subarray(o + RECORD_HEADER_BYTES, o + RECORD_HEADER_BYTES + n);
+    o += RECORD_HEADER_BYTES + n;
+    const t = tracks.get(trackId);
+    if (t === undefined) continue;
+    const p: TrackPacket = { ssrc, sequence, timestamp, arrivalMs, opus };
+    guard(trackId, t, (tr) => tr.push(p));
+  }
+  if (batchNow > packetsNowMs) packetsNowMs = batchNow;
+  if (init.clock === 'packets') tick();
+}
+
+function tick(): void {
+  const now = nowMs();
+  for (const [id, t] of tracks) {
+    guard(id, t, (tr) => {
+      tr.advance(now);
+      tr.flushIfDue(now);
+    });
+  }
+}
+
+function status(): void {
+  const out: TrackStatusReport[] = [];
+  for (const [id, t] of tracks) out.push(report(id, t));
+  post({ type: 'status', tracks: out });
+}
+
+// Absolute schedule: tick k runs at start + k·tickMs.
+const start = performance.now();
+let k = 0;
+let lastStatus = start;
+let timer: NodeJS.Timeout | undefined;
+function schedule(): void {
+  k++;
+  const delay = Math.max(0, start + k * init.tickMs - performance.now());
+  timer = setTimeout(() => {
+    tick();
+    const t = performance.now();
+    if (t - lastStatus >= init.statusMs) {
+      lastStatus = t;
+      status();
+    }
+    schedule();
+  }, delay);
+}
+schedule();
+
+port.on('message', (m: ToWorker) => {
+  switch (m.type) {
+    case 'batch':
+      onBatch(m.buf, m.len, m.nowMs);
+      break;
+    case 'add': {
+      if (tracks.has(m.trackId)) break;
+      try {
+        const t = new Track({
+          capturePath: capturePath(init.dir, m.stem),
+          packetLogPath: init.keepOpus ? packetLogPath(init.dir, m.stem) : undefined,
+          wasm,
+          playoutDelayMs: init.playoutDelayMs,
+          flushMs: init.flushMs,
+          resume: m.resume,
+        });
+        tracks.set(m.trackId, t);
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        post({ type: 'trackError', trackId: m.trackId, code: e.code, message: e.message });
+      }
+      break;
+    }
+    case 'undecryptable': {
+      const t = tracks.get(m.trackId);
+      if (t !== undefined) t.countUndecryptable(m.count);
+      break;
+    }
+    case 'cleanup': {
+      const out: TrackStatusReport[] = [];
+      for (const [id, t] of tracks) {
+        guard(id, t, (tr) => tr.finish(m.endMs));
+        out.push(report(id, t));
+      }
+      post({ type: 'cleaned', tracks: out });
+      break;
+    }
+    case 'close': {
+      if (timer !== undefined) clearTimeout(timer);
+      for (const [id, t] of tracks) guard(id, t, (tr) => tr.close());
+      tracks.clear();
+      post({ type: 'closed' });
+      port.close();
+      break;
+    }
+  }
+});

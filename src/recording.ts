@@ -1,0 +1,345 @@
+/**
+ * The recording engine: voice session → receiver → worker pool → finisher.
+ *
+ *   VoiceSession (login, join, reconnects, t=0) ──datagram──▶ Receiver (parse, decrypt, SSRC→user, DAVE)
+ *        │ op 4 key, op 5 ssrc                                   │ AudioPacket
+ *        ╰──────────────────────────────────────▶ TrackRouter ───┴──▶ WorkerPool (jitter, decode, capture files)
+ *   every ~1 s: capture.json journal (crash-safe finishing), live status, stop checks
+ *   at the stop: pool.cleanup(end) → final journal → finishRecording() → manifest
+ *
+ * One track per USER: the router registers a user with the pool on their first packet and never again, so a
+ * new SSRC (rejoin), a resume or a server move all land in the same capture, on the same t=0 clock.
+ */
+import { promises as fsp, constants as fsConstants, existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { DvrecError, ExitCode, redact } from './errors.ts';
+import type { LiveStatus, RecordingObserver, RecordOptions, StopReason } from './recording-api.ts';
+import { Receiver } from './receiver/receiver.ts';
+import { VoiceSession, type SessionState } from './receiver/voice-session.ts';
+import { WorkerPool } from './pool/pool.ts';
+import { finishRecording } from './sinks/finalize.ts';
+import { trackStem } from './sinks/naming.ts';
+import {
+  JOURNAL_FILE, capturePath, writeJsonAtomic,
+  type Journal, type JournalTrack, type Manifest,
+} from './sinks/capture-layout.ts';
+import type { AudioPacket } from './sinks/types.ts';
+import { isSilenceFrame } from './receiver/dave.ts';
+
+export type { RecordOptions, RecordingObserver } from './recording-api.ts';
+
+/** How often the journal, status and stop conditions are refreshed. */
+const HEARTBEAT_MS = 1000;
+/**
+ * Audio older than this is on disk in every capture: the pool's playout delay (60 ms) + worker flush age
+ * (250 ms) + batching (10 ms), with margin. The journal's flushedMs is a lower bound for crash recovery.
+ */
+const FLUSH_LAG_MS = 500;
+
+/** One user's track as the engine knows it (names may improve after the first packet; the stem never changes). */
+interface TrackInfo extends JournalTrack {
+  firstArrivalMs: number;
+  /** Last non-silence packet (recording clock), for the live "speaking" flag. */
+  lastVoiceMs: number;
+}
+
+/** Registers users with the pool on first audio and keeps the journal's track list. */
+class TrackRouter {
+  readonly tracks = new Map<string, TrackInfo>();
+  readonly #stems = new Set<string>();
+  readonly #pool: WorkerPool;
+  readonly #session: VoiceSession;
+  readonly #onNewTrack: (t: TrackInfo) => void;
+
+  constructor(pool: WorkerPool, session: VoiceSession, onNewTrack: (t: TrackInfo) => void) {
+    this.#pool = pool;
+    this.#session = session;
+    this.#onNewTrack = onNewTrack;
+  }
+
+  onAudio(p: AudioPacket): void {
+    let t = this.tracks.get(p.userId);
+    if (!t) t = this.#register(p);
+    if (!t.ssrcs.includes(p.ssrc)) t.ssrcs.push(p.ssrc);
+    if (!isSilenceFrame(p.opus)) t.lastVoiceMs = p.arrivalMs;
+    this.#pool.onAudio(p);
+  }
+
+  #register(p: AudioPacket): TrackInfo {
+    const info = this.#session.memberInfo(p.userId);
+    let stem = trackStem(p.userId, info.displayName, info.username);
+    // The id in the stem makes it unique already; this only guards against ids that sanitise alike.
+    for (let n = 2; this.#stems.has(stem); n++) stem = `${trackStem(p.userId, info.displayName, info.username)}-${n}`;
+    this.#stems.add(stem);
+    const t: TrackInfo = {
+      userId: p.userId,
+      username: info.username,
+      displayName: info.displayName,
+      stem,
+      ssrcs: [],
+      startOffsetMs: Math.max(0, p.arrivalMs),
+      packets: { received: 0, lost: 0, concealed: 0, late: 0, duplicate: 0, undecryptable: 0 },
+      firstArrivalMs: p.arrivalMs,
+      lastVoiceMs: -Infinity,
+    };
+    this.tracks.set(p.userId, t);
+    this.#pool.addTrack(p.userId, stem);
+    // Names from the cache may be just the id; ask the API once, for the journal/manifest (not the stem).
+    if (t.username === p.userId) {
+      void this.#session.fetchMemberInfo(p.userId).then((m) => {
+        t.username = m.username;
+        t.displayName = m.displayName;
+      });
+    }
+    this.#onNewTrack(t);
+    return t;
+  }
+}
+
+/**
+ * Records until a stop condition, finishes the files, and returns the manifest.
+ * Throws DvrecError (with its exit code) when the recording cannot start; once recording, trouble stops it
+ * cleanly and what was captured is finished.
+ */
+export async function runRecording(opts: RecordOptions, observer: RecordingObserver, stop: AbortSignal): Promise<Manifest> {
+  await prepareOutDir(opts.outDir, opts.force);
+  observer.phase({ phase: 'connecting' });
+
+  let pool: WorkerPool | undefined;
+  let router: TrackRouter | undefined;
+  let receiver: Receiver | undefined;
+  let stopRequested: StopReason | undefined;
+  let wake: (() => void) | undefined;
+  const requestStop = (reason: StopReason): void => {
+    stopRequested ??= reason;
+    wake?.();
+  };
+
+  const session = await VoiceSession.open(
+    { token: opts.token, guildId: opts.guildId, channelId: opts.channelId, ...(opts.apiUrl ? { apiUrl: opts.apiUrl } : {}) },
+    {
+      signal: stop,
+      attach: (s) => {
+        observer.phase({ phase: 'joining', guildName: s.guild.name, channelName: s.channel.name });
+        const users = opts.users;
+        const rx = new Receiver({
+          sink: { onAudio: (p) => router?.onAudio(p), onRtcp: (p) => pool?.onRtcp(p) },
+          clock: () => s.now(),
+          dave: () => s.dave(),
+          ...(users ? { accept: (u: string) => users.has(u) } : {}),
+        });
+        receiver = rx;
+        s.on('cipher', (c) => rx.setCipher(c));
+        s.on('speaking', (ssrc, userId) => rx.mapSsrc(ssrc, userId));
+        s.on('datagram', (d) => rx.onDatagram(d));
+        s.on('warn', (m) => observer.warn(redact(m)));
+        s.on('state', (next: SessionState) => {
+          if (next.status === 'ready' && next.readyCount === 1) {
+            // t=0: the pool's clock starts here, before the first decryptable datagram can arrive.
+            pool = new WorkerPool({ dir: opts.outDir, keepOpus: opts.format === 'opus', t0EpochMs: s.startedAtMs });
+            pool.on('workerRestarted', (i) => observer.warn(`decoder worker ${i.index} restarted (${i.error ?? `exit ${i.exitCode}`}); ${i.userIds.length} track(s) continue`));
+            pool.on('trackError', (i) => {
+              observer.warn(`cannot write a track (${i.code ?? 'error'}): ${redact(i.message)}; stopping`);
+              requestStop('error');
+            });
+            router = new TrackRouter(pool, s, () => writeJournalSafe());
+          } else if (next.status === 'ready') {
+            observer.phase({ phase: 'recording', startedAt: new Date(s.startedAtMs).toISOString() });
+          } else if (next.status === 'reconnecting') {
+            observer.phase({ phase: 'reconnecting', reason: next.reason });
+          } else if (next.status === 'ended') {
+            if (next.reason === 'disconnected') requestStop('disconnected');
+            else if (next.reason === 'failed') {
+              observer.warn(`voice connection lost: ${next.detail ?? 'failed'}`);
+              requestStop('error');
+            }
+          }
+        });
+      },
+    },
+  ).catch(async (e: unknown) => {
+    await pool?.cleanup(0).catch(() => undefined);
+    await pool?.close().catch(() => undefined);
+    throw e;
+  });
+
+  const startedAt = new Date(session.startedAtMs).toISOString();
+  const journal: Journal = {
+    version: 1,
+    guildId: opts.guildId,
+    channelId: opts.channelId,
+    startedAt,
+    startedAtMs: session.startedAtMs,
+    flushedMs: 0,
+    format: opts.format,
+    mono: opts.mono,
+    bitrateKbps: opts.bitrateKbps,
+    mix: opts.mix,
+    tracks: [],
+  };
+  let journalBroken = false;
+  function writeJournalSafe(): void {
+    if (journalBroken) return;
+    try {
+      journal.flushedMs = Math.max(0, Math.floor(session.now() - FLUSH_LAG_MS));
+      journal.tracks = journalTracks();
+      writeJsonAtomic(join(opts.outDir, JOURNAL_FILE), journal);
+    } catch (e) {
+      journalBroken = true;
+      observer.warn(`cannot write ${JOURNAL_FILE}: ${redact((e as Error).message)}; stopping`);
+      requestStop('error');
+    }
+  }
+  function journalTracks(): JournalTrack[] {
+    const live = pool?.status();
+    const out: JournalTrack[] = [];
+    for (const t of router?.tracks.values() ?? []) {
+      const s = live?.get(t.userId);
+      if (s) Object.assign(t.packets, { received: s.received, lost: s.lost, concealed: s.concealed });
+      t.packets.undecryptable = receiver?.undecryptableByUser.get(t.userId) ?? 0;
+      out.push(toJournalTrack(t));
+    }
+    return out;
+  }
+
+  observer.phase({ phase: 'recording', startedAt });
+  writeJournalSafe();
+
+  // ---- stop conditions ----
+  const onAbort = (): void => requestStop('signal');
+  if (stop.aborted) onAbort();
+  else stop.addEventListener('abort', onAbort, { once: true });
+  let durationTimer: NodeJS.Timeout | undefined;
+  if (opts.durationMs !== undefined) {
+    durationTimer = setTimeout(() => requestStop('duration'), Math.max(0, opts.durationMs - session.now()));
+  }
+  let emptySince: number | undefined;
+  const heartbeat = setInterval(() => {
+    receiver?.expire();
+    writeJournalSafe();
+    const now = session.now();
+    const bytes = captureBytes(opts.outDir, router);
+    observer.status(liveStatus(now, bytes, router, pool));
+    if (opts.maxSizeBytes !== undefined && bytes >= opts.maxSizeBytes) requestStop('max-size');
+    if (opts.stopWhenEmptyMs !== undefined) {
+      if (session.humansInChannel() === 0) {
+        emptySince ??= now;
+        if (now - emptySince >= opts.stopWhenEmptyMs) requestStop('empty-channel');
+      } else emptySince = undefined;
+    }
+  }, HEARTBEAT_MS);
+
+  if (stopRequested === undefined) await new Promise<void>((resolve) => (wake = resolve));
+  const reason = stopRequested!;
+  // The stop instant: everything is cut here, on the recording clock, for every track alike.
+  const endMs = Math.max(0, Math.round(session.now()));
+  clearInterval(heartbeat);
+  clearTimeout(durationTimer);
+  stop.removeEventListener('abort', onAbort);
+  observer.phase({ phase: 'stopping', reason });
+  session.close();
+
+  // ---- finish ----
+  const stats = pool ? await pool.cleanup(endMs) : new Map();
+  await pool?.close().catch(() => undefined);
+  for (const t of router?.tracks.values() ?? []) {
+    const s = stats.get(t.userId);
+    if (s) {
+      t.packets = { received: s.received, lost: s.lost, concealed: s.concealed, late: s.late, duplicate: s.duplicate, undecryptable: s.undecryptable };
+      if (s.startOffsetMs !== null) t.startOffsetMs = s.startOffsetMs;
+      for (const ssrc of s.ssrcs) if (!t.ssrcs.includes(ssrc)) t.ssrcs.push(ssrc);
+    }
+    t.packets.undecryptable += receiver?.undecryptableByUser.get(t.userId) ?? 0;
+  }
+  journal.tracks = [...(router?.tracks.values() ?? [])].map(toJournalTrack);
+  journal.flushedMs = endMs;
+  journal.endedAt = new Date(session.startedAtMs + endMs).toISOString();
+  journal.durationMs = endMs;
+  try {
+    writeJsonAtomic(join(opts.outDir, JOURNAL_FILE), journal);
+  } catch (e) {
+    throw new DvrecError(`cannot write ${JOURNAL_FILE}: ${redact((e as Error).message)} (the captures are in ${opts.outDir}; run dvrec convert after freeing space)`, ExitCode.OUTPUT);
+  }
+  if (receiver) reportDrops(receiver, observer);
+
+  observer.phase({ phase: 'converting', tracks: journal.tracks.length });
+  const manifest = await finishRecording(opts.outDir, {
+    ...(opts.ffmpegPath !== undefined ? { ffmpegPath: opts.ffmpegPath } : {}),
+    force: opts.force,
+    durationMs: endMs,
+    onProgress: (p) => observer.convertProgress(p),
+  });
+  observer.phase({ phase: 'done', manifest });
+  return manifest;
+}
+
+function toJournalTrack(t: TrackInfo): JournalTrack {
+  return {
+    userId: t.userId,
+    username: t.username,
+    displayName: t.displayName,
+    stem: t.stem,
+    ssrcs: [...t.ssrcs],
+    startOffsetMs: t.startOffsetMs,
+    packets: { ...t.packets },
+  };
+}
+
+/** Creates the output directory (private) and refuses to clobber an unfinished recording. */
+async function prepareOutDir(dir: string, force: boolean): Promise<void> {
+  try {
+    await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
+    await fsp.access(dir, fsConstants.W_OK);
+  } catch (e) {
+    throw new DvrecError(`cannot write to ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, ExitCode.OUTPUT);
+  }
+  if (!force && existsSync(join(dir, JOURNAL_FILE))) {
+    throw new DvrecError(`${dir} holds an unfinished recording (${JOURNAL_FILE}); run dvrec convert ${dir}, or use --force`, ExitCode.OUTPUT);
+  }
+}
+
+/** Bytes the captures hold (their file sizes; pauses are holes and cost nothing on disk). */
+function captureBytes(dir: string, router: TrackRouter | undefined): number {
+  let total = 0;
+  for (const t of router?.tracks.values() ?? []) {
+    try {
+      total += statSync(capturePath(dir, t.stem)).size;
+    } catch {
+      /* not created yet */
+    }
+  }
+  return total;
+}
+
+function liveStatus(elapsedMs: number, bytesWritten: number, router: TrackRouter | undefined, pool: WorkerPool | undefined): LiveStatus {
+  const live = pool?.status();
+  return {
+    elapsedMs,
+    bytesWritten,
+    tracks: [...(router?.tracks.values() ?? [])].map((t) => {
+      const s = live?.get(t.userId);
+      return {
+        userId: t.userId,
+        displayName: t.displayName,
+        speaking: s?.speaking ?? elapsedMs - t.lastVoiceMs < 300,
+        activeMs: s?.activeMs ?? 0,
+        received: s?.received ?? 0,
+        lost: s?.lost ?? 0,
+        concealed: s?.concealed ?? 0,
+        bytes: s?.bytes ?? 0,
+      };
+    }),
+  };
+}
+
+/** One warning line for hostile or undecryptable traffic, so it is visible but never fatal. */
+function reportDrops(receiver: Receiver, observer: RecordingObserver): void {
+  const c = receiver.counters;
+  const parts: string[] = [];
+  if (c.malformed) parts.push(`${c.malformed} malformed`);
+  if (c.undecryptable) parts.push(`${c.undecryptable} failed transport decryption`);
+  if (c.daveUndecryptable) parts.push(`${c.daveUndecryptable} failed DAVE decryption`);
+  if (c.unknownSsrc) parts.push(`${c.unknownSsrc} from unknown SSRCs`);
+  if (c.rtcpUndecryptable) parts.push(`${c.rtcpUndecryptable} undecryptable RTCP`);
+  if (parts.length) observer.warn(`skipped datagrams: ${parts.join(', ')}`);
+}

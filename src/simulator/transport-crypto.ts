@@ -1,0 +1,59 @@
+/**
+ * Transport encryption of outgoing voice datagrams, the two AEAD "rtpsize" modes Discord offers today.
+ * Packet = AAD ‖ ciphertext ‖ 16-byte tag ‖ 4-byte nonce counter (BE); the nonce is that counter followed by
+ * zeros (12 bytes for AES-256-GCM, 24 for XChaCha20-Poly1305). For RTP the AAD is the 12-byte header plus the
+ * 4-byte extension preamble when the X bit is set; for RTCP it is the 8-byte RTCP header.
+ */
+import { createCipheriv } from 'node:crypto';
+import { createRequire } from 'node:module';
+import type { TransportMode } from './scenario.ts';
+
+/** The one sodium-native function used here (the package ships no type declarations). */
+interface SodiumAead {
+  crypto_aead_xchacha20poly1305_ietf_encrypt(c: Buffer, m: Buffer, ad: Buffer | null, nsec: null, npub: Buffer, k: Buffer): number;
+}
+const sodium = createRequire(import.meta.url)('sodium-native') as SodiumAead;
+
+const TAG = 16;
+
+export class TransportEncryptor {
+  readonly mode: TransportMode;
+  readonly #key: Buffer;
+  #counter: number;
+  readonly #nonce: Buffer;
+
+  constructor(mode: TransportMode, key: Buffer, initialCounter = 0) {
+    if (key.length !== 32) throw new RangeError('secret key must be 32 bytes');
+    this.mode = mode;
+    this.#key = key;
+    this.#counter = initialCounter >>> 0;
+    this.#nonce = Buffer.alloc(mode === 'aead_aes256_gcm_rtpsize' ? 12 : 24);
+  }
+
+  /** Encrypts `plaintext` with `aad` authenticated in the clear; returns the whole datagram. */
+  seal(aad: Buffer, plaintext: Buffer): Buffer {
+    const counter = this.#counter;
+    this.#counter = (this.#counter + 1) >>> 0;
+    this.#nonce.writeUInt32BE(counter, 0);
+    const out = Buffer.allocUnsafe(aad.length + plaintext.length + TAG + 4);
+    aad.copy(out, 0);
+    if (this.mode === 'aead_aes256_gcm_rtpsize') {
+      const c = createCipheriv('aes-256-gcm', this.#key, this.#nonce);
+      c.setAAD(aad);
+      const n = c.update(plaintext).copy(out, aad.length);
+      c.final();
+      c.getAuthTag().copy(out, aad.length + n);
+    } else {
+      sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(
+        out.subarray(aad.length, aad.length + plaintext.length + TAG),
+        plaintext,
+        aad,
+        null,
+        this.#nonce,
+        this.#key,
+      );
+    }
+    out.writeUInt32BE(counter, out.length - 4);
+    return out;
+  }
+}

@@ -1,0 +1,253 @@
+/**
+ * The simulated guild as Discord would describe it: users, members, roles, channels and voice states,
+ * shaped like API v10 objects. REST (rest.ts) and the main gateway (gateway.ts) both read from here, so a
+ * REST lookup and a GUILD_CREATE always agree. The orchestrator (index.ts) mutates voice states as the
+ * scenario plays.
+ */
+import type { Scenario } from './scenario.ts';
+
+/** Discord permission bits used by the simulated guild. */
+export const Permission = {
+  VIEW_CHANNEL: 1n << 10n,
+  SEND_MESSAGES: 1n << 11n,
+  READ_MESSAGE_HISTORY: 1n << 16n,
+  CONNECT: 1n << 20n,
+  SPEAK: 1n << 21n,
+  USE_VAD: 1n << 25n,
+} as const;
+
+const EVERYONE_PERMISSIONS =
+  Permission.VIEW_CHANNEL |
+  Permission.SEND_MESSAGES |
+  Permission.READ_MESSAGE_HISTORY |
+  Permission.CONNECT |
+  Permission.SPEAK |
+  Permission.USE_VAD;
+
+export const ChannelType = { GUILD_TEXT: 0, GUILD_VOICE: 2, GUILD_STAGE_VOICE: 13 } as const;
+
+export interface ApiUser {
+  id: string;
+  username: string;
+  discriminator: string;
+  global_name: string | null;
+  avatar: null;
+  bot?: boolean;
+}
+
+export interface ApiVoiceState {
+  guild_id: string;
+  channel_id: string | null;
+  user_id: string;
+  session_id: string;
+  deaf: boolean;
+  mute: boolean;
+  self_deaf: boolean;
+  self_mute: boolean;
+  self_video: boolean;
+  suppress: boolean;
+  request_to_speak_timestamp: null;
+  member?: unknown;
+}
+
+export class World {
+  readonly scenario: Scenario;
+  readonly guildId: string;
+  readonly voiceChannelId: string;
+  /** Current voice states by user id (users in some voice channel of the guild). */
+  readonly voiceStates = new Map<string, ApiVoiceState>();
+  readonly #joinedAt = new Date(Date.now() - 86_400_000).toISOString();
+
+  constructor(scenario: Scenario) {
+    this.scenario = scenario;
+    this.guildId = scenario.guildId;
+    this.voiceChannelId = scenario.channelId;
+  }
+
+  isKnownUser(userId: string): boolean {
+    return userId === this.scenario.botUserId || this.scenario.members.some((m) => m.userId === userId);
+  }
+
+  user(userId: string): ApiUser | undefined {
+    const s = this.scenario;
+    if (userId === s.botUserId) {
+      return { id: s.botUserId, username: 'dvrec-bot', discriminator: '0', global_name: null, avatar: null, bot: true };
+    }
+    const m = s.members.find((x) => x.userId === userId);
+    if (!m) return undefined;
+    return {
+      id: m.userId,
+      username: m.username,
+      discriminator: '0',
+      global_name: m.displayName ?? m.username,
+      avatar: null,
+      ...(m.bot ? { bot: true } : {}),
+    };
+  }
+
+  member(userId: string): Record<string, unknown> | undefined {
+    const user = this.user(userId);
+    if (!user) return undefined;
+    return { user, nick: null, roles: [], joined_at: this.#joinedAt, deaf: false, mute: false, flags: 0, pending: false };
+  }
+
+  members(): Record<string, unknown>[] {
+    const ids = [this.scenario.botUserId, ...this.scenario.members.map((m) => m.userId)];
+    return ids.map((id) => this.member(id)!);
+  }
+
+  roles(): Record<string, unknown>[] {
+    return [
+      {
+        id: this.guildId,
+        name: '@everyone',
+        permissions: EVERYONE_PERMISSIONS.toString(),
+        position: 0,
+        color: 0,
+        hoist: false,
+        managed: false,
+        mentionable: false,
+        flags: 0,
+      },
+    ];
+  }
+
+  /** Overwrites that take View Channel / Connect away from the bot on the listed channels. */
+  #overwrites(channelId: string): Record<string, unknown>[] {
+    let deny = 0n;
+    if (this.scenario.denyView?.includes(channelId)) deny |= Permission.VIEW_CHANNEL;
+    if (this.scenario.denyConnect?.includes(channelId)) deny |= Permission.CONNECT;
+    if (deny === 0n) return [];
+    return [{ id: this.scenario.botUserId, type: 1, allow: '0', deny: deny.toString() }];
+  }
+
+  channels(): Record<string, unknown>[] {
+    const s = this.scenario;
+    const main = {
+      id: s.channelId,
+      type: ChannelType.GUILD_VOICE,
+      guild_id: s.guildId,
+      name: s.channelName ?? 'General',
+      position: 0,
+      parent_id: null,
+      bitrate: 64000,
+      user_limit: s.userLimit ?? 0,
+      rtc_region: null,
+      nsfw: false,
+      rate_limit_per_user: 0,
+      permission_overwrites: this.#overwrites(s.channelId),
+    };
+    const extra = (s.extraChannels ?? []).map((c, i) => {
+      const voice = c.type === ChannelType.GUILD_VOICE || c.type === ChannelType.GUILD_STAGE_VOICE;
+      return {
+        id: c.id,
+        type: c.type,
+        guild_id: s.guildId,
+        name: c.name,
+        position: i + 1,
+        parent_id: null,
+        nsfw: false,
+        permission_overwrites: this.#overwrites(c.id),
+        ...(voice ? { bitrate: 64000, user_limit: c.userLimit ?? 0, rtc_region: null } : { topic: null, last_message_id: null }),
+      };
+    });
+    return [main, ...extra];
+  }
+
+  channel(channelId: string): Record<string, unknown> | undefined {
+    return this.channels().find((c) => c.id === channelId);
+  }
+
+  /** Whether the bot may see / connect to a channel (after overwrites). */
+  botCan(channelId: string, what: 'view' | 'connect'): boolean {
+    if (this.scenario.denyView?.includes(channelId)) return false;
+    if (what === 'connect' && this.scenario.denyConnect?.includes(channelId)) return false;
+    return true;
+  }
+
+  /** The REST guild object (GET /guilds/:id). */
+  guild(): Record<string, unknown> {
+    const s = this.scenario;
+    return {
+      id: s.guildId,
+      name: s.guildName ?? 'dvrec simulated guild',
+      icon: null,
+      splash: null,
+      discovery_splash: null,
+      owner_id: s.members[0]?.userId ?? s.botUserId,
+      afk_channel_id: null,
+      afk_timeout: 300,
+      verification_level: 0,
+      default_message_notifications: 0,
+      explicit_content_filter: 0,
+      roles: this.roles(),
+      emojis: [],
+      stickers: [],
+      features: [],
+      mfa_level: 0,
+      application_id: null,
+      system_channel_id: null,
+      system_channel_flags: 0,
+      rules_channel_id: null,
+      vanity_url_code: null,
+      description: null,
+      banner: null,
+      premium_tier: 0,
+      preferred_locale: 'en-US',
+      public_updates_channel_id: null,
+      nsfw_level: 0,
+      premium_progress_bar_enabled: false,
+    };
+  }
+
+  /** The gateway GUILD_CREATE payload (guild + channels, members, voice states). */
+  guildCreate(): Record<string, unknown> {
+    return {
+      ...this.guild(),
+      unavailable: false,
+      large: false,
+      joined_at: this.#joinedAt,
+      member_count: this.scenario.members.length + 1,
+      channels: this.channels(),
+      threads: [],
+      members: this.members(),
+      voice_states: [...this.voiceStates.values()].map(({ guild_id: _g, member: _m, ...vs }) => vs),
+      presences: [],
+      stage_instances: [],
+      guild_scheduled_events: [],
+      soundboard_sounds: [],
+    };
+  }
+
+  /** Puts a user into (or, with null, out of) a voice channel and returns the VOICE_STATE_UPDATE payload. */
+  setVoiceState(
+    userId: string,
+    channelId: string | null,
+    sessionId: string,
+    flags: { selfDeaf?: boolean; selfMute?: boolean } = {},
+  ): ApiVoiceState {
+    const vs: ApiVoiceState = {
+      guild_id: this.guildId,
+      channel_id: channelId,
+      user_id: userId,
+      session_id: sessionId,
+      deaf: false,
+      mute: false,
+      self_deaf: flags.selfDeaf ?? false,
+      self_mute: flags.selfMute ?? false,
+      self_video: false,
+      suppress: false,
+      request_to_speak_timestamp: null,
+    };
+    if (channelId) this.voiceStates.set(userId, vs);
+    else this.voiceStates.delete(userId);
+    return { ...vs, member: this.member(userId) };
+  }
+
+  /** Number of users in a voice channel. */
+  occupancy(channelId: string): number {
+    let n = 0;
+    for (const vs of this.voiceStates.values()) if (vs.channel_id === channelId) n++;
+    return n;
+  }
+}

@@ -1,0 +1,176 @@
+/**
+ * Positional writer for one user's capture file (see capture-layout.ts for the contract):
+ * sample frame n lives at byte 44 + 4n; holes read back as exact silence.
+ *
+ * Contiguous frames are coalesced in memory and written with one pwrite; pending audio is flushed when it is
+ * older than `flushMs` (so a SIGKILL loses at most about that much plus the jitter buffer), when it stops being
+ * contiguous, or when the buffer fills. Files are created 0o600 and opened without truncation, so a replaced
+ * worker continues in the same file.
+ */
+import { closeSync, constants, fstatSync, ftruncateSync, openSync, writeSync } from 'node:fs';
+import { BYTES_PER_SAMPLE_FRAME, CHANNELS, SAMPLE_RATE } from './types.ts';
+import { WAV_HEADER_BYTES } from './capture-layout.ts';
+
+const PENDING_BYTES = 64 * 1024;
+const OPEN_FLAGS = constants.O_RDWR | constants.O_CREAT;
+
+/**
+ * A 44-byte PCM WAV header. With `dataBytes` undefined the sizes are the streaming placeholder 0xFFFFFFFF
+ * ("read to end of file"), which players and ffmpeg accept, so even a crashed capture is playable.
+ */
+export function wavHeader(dataBytes?: number): Buffer {
+  const h = Buffer.alloc(WAV_HEADER_BYTES);
+  const data = dataBytes === undefined ? 0xffffffff : dataBytes;
+  const riff = dataBytes === undefined ? 0xffffffff : Math.min(0xffffffff, dataBytes + 36);
+  h.write('RIFF', 0, 'ascii');
+  h.writeUInt32LE(riff, 4);
+  h.write('WAVE', 8, 'ascii');
+  h.write('fmt ', 12, 'ascii');
+  h.writeUInt32LE(16, 16);
+  h.writeUInt16LE(1, 20); // PCM
+  h.writeUInt16LE(CHANNELS, 22);
+  h.writeUInt32LE(SAMPLE_RATE, 24);
+  h.writeUInt32LE(SAMPLE_RATE * BYTES_PER_SAMPLE_FRAME, 28);
+  h.writeUInt16LE(BYTES_PER_SAMPLE_FRAME, 32);
+  h.writeUInt16LE(16, 34);
+  h.write('data', 36, 'ascii');
+  h.writeUInt32LE(Math.min(0xffffffff, data), 40);
+  return h;
+}
+
+export interface CaptureWriterOptions {
+  /** Also log the Opus packets to this path (`[u32 LE position][u16 LE len][payload]` records). */
+  packetLogPath?: string;
+  /** Maximum age of unflushed audio (ms of the caller's clock). Default 250. */
+  flushMs?: number;
+  /**
+   * Continue an existing capture (a replaced worker) instead of starting a new one. Without it an existing
+   * file is truncated: a stale capture must not leak into a new recording.
+   */
+  resume?: boolean;
+}
+
+export class CaptureWriter {
+  readonly path: string;
+  private fd: number;
+  private logFd: number | null = null;
+  private readonly flushMs: number;
+  private pending: Buffer | null = null;
+  private pendingLen = 0;
+  /** Sample position of pending[0]. */
+  private pendingPos = 0;
+  /** Clock time at which the oldest pending byte was queued. */
+  private pendingSince = Infinity;
+  private log: Buffer | null = null;
+  private logLen = 0;
+  private logSince = Infinity;
+  /** One past the last sample frame written (or pending), from this writer or found on disk. */
+  writtenEnd: number;
+  /** PCM bytes written by this writer instance (plus any carried over by the caller). */
+  bytes = 0;
+
+  constructor(path: string, opts: CaptureWriterOptions = {}) {
+    this.path = path;
+    this.flushMs = opts.flushMs ?? 250;
+    this.fd = openSync(path, opts.resume === true ? OPEN_FLAGS : OPEN_FLAGS | constants.O_TRUNC, 0o600);
+    const size = fstatSync(this.fd).size;
+    if (size < WAV_HEADER_BYTES) writeSync(this.fd, wavHeader(), 0, WAV_HEADER_BYTES, 0);
+    // A capture continued after a worker restart: never write behind what is already there.
+    this.writtenEnd = Math.max(0, Math.floor((size - WAV_HEADER_BYTES) / BYTES_PER_SAMPLE_FRAME));
+    if (opts.packetLogPath !== undefined) {
+      const trunc = opts.resume === true ? 0 : constants.O_TRUNC;
+      this.logFd = openSync(opts.packetLogPath, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | trunc, 0o600);
+    }
+  }
+
+  /**
+   * Queues `pcm` (s16le stereo) at sample position `pos`. The bytes are copied, so `pcm` may be a view
+   * into decoder memory.
+   */
+  write(pos: number, pcm: Uint8Array, nowMs: number): void {
+    if (pcm.length === 0) return;
+    if (this.pending === null) this.pending = Buffer.allocUnsafe(PENDING_BYTES);
+    const contiguous = this.pendingLen > 0 && pos === this.pendingPos + this.pendingLen / BYTES_PER_SAMPLE_FRAME;
+    if (this.pendingLen > 0 && (!contiguous || this.pendingLen + pcm.length > PENDING_BYTES)) this.flushPcm();
+    if (pcm.length > PENDING_BYTES) {
+      writeSync(this.fd, pcm, 0, pcm.length, WAV_HEADER_BYTES + pos * BYTES_PER_SAMPLE_FRAME);
+    } else {
+      if (this.pendingLen === 0) {
+        this.pendingPos = pos;
+        this.pendingSince = nowMs;
+      }
+      this.pending.set(pcm, this.pendingLen);
+      this.pendingLen += pcm.length;
+    }
+    this.bytes += pcm.length;
+    const end = pos + pcm.length / BYTES_PER_SAMPLE_FRAME;
+    if (end > this.writtenEnd) this.writtenEnd = end;
+  }
+
+  /** Appends one Opus packet record to the packet log (no-op without one). */
+  logPacket(pos: number, opus: Uint8Array, nowMs: number): void {
+    if (this.logFd === null || pos < 0 || pos > 0xffffffff || opus.length > 0xffff) return;
+    const need = 6 + opus.length;
+    if (this.log === null) this.log = Buffer.allocUnsafe(PENDING_BYTES);
+    if (this.logLen + need > PENDING_BYTES) this.flushLog();
+    if (this.logLen === 0) this.logSince = nowMs;
+    this.log.writeUInt32LE(pos, this.logLen);
+    this.log.writeUInt16LE(opus.length, this.logLen + 4);
+    this.log.set(opus, this.logLen + 6);
+    this.logLen += need;
+  }
+
+  /** Flushes pending data older than flushMs. */
+  flushIfDue(nowMs: number): void {
+    if (this.pendingLen > 0 && nowMs - this.pendingSince >= this.flushMs) this.flushPcm();
+    if (this.logLen > 0 && nowMs - this.logSince >= this.flushMs) this.flushLog();
+  }
+
+  flush(): void {
+    this.flushPcm();
+    this.flushLog();
+  }
+
+  private flushPcm(): void {
+    if (this.pendingLen === 0 || this.pending === null) return;
+    const len = this.pendingLen;
+    this.pendingLen = 0;
+    this.pendingSince = Infinity;
+    writeSync(this.fd, this.pending, 0, len, WAV_HEADER_BYTES + this.pendingPos * BYTES_PER_SAMPLE_FRAME);
+  }
+
+  private flushLog(): void {
+    if (this.logLen === 0 || this.log === null || this.logFd === null) return;
+    const len = this.logLen;
+    this.logLen = 0;
+    this.logSince = Infinity;
+    writeSync(this.logFd, this.log, 0, len);
+  }
+
+  /**
+   * Flushes, sets the capture to exactly `endSamples` sample frames (cutting audio beyond the end, extending
+   * with a hole), writes the real sizes into the header, and closes.
+   */
+  finish(endSamples: number): void {
+    this.flush();
+    const dataBytes = endSamples * BYTES_PER_SAMPLE_FRAME;
+    ftruncateSync(this.fd, WAV_HEADER_BYTES + dataBytes);
+    writeSync(this.fd, wavHeader(dataBytes), 0, WAV_HEADER_BYTES, 0);
+    this.close();
+  }
+
+  /** Flushes and closes without changing the length (worker shutdown without cleanup). */
+  close(): void {
+    if (this.fd < 0) return;
+    try {
+      this.flush();
+    } finally {
+      closeSync(this.fd);
+      this.fd = -1;
+      if (this.logFd !== null) closeSync(this.logFd);
+      this.logFd = null;
+      this.pending = null;
+      this.log = null;
+    }
+  }
+}

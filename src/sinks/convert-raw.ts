@@ -1,0 +1,133 @@
+/**
+ * `dvrec convert`: raw s16le PCM to any format ({@link convertRaw}), and finishing a recording directory whose
+ * process died ({@link convertDir}).
+ */
+import { promises as fsp, constants } from 'node:fs';
+import { dirname, extname, resolve, basename } from 'node:path';
+import { DvrecError, ExitCode } from '../errors.ts';
+import type { AudioFormat, Manifest } from './capture-layout.ts';
+import type { ConvertProgress } from '../recording-api.ts';
+import { findFfmpeg } from './formats/ffmpeg.ts';
+import { runJobs } from './formats/pool.ts';
+import { DEFAULT_MP3_BITRATE_KBPS, MP3_BITRATES, type EncoderName } from './formats/encoders.ts';
+import { OPUS_RATES } from './formats/ogg-opus.ts';
+import { finishRecordingWithReport, asOutputError, type FinishOptions, type FinishReport } from './finalize.ts';
+
+export const FORMATS: readonly AudioFormat[] = ['wav', 'mp3', 'flac', 'opus'];
+
+export interface ConvertRawOptions {
+  format: string;
+  /** Sample rate of the raw input (default 48000). */
+  rate?: number;
+  /** Interleaved channels in the raw input (default 2). */
+  channels?: number;
+  /** Output file; default: the input's name with the format's extension. */
+  out?: string;
+  force: boolean;
+  bitrateKbps?: number;
+  /** --ffmpeg PATH; `false` uses embedded encoders only. */
+  ffmpegPath?: string | false;
+  /** Downmix to one channel. */
+  mono?: boolean;
+  onProgress?: (p: ConvertProgress) => void;
+}
+
+export interface ConvertRawResult {
+  out: string;
+  format: AudioFormat;
+  encoder: EncoderName;
+  frames: number;
+  durationMs: number;
+}
+
+/** Checks a format name from the command line. */
+export function parseFormat(format: string): AudioFormat {
+  if (!(FORMATS as readonly string[]).includes(format)) {
+    throw new DvrecError(`unknown format "${format}" (choose ${FORMATS.join(', ')})`, ExitCode.USAGE);
+  }
+  return format as AudioFormat;
+}
+
+/** Converts a raw s16le PCM file. */
+export async function convertRaw(input: string, opts: ConvertRawOptions): Promise<ConvertRawResult> {
+  const format = parseFormat(opts.format);
+  const rate = opts.rate ?? 48_000;
+  const channels = opts.channels ?? 2;
+  const bitrateKbps = opts.bitrateKbps ?? DEFAULT_MP3_BITRATE_KBPS;
+  if (!Number.isInteger(rate) || rate < 1000 || rate > 384_000) throw new DvrecError(`--rate ${rate}: expected 1000..384000 Hz`, ExitCode.USAGE);
+  if (!Number.isInteger(channels) || channels < 1 || channels > 8) throw new DvrecError(`--channels ${channels}: expected 1..8`, ExitCode.USAGE);
+  const outChannels = opts.mono ? 1 : channels;
+  if ((format === 'mp3' || format === 'opus') && outChannels > 2) {
+    throw new DvrecError(`${format} holds 1 or 2 channels; use --mono or wav/flac for ${channels}`, ExitCode.USAGE);
+  }
+  if (opts.mono && channels !== 2 && channels !== 1) throw new DvrecError('--mono downmixes stereo input only', ExitCode.USAGE);
+  if (format === 'mp3' && !(MP3_BITRATES as readonly number[]).includes(bitrateKbps)) {
+    throw new DvrecError(`--bitrate ${bitrateKbps}: MP3 bitrates are ${MP3_BITRATES.join(', ')} kbps`, ExitCode.USAGE);
+  }
+  if (format === 'opus' && !OPUS_RATES.includes(rate)) {
+    throw new DvrecError(`opus needs --rate ${OPUS_RATES.join('/')}, got ${rate}`, ExitCode.USAGE);
+  }
+
+  let size: number;
+  try {
+    const st = await fsp.stat(input);
+    if (st.isDirectory()) throw new DvrecError(`${input} is a directory: use \`dvrec convert DIR\``, ExitCode.INPUT);
+    size = st.size;
+    await fsp.access(input, constants.R_OK);
+  } catch (e) {
+    if (e instanceof DvrecError) throw e;
+    throw new DvrecError(`${input}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : 'cannot read it'}`, ExitCode.INPUT);
+  }
+  const frameBytes = channels * 2;
+  if (size === 0) throw new DvrecError(`${input} is empty`, ExitCode.INPUT);
+  if (size % frameBytes !== 0) {
+    throw new DvrecError(
+      `${input}: ${size} bytes is not a whole number of s16le sample frames (${channels} channel(s) × 2 bytes = ${frameBytes}); check --channels or the file`,
+      ExitCode.INPUT,
+    );
+  }
+  const frames = size / frameBytes;
+
+  const out = resolve(opts.out ?? (extname(input) ? input.slice(0, -extname(input).length) : input) + `.${format}`);
+  if (out === resolve(input)) throw new DvrecError(`output ${out} would overwrite the input; pass --out`, ExitCode.OUTPUT);
+  try {
+    await fsp.access(dirname(out), constants.W_OK);
+  } catch {
+    throw new DvrecError(`cannot write to ${dirname(out)} (missing or not writable)`, ExitCode.OUTPUT);
+  }
+  try {
+    const st = await fsp.stat(out);
+    if (st.isDirectory()) throw new DvrecError(`${out} is a directory`, ExitCode.OUTPUT);
+    if (!opts.force) throw new DvrecError(`${out} already exists (use --force to overwrite)`, ExitCode.OUTPUT);
+  } catch (e) {
+    if (e instanceof DvrecError) throw e; // ENOENT: fine
+  }
+
+  const ffmpeg = format === 'mp3' || format === 'flac' ? await findFfmpeg(opts.ffmpegPath) : null;
+  try {
+    const [r] = await runJobs(
+      [{
+        kind: 'pcm', out, format, sources: [{ path: resolve(input), dataOffset: 0, channels, frames }], mix: false,
+        sampleRate: rate, mono: !!opts.mono && channels === 2, bitrateKbps, ffmpeg: ffmpeg?.path ?? null,
+      }],
+      { onProgress: opts.onProgress, concurrency: 1, label: () => basename(out) },
+    );
+    return { out, format, encoder: r!.encoder, frames, durationMs: Math.round((frames / rate) * 1000) };
+  } catch (e) {
+    throw asOutputError(e, dirname(out));
+  }
+}
+
+export interface ConvertDirResult {
+  manifest: Manifest;
+  report: FinishReport;
+}
+
+/**
+ * Finishes a recording directory left by a killed or crashed `record`: every track from what is on disk
+ * (to the last whole sample frame written), the manifest (with `recovered: true`), then the captures removed.
+ * Also finishes a cleanly stopped directory whose finishing was interrupted.
+ */
+export async function convertDir(dir: string, opts: FinishOptions): Promise<ConvertDirResult> {
+  return finishRecordingWithReport(dir, opts);
+}

@@ -1,0 +1,232 @@
+/**
+ * PCM encoders behind one interface, so a job does not care where bytes go. Each format picks ffmpeg when
+ * one was found and an embedded encoder otherwise:
+ *   wav  → dvrec itself (streaming, RF64 beyond 4 GiB)
+ *   mp3  → ffmpeg libmp3lame, else LAME in WebAssembly (wasm-media-encoders): MP3 always works
+ *   flac → ffmpeg, else libFLAC compiled to JS (libflacjs): FLAC always works too
+ *   opus → libopus (@discordjs/opus) + dvrec's Ogg writer; only used when there is no packet log to copy
+ */
+import { createRequire } from 'node:module';
+import { promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { DvrecError, ExitCode } from '../../errors.ts';
+import { WavWriter, RIFF_MAX_DATA_BYTES } from './wav.ts';
+import { ffmpegPcmEncoder, FFMPEG_HINT } from './ffmpeg.ts';
+import { toPlanarFloat } from './pcm-source.ts';
+import { OggOpusPcmEncoder, OPUS_RATES } from './ogg-opus.ts';
+import type { AudioFormat } from '../capture-layout.ts';
+
+export interface PcmEncoder {
+  write(samples: Int16Array): Promise<void>;
+  finish(): Promise<void>;
+}
+
+export type EncoderName = 'dvrec-wav' | 'ffmpeg' | 'lame-wasm' | 'libflac-js' | 'libopus' | 'opus-copy';
+
+export interface EncoderOptions {
+  format: AudioFormat;
+  sampleRate: number;
+  channels: number;
+  totalFrames: number;
+  bitrateKbps: number;
+  /** ffmpeg binary to use, or null for embedded encoders only. */
+  ffmpeg: string | null;
+  /** Metadata (TITLE=..., ARTIST=...) where the format carries it. */
+  tags?: Record<string, string>;
+  /** Test hook: force the RF64 path for small files. */
+  rf64Limit?: number;
+}
+
+/** MP3 bitrates LAME accepts in CBR mode. */
+export const MP3_BITRATES = [8, 16, 24, 32, 40, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320] as const;
+
+/** Default MP3 bitrate: 128 kbps CBR stereo is transparent for speech and what Craig-style recorders ship. */
+export const DEFAULT_MP3_BITRATE_KBPS = 128;
+
+export function openEncoder(out: string, o: EncoderOptions): { encoder: PcmEncoder; name: EncoderName } {
+  const tagArgs = Object.entries(o.tags ?? {}).flatMap(([k, v]) => ['-metadata', `${k}=${v}`]);
+  switch (o.format) {
+    case 'wav':
+      return { encoder: new WavWriter(out, o, o.totalFrames, o.rf64Limit ?? RIFF_MAX_DATA_BYTES), name: 'dvrec-wav' };
+    case 'mp3':
+      if (o.ffmpeg) {
+        return {
+          encoder: ffmpegPcmEncoder(o.ffmpeg, o, ['-c:a', 'libmp3lame', '-b:a', `${o.bitrateKbps}k`, ...tagArgs, '-f', 'mp3', '-y', out]),
+          name: 'ffmpeg',
+        };
+      }
+      return { encoder: new LameWasmEncoder(out, o), name: 'lame-wasm' };
+    case 'flac':
+      if (o.ffmpeg) {
+        return {
+          encoder: ffmpegPcmEncoder(o.ffmpeg, o, ['-c:a', 'flac', '-compression_level', '5', ...tagArgs, '-f', 'flac', '-y', out]),
+          name: 'ffmpeg',
+        };
+      }
+      return { encoder: new LibFlacEncoder(out, o), name: 'libflac-js' };
+    case 'opus':
+      if (!OPUS_RATES.includes(o.sampleRate)) {
+        throw new DvrecError(`Opus needs ${OPUS_RATES.join('/')} Hz input, got ${o.sampleRate} Hz`, ExitCode.USAGE);
+      }
+      return {
+        encoder: new OggOpusPcmEncoder(out, {
+          ...o,
+          comments: Object.entries(o.tags ?? {}).map(([k, v]) => `${k}=${v}`),
+        }),
+        name: 'libopus',
+      };
+  }
+}
+
+/**
+ * MP3 codec delay with LAME: 576 samples of encoder delay + 529 of decoder (filterbank) delay. ffmpeg writes
+ * a LAME/Info tag that lets gapless decoders remove it; this embedded LAME build writes none, so every decoder
+ * would play the track 1105 samples (23 ms) late. To keep tracks aligned to t=0, that many samples are dropped
+ * from the start of the input instead (the first 23 ms after the connection became ready: in practice silence).
+ * The decoded length is then the recording's length rounded up to the next 1152-sample MP3 frame.
+ */
+export const LAME_TOTAL_DELAY = 1105;
+
+/** LAME compiled to WebAssembly: MP3 without any binary on the machine. */
+class LameWasmEncoder implements PcmEncoder {
+  private readonly out: string;
+  private readonly o: EncoderOptions;
+  private toSkip: number;
+  private fh: FileHandle | null = null;
+  private enc: Awaited<ReturnType<typeof import('wasm-media-encoders').createMp3Encoder>> | null = null;
+
+  constructor(out: string, o: EncoderOptions) {
+    if (!(MP3_BITRATES as readonly number[]).includes(o.bitrateKbps)) {
+      throw new DvrecError(`MP3 bitrate must be one of ${MP3_BITRATES.join(', ')} kbps`, ExitCode.USAGE);
+    }
+    if (o.channels !== 1 && o.channels !== 2) throw new DvrecError('MP3 holds 1 or 2 channels', ExitCode.USAGE);
+    this.out = out;
+    this.o = o;
+    this.toSkip = Math.round((LAME_TOTAL_DELAY * o.sampleRate) / 48_000) * o.channels;
+  }
+
+  private async open() {
+    const { createMp3Encoder } = await import('wasm-media-encoders');
+    this.enc = await createMp3Encoder();
+    this.enc.configure({
+      channels: this.o.channels as 1 | 2,
+      sampleRate: this.o.sampleRate,
+      bitrate: this.o.bitrateKbps as (typeof MP3_BITRATES)[number],
+    });
+    this.fh = await fsp.open(this.out, 'w', 0o644);
+  }
+
+  async write(samples: Int16Array): Promise<void> {
+    if (!this.enc) await this.open();
+    if (this.toSkip > 0) {
+      const n = Math.min(this.toSkip, samples.length);
+      this.toSkip -= n;
+      samples = samples.subarray(n);
+      if (!samples.length) return;
+    }
+    // encode() returns a view into WebAssembly memory, valid until the next call: write it out now.
+    const bytes = this.enc!.encode(toPlanarFloat(samples, this.o.channels));
+    if (bytes.length) await this.fh!.write(Buffer.from(bytes));
+  }
+
+  async finish(): Promise<void> {
+    if (!this.enc) await this.open();
+    const tail = this.enc!.finalize();
+    if (tail.length) await this.fh!.write(Buffer.from(tail));
+    await this.fh!.close();
+  }
+}
+
+interface LibFlac {
+  isReady(): boolean;
+  on(ev: 'ready', cb: () => void): void;
+  create_libflac_encoder(rate: number, ch: number, bps: number, level: number, total: number, verify: boolean, block: number): number;
+  init_encoder_stream(enc: number, write: (d: Uint8Array) => void, meta: (m: FlacMeta) => void): number;
+  FLAC__stream_encoder_process_interleaved(enc: number, buf: Int32Array, frames: number): boolean;
+  FLAC__stream_encoder_finish(enc: number): boolean;
+  FLAC__stream_encoder_delete(enc: number): void;
+}
+interface FlacMeta { min_framesize: number; max_framesize: number; md5sum: string }
+
+let flacLib: Promise<LibFlac> | null = null;
+function loadLibFlac(): Promise<LibFlac> {
+  // The asm.js build: the .wasm build resolves its binary with fetch() under Node >= 18 and fails on file paths.
+  flacLib ??= new Promise<LibFlac>((resolve, reject) => {
+    try {
+      const lib = createRequire(import.meta.url)('libflacjs/dist/libflac.js') as LibFlac;
+      if (lib.isReady()) resolve(lib);
+      else lib.on('ready', () => resolve(lib));
+    } catch (e) {
+      reject(new DvrecError(`FLAC needs ffmpeg or the libflacjs package: ${FFMPEG_HINT}`, ExitCode.ENCODER, { cause: e }));
+    }
+  });
+  return flacLib;
+}
+
+/**
+ * libFLAC (compiled to JS) at compression level 5, the reference encoder's default. libFLAC writes STREAMINFO
+ * before it has seen the audio; the total length is known up front, and the MD5 and frame sizes it learns
+ * at the end are patched into the header afterwards so `flac -t` can verify the file.
+ */
+class LibFlacEncoder implements PcmEncoder {
+  private readonly out: string;
+  private readonly o: EncoderOptions;
+  private lib: LibFlac | null = null;
+  private enc = 0;
+  private fh: FileHandle | null = null;
+  private pending: Uint8Array[] = [];
+  private meta: FlacMeta | null = null;
+
+  constructor(out: string, o: EncoderOptions) {
+    if (o.channels < 1 || o.channels > 8) throw new DvrecError('FLAC holds 1 to 8 channels', ExitCode.USAGE);
+    this.out = out;
+    this.o = o;
+  }
+
+  private async open() {
+    this.lib = await loadLibFlac();
+    this.enc = this.lib.create_libflac_encoder(this.o.sampleRate, this.o.channels, 16, 5, this.o.totalFrames, false, 0);
+    if (!this.enc) throw new DvrecError('libFLAC could not create an encoder', ExitCode.ENCODER);
+    const status = this.lib.init_encoder_stream(
+      this.enc,
+      (d) => this.pending.push(d.slice()),
+      (m) => { this.meta = m; },
+    );
+    if (status !== 0) throw new DvrecError(`libFLAC init failed (status ${status})`, ExitCode.ENCODER);
+    this.fh = await fsp.open(this.out, 'w', 0o644);
+  }
+
+  private async drain() {
+    if (!this.pending.length) return;
+    const chunks = this.pending;
+    this.pending = [];
+    await this.fh!.write(Buffer.concat(chunks));
+  }
+
+  async write(samples: Int16Array): Promise<void> {
+    if (!this.lib) await this.open();
+    const frames = samples.length / this.o.channels;
+    if (!this.lib!.FLAC__stream_encoder_process_interleaved(this.enc, Int32Array.from(samples), frames)) {
+      throw new DvrecError('libFLAC failed to encode', ExitCode.ENCODER);
+    }
+    await this.drain();
+  }
+
+  async finish(): Promise<void> {
+    if (!this.lib) await this.open();
+    this.lib!.FLAC__stream_encoder_finish(this.enc);
+    this.lib!.FLAC__stream_encoder_delete(this.enc);
+    await this.drain();
+    const m = this.meta;
+    if (m) {
+      // STREAMINFO starts at byte 8 ("fLaC" + block header): min/max frame size at 12 and 15 (u24 BE),
+      // MD5 of the PCM at 26..41.
+      const fs = Buffer.alloc(6);
+      fs.writeUIntBE(m.min_framesize, 0, 3);
+      fs.writeUIntBE(m.max_framesize, 3, 3);
+      await this.fh!.write(fs, 0, 6, 12);
+      if (/^[0-9a-f]{32}$/.test(m.md5sum)) await this.fh!.write(Buffer.from(m.md5sum, 'hex'), 0, 16, 26);
+    }
+    await this.fh!.close();
+  }
+}

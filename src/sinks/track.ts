@@ -1,0 +1,309 @@
+/**
+ * One user's track: every RTP stream (SSRC) the user has had during the recording — a rejoin or a reconnect
+ * brings a new SSRC — each with its own jitter buffer, Opus decoder and clock anchor, all writing into one
+ * capture file on the shared recording clock.
+ *
+ * Per released packet (in sequence order, from the jitter buffer):
+ *   resync?  → anchor the stream's clock on the least-delayed packet of the priming window
+ *   lost n?  → if the timestamp gap is exactly n frames and ≤ maxConcealMs: PLC for n−1 frames, then FEC
+ *              from this packet for the frame right before it; otherwise nothing (a hole = exact silence)
+ *   decode   → write at the clock position (trimmed so it never overwrites audio already written)
+ */
+import type { TrackStats } from './types.ts';
+import { BYTES_PER_SAMPLE_FRAME, FRAME_SAMPLES, SAMPLE_RATE, emptyStats } from './types.ts';
+import { JitterBuffer, type JitterPacket, type Release } from './jitter-buffer.ts';
+import { StreamClock, type ClockSample } from './clock.ts';
+import { CaptureWriter } from './capture-writer.ts';
+import { opusPacketSamples, type OpusStreamDecoder, type OpusWasm } from './opus-decoder.ts';
+
+const SAMPLES_PER_MS = SAMPLE_RATE / 1000;
+
+/** A packet as the track sees it (AudioPacket without the userId). */
+export interface TrackPacket extends JitterPacket {
+  ssrc: number;
+}
+
+/** What a track reports at cleanup (and, partially, in live status). */
+export interface TrackSummary extends TrackStats {
+  /** Where the first audio landed on the recording clock (ms), null if nothing was written. */
+  startOffsetMs: number | null;
+  /** Milliseconds of audio written (decoded + concealed). */
+  activeMs: number;
+  /** PCM bytes written. */
+  bytes: number;
+  /** Every SSRC seen for this user, in order of appearance. */
+  ssrcs: number[];
+}
+
+/** State carried over when a track continues in a new worker after the old one died. */
+export interface TrackResume {
+  stats: TrackStats;
+  startOffsetMs: number | null;
+  activeMs: number;
+  bytes: number;
+  ssrcs: number[];
+  /** First sample not yet written (the new writer also checks the file size). */
+  writtenEnd: number;
+}
+
+export interface TrackOptions {
+  capturePath: string;
+  packetLogPath?: string;
+  wasm: OpusWasm;
+  playoutDelayMs?: number;
+  /** Longest gap concealed with FEC/PLC (ms). Default 100. */
+  maxConcealMs?: number;
+  flushMs?: number;
+  resume?: TrackResume;
+  /** Idle time after which a stream's decoder and buffer are freed (ms). Default 30 000. */
+  streamIdleMs?: number;
+}
+
+interface Stream {
+  ssrc: number;
+  jb: JitterBuffer<TrackPacket>;
+  decoder: OpusStreamDecoder;
+  clock: StreamClock;
+  /** Extended timestamp just past the last released packet's audio, or null before the first. */
+  endExt: number | null;
+  /** Recording position just past the last released packet's audio. */
+  endPos: number;
+  lastArrivalMs: number;
+  /** Jitter-buffer counters already added to the track's stats. */
+  folded: { late: number; duplicate: number; lost: number };
+}
+
+/** Opus's 3-byte silence frame (F8 FF FE): real clients send five at the end of a talk spurt. */
+function isSilenceFrame(opus: Uint8Array): boolean {
+  return opus.length === 3 && opus[0] === 0xf8 && opus[1] === 0xff && opus[2] === 0xfe;
+}
+
+export class Track {
+  readonly stats: TrackStats;
+  private readonly writer: CaptureWriter;
+  private readonly wasm: OpusWasm;
+  private readonly streams = new Map<number, Stream>();
+  private readonly ssrcs: number[];
+  private readonly delayMs: number;
+  private readonly maxConcealSamples: number;
+  private readonly streamIdleMs: number;
+  private startPos: number | null;
+  private activeSamples: number;
+  private bytesCarried: number;
+  private nowMs = -Infinity;
+  /** Recording time at which the last non-silent frame was released. */
+  private lastVoiceMs = -Infinity;
+  private closed = false;
+
+  constructor(opts: TrackOptions) {
+    this.wasm = opts.wasm;
+    this.delayMs = opts.playoutDelayMs ?? 60;
+    this.maxConcealSamples = Math.round((opts.maxConcealMs ?? 100) * SAMPLES_PER_MS);
+    this.streamIdleMs = opts.streamIdleMs ?? 30_000;
+    this.writer = new CaptureWriter(opts.capturePath, {
+      packetLogPath: opts.packetLogPath,
+      flushMs: opts.flushMs,
+      resume: opts.resume !== undefined,
+    });
+    const r = opts.resume;
+    this.stats = r ? { ...r.stats } : emptyStats();
+    this.ssrcs = r ? [...r.ssrcs] : [];
+    this.startPos = r?.startOffsetMs != null ? Math.round(r.startOffsetMs * SAMPLES_PER_MS) : null;
+    this.activeSamples = r ? Math.round(r.activeMs * SAMPLES_PER_MS) : 0;
+    this.bytesCarried = r?.bytes ?? 0;
+    if (r) this.writer.writtenEnd = Math.max(this.writer.writtenEnd, r.writtenEnd);
+  }
+
+  /** Takes one packet (any order). `arrivalMs` also advances the track's notion of now. */
+  push(p: TrackPacket): void {
+    if (this.closed) return;
+    this.stats.received++;
+    this.advance(p.arrivalMs);
+    let s = this.streams.get(p.ssrc);
+    if (s === undefined) s = this.openStream(p.ssrc);
+    s.lastArrivalMs = p.arrivalMs;
+    if (!s.jb.push(p)) this.foldCounters(s);
+    this.drainStream(s, false);
+  }
+
+  /** Counts a packet the receiver could not decrypt (kept here so one place owns the per-user stats). */
+  countUndecryptable(n = 1): void {
+    this.stats.undecryptable += n;
+  }
+
+  /** Releases whatever is due at `nowMs` (recording clock, ms) and flushes old pending audio. */
+  advance(nowMs: number): void {
+    if (nowMs > this.nowMs) this.nowMs = nowMs;
+    for (const s of this.streams.values()) {
+      if (s.jb.nextDeadline <= this.nowMs) this.drainStream(s, false);
+      else if (s.jb.size === 0 && this.nowMs - s.lastArrivalMs > this.streamIdleMs) this.closeStream(s);
+    }
+  }
+
+  flushIfDue(nowMs: number): void {
+    this.writer.flushIfDue(nowMs);
+  }
+
+  /** Flushes pending writes to the file now. */
+  flush(): void {
+    this.writer.flush();
+  }
+
+  get speaking(): boolean {
+    return this.nowMs - this.lastVoiceMs < 300;
+  }
+
+  summary(): TrackSummary {
+    return {
+      ...this.stats,
+      startOffsetMs: this.startPos === null ? null : this.startPos / SAMPLES_PER_MS,
+      activeMs: this.activeSamples / SAMPLES_PER_MS,
+      bytes: this.bytesCarried + this.writer.bytes,
+      ssrcs: [...this.ssrcs],
+    };
+  }
+
+  /** First sample frame not yet written. */
+  get writtenEnd(): number {
+    return this.writer.writtenEnd;
+  }
+
+  /**
+   * End of recording: releases everything buffered (short gaps still concealed), cuts the capture to
+   * exactly `endMs` and closes it.
+   */
+  finish(endMs: number): TrackSummary {
+    if (!this.closed) {
+      this.advance(endMs);
+      for (const s of this.streams.values()) this.drainStream(s, true);
+      for (const s of [...this.streams.values()]) this.closeStream(s);
+      this.writer.finish(Math.max(0, Math.round(endMs * SAMPLES_PER_MS)));
+      this.closed = true;
+    }
+    return this.summary();
+  }
+
+  /** Closes without cutting (worker shutdown). */
+  close(): void {
+    if (this.closed) return;
+    for (const s of [...this.streams.values()]) this.closeStream(s);
+    this.writer.close();
+    this.closed = true;
+  }
+
+  private openStream(ssrc: number): Stream {
+    const s: Stream = {
+      ssrc,
+      jb: new JitterBuffer<TrackPacket>({ playoutDelayMs: this.delayMs }),
+      decoder: this.wasm.newDecoder(),
+      clock: new StreamClock(),
+      endExt: null,
+      endPos: 0,
+      lastArrivalMs: this.nowMs,
+      folded: { late: 0, duplicate: 0, lost: 0 },
+    };
+    this.streams.set(ssrc, s);
+    if (!this.ssrcs.includes(ssrc)) this.ssrcs.push(ssrc);
+    return s;
+  }
+
+  private closeStream(s: Stream): void {
+    s.decoder.free();
+    this.foldCounters(s);
+    this.streams.delete(s.ssrc);
+  }
+
+  /** Jitter-buffer counters are per stream; fold their increments into the track's stats. */
+  private foldCounters(s: Stream): void {
+    const c = s.jb.counters;
+    const f = s.folded;
+    this.stats.late += c.late - f.late;
+    this.stats.duplicate += c.duplicate - f.duplicate;
+    this.stats.lost += c.lost - f.lost;
+    f.late = c.late;
+    f.duplicate = c.duplicate;
+    f.lost = c.lost;
+  }
+
+  private drainStream(s: Stream, drain: boolean): void {
+    let r: Release<TrackPacket> | null;
+    let any = false;
+    while ((r = s.jb.pop(this.nowMs, drain)) !== null) {
+      any = true;
+      try {
+        this.play(s, r);
+      } catch (err) {
+        // A write error (disk full) must surface; a codec surprise must not kill the track.
+        if ((err as NodeJS.ErrnoException).code !== undefined) throw err;
+        this.stats.undecryptable++;
+      }
+    }
+    if (any) this.foldCounters(s);
+  }
+
+  private play(s: Stream, r: Release<TrackPacket>): void {
+    const p = r.packet;
+    const minPos = this.writer.writtenEnd;
+    if (r.resync || !s.clock.anchored) {
+      s.clock.anchorOn(this.windowOf(s, p), p.timestamp, minPos);
+      s.endExt = null; // no concealment across a re-anchor
+    }
+    const extNow = s.clock.peekExtended(p.timestamp);
+    // Concealment needs the gap to be exactly the lost frames (not a pause with losses in it) and short.
+    if (r.lost > 0 && s.endExt !== null) {
+      const gap = extNow - s.endExt;
+      if (gap > 0 && gap <= this.maxConcealSamples && gap % r.lost === 0) {
+        const frame = gap / r.lost;
+        if (frame === FRAME_SAMPLES || frame === 480 || frame === 1920 || frame === 2880) {
+          let pos = s.endPos;
+          for (let i = 0; i < r.lost; i++) {
+            const pcm = i === r.lost - 1 ? s.decoder.decodeFec(p.opus, frame) : s.decoder.conceal(frame);
+            if (pcm !== null) {
+              this.emit(pos, pcm);
+              this.stats.concealed++;
+            }
+            pos += frame;
+          }
+        }
+      }
+    }
+    const pktSamples = opusPacketSamples(p.opus) || FRAME_SAMPLES;
+    const pos = s.clock.position(p.timestamp, p.arrivalMs, pktSamples);
+    const pcm = s.decoder.decode(p.opus);
+    const samples = pcm === null ? pktSamples : pcm.length / BYTES_PER_SAMPLE_FRAME;
+    if (pcm === null) this.stats.undecryptable++;
+    else {
+      this.writer.logPacket(pos, p.opus, this.nowMs);
+      this.emit(pos, pcm);
+      if (!isSilenceFrame(p.opus)) this.lastVoiceMs = this.nowMs;
+    }
+    s.endExt = extNow + samples;
+    s.endPos = pos + samples;
+  }
+
+  /** The released packet plus what the jitter buffer still holds of the same spurt. */
+  private *windowOf(s: Stream, p: TrackPacket): IterableIterator<ClockSample> {
+    yield { timestamp: p.timestamp, arrivalMs: p.arrivalMs, samples: opusPacketSamples(p.opus) || FRAME_SAMPLES };
+    const horizon = this.delayMs * SAMPLES_PER_MS * 2;
+    for (const h of s.jb.held()) {
+      const d = (h.timestamp - p.timestamp) | 0;
+      if (d > 0 && d <= horizon) {
+        yield { timestamp: h.timestamp, arrivalMs: h.arrivalMs, samples: opusPacketSamples(h.opus) || FRAME_SAMPLES };
+      }
+    }
+  }
+
+  /** Writes PCM at `pos`, trimming whatever falls before t=0 or over audio already written. */
+  private emit(pos: number, pcm: Uint8Array): void {
+    const floor = Math.max(0, this.writer.writtenEnd);
+    if (pos < floor) {
+      const skip = (floor - pos) * BYTES_PER_SAMPLE_FRAME;
+      if (skip >= pcm.length) return;
+      pcm = pcm.subarray(skip);
+      pos = floor;
+    }
+    if (this.startPos === null) this.startPos = pos;
+    this.activeSamples += pcm.length / BYTES_PER_SAMPLE_FRAME;
+    this.writer.write(pos, pcm, this.nowMs);
+  }
+}

@@ -1,0 +1,377 @@
+/**
+ * Receiver tests. Part 1: the parsing and decryption stages with crafted packets, encrypted by
+ * @discordjs/voice's own sender code (an independent implementation of the rtpsize modes), plus a seeded fuzz.
+ * Part 2 (below): receiving from the simulator over loopback with the real discord.js + @discordjs/voice.
+ */
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { classifyDatagram } from '../src/receiver/rtp.ts';
+import { TransportCipher, type TransportMode } from '../src/receiver/transport-crypto.ts';
+import { SsrcMap } from '../src/receiver/ssrc-map.ts';
+import { daveDecrypt, looksLikeDaveFrame, type DaveDecryptor } from '../src/receiver/dave.ts';
+import { Receiver } from '../src/receiver/receiver.ts';
+import { trackStem, sanitizeName } from '../src/sinks/naming.ts';
+import type { AudioPacket, RtcpPacket } from '../src/sinks/types.ts';
+import { Prng } from '../src/simulator/prng.ts';
+
+const require = createRequire(import.meta.url);
+const { Networking } = require('@discordjs/voice') as typeof import('@discordjs/voice');
+/**
+ * Reference sealers. AES-GCM: @discordjs/voice's own sender. XChaCha20: libsodium called directly, because
+ * @discordjs/voice 0.19.2 loads sodium-native with `import()`, whose namespace lacks the constants it reads
+ * (ABYTES is undefined), so its XChaCha path fails with sodium-native 5 on this Node.
+ */
+const sodium = require('sodium-native') as {
+  crypto_aead_xchacha20poly1305_ietf_encrypt(c: Buffer, m: Buffer, ad: Buffer, nsec: null, npub: Buffer, k: Uint8Array): number;
+};
+
+const MODES: TransportMode[] = ['aead_aes256_gcm_rtpsize', 'aead_xchacha20_poly1305_rtpsize'];
+
+interface Craft {
+  seq?: number;
+  ts?: number;
+  ssrc?: number;
+  pt?: number;
+  marker?: boolean;
+  csrcs?: number[];
+  /** Extension body words (each 4 bytes). */
+  extWords?: number;
+  /** Padding bytes to append (count byte included). */
+  pad?: number;
+  opus: Buffer;
+}
+
+/** Builds an RTP datagram by hand and encrypts it with @discordjs/voice's sender (Networking.encryptOpusPacket). */
+function craft(mode: TransportMode, key: Uint8Array, nonce: number, c: Craft): Buffer {
+  const cc = c.csrcs?.length ?? 0;
+  const ext = c.extWords !== undefined;
+  const header = Buffer.alloc(12 + 4 * cc + (ext ? 4 : 0));
+  header[0] = 0x80 | (c.pad ? 0x20 : 0) | (ext ? 0x10 : 0) | cc;
+  header[1] = (c.marker ? 0x80 : 0) | (c.pt ?? 0x78);
+  header.writeUInt16BE(c.seq ?? 1, 2);
+  header.writeUInt32BE(c.ts ?? 960, 4);
+  header.writeUInt32BE(c.ssrc ?? 1234, 8);
+  c.csrcs?.forEach((v, i) => header.writeUInt32BE(v, 12 + 4 * i));
+  const parts: Buffer[] = [];
+  if (ext) {
+    header.writeUInt16BE(0xbede, 12 + 4 * cc);
+    header.writeUInt16BE(c.extWords!, 14 + 4 * cc);
+    parts.push(Buffer.alloc(4 * c.extWords!, 0x11));
+  }
+  parts.push(c.opus);
+  if (c.pad) {
+    const p = Buffer.alloc(c.pad, 0);
+    p[c.pad - 1] = c.pad;
+    parts.push(p);
+  }
+  const connectionData = {
+    secretKey: key,
+    encryptionMode: mode,
+    nonce: nonce - 1,
+    nonceBuffer: Buffer.alloc(mode === 'aead_aes256_gcm_rtpsize' ? 12 : 24),
+  };
+  if (mode === 'aead_xchacha20_poly1305_rtpsize') {
+    const plain = Buffer.concat(parts);
+    const n = Buffer.alloc(24);
+    n.writeUInt32BE(nonce >>> 0, 0);
+    const sealed = Buffer.alloc(plain.length + 16);
+    sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(sealed, plain, header, null, n, key);
+    return Buffer.concat([header, sealed, n.subarray(0, 4)]);
+  }
+  const encrypt = (Networking.prototype as unknown as {
+    encryptOpusPacket(p: Buffer, cd: unknown, aad: Buffer, dave: undefined): Buffer[];
+  }).encryptOpusPacket;
+  const [sealed, noncePad] = encrypt.call({}, Buffer.concat(parts), connectionData, header, undefined);
+  return Buffer.concat([header, sealed!, noncePad!]);
+}
+
+function collectingReceiver(opts: { dave?: DaveDecryptor; accept?: (u: string) => boolean } = {}) {
+  const audio: AudioPacket[] = [];
+  const rtcp: RtcpPacket[] = [];
+  let now = 0;
+  const receiver = new Receiver({
+    sink: { onAudio: (p) => audio.push(p), onRtcp: (p) => rtcp.push(p) },
+    clock: () => now,
+    dave: () => opts.dave,
+    ...(opts.accept ? { accept: opts.accept } : {}),
+  });
+  return { receiver, audio, rtcp, advance: (ms: number) => (now += ms) };
+}
+
+describe('rtp.ts', () => {
+  test('parses header fields, 16-bit sequence and 32-bit timestamp at their limits', () => {
+    const d = craft(MODES[0]!, randomBytes(32), 1, { seq: 0xffff, ts: 0xffffffff, ssrc: 0xfffffffe, marker: true, opus: Buffer.from([1, 2, 3]) });
+    const k = classifyDatagram(d);
+    assert.equal(k.kind, 'rtp');
+    if (k.kind !== 'rtp') return;
+    assert.equal(k.header.sequence, 0xffff);
+    assert.equal(k.header.timestamp, 0xffffffff);
+    assert.equal(k.header.ssrc, 0xfffffffe);
+    assert.equal(k.header.marker, true);
+    assert.equal(k.header.aadLength, 12);
+  });
+
+  test('honours CSRC count and the extension preamble (AAD covers both)', () => {
+    const d = craft(MODES[0]!, randomBytes(32), 1, { csrcs: [7, 8, 9], extWords: 2, opus: Buffer.from([1]) });
+    const k = classifyDatagram(d);
+    assert.equal(k.kind, 'rtp');
+    if (k.kind !== 'rtp') return;
+    assert.equal(k.header.csrcCount, 3);
+    assert.equal(k.header.aadLength, 12 + 12 + 4);
+    assert.equal(k.header.extensionBodyLength, 8);
+  });
+
+  test('classifies RTCP by byte 1 in 200..204', () => {
+    for (const pt of [200, 201, 202, 203, 204]) {
+      const d = Buffer.alloc(40);
+      d[0] = 0x80;
+      d[1] = pt;
+      d.writeUInt32BE(0xabcdef01, 4);
+      const k = classifyDatagram(d);
+      assert.deepEqual(k, { kind: 'rtcp', packetType: pt, ssrc: 0xabcdef01 });
+    }
+  });
+
+  test('every malformed shape is a skip with a reason, never a throw', () => {
+    const base = craft(MODES[0]!, randomBytes(32), 1, { extWords: 1, opus: Buffer.from([1, 2, 3, 4]) });
+    const cases: [Buffer, string][] = [
+      [Buffer.alloc(0), 'too-short'],
+      [Buffer.from([0x80]), 'too-short'],
+      ...[9, 10, 11].map((n): [Buffer, string] => [Buffer.concat([Buffer.from([0x80, 0x78]), Buffer.alloc(n - 2)]), 'too-short']),
+      [Buffer.from([0x40, 0x78, ...Buffer.alloc(40)]), 'bad-version'],
+      [Buffer.from([0x00, 0x02, 0x00, 0x46, ...Buffer.alloc(70)]), 'bad-version'], // an IP discovery reply
+      [Buffer.alloc(8), 'bad-version'], // keepalive echo
+      [Buffer.from([0x80, 0xc8, 0, 1]), 'too-short'], // truncated RTCP
+      [(() => { const b = Buffer.from(base); b[12] = 0x12; return b; })(), 'bad-extension'],
+      [(() => { const b = Buffer.from(base); b.writeUInt16BE(0xffff, 14); return b; })(), 'bad-extension'],
+      [(() => { const b = Buffer.from([0x8f, 0x78, ...Buffer.alloc(30)]); return b; })(), 'too-short'], // CC=15 overruns
+      [(() => { const b = Buffer.from(base); b[1] = 0x65; return b; })(), 'not-audio'],
+    ];
+    for (const [buf, reason] of cases) {
+      const k = classifyDatagram(buf);
+      assert.equal(k.kind, 'skip', `expected skip for ${buf.toString('hex')}`);
+      if (k.kind === 'skip') assert.equal(k.reason, reason, buf.toString('hex'));
+    }
+  });
+});
+
+describe('transport-crypto.ts', () => {
+  for (const mode of MODES) {
+    test(`${mode}: decrypts what @discordjs/voice encrypts, strips extension body and padding`, () => {
+      const key = randomBytes(32);
+      const cipher = new TransportCipher(mode, key);
+      const opus = randomBytes(57);
+      const shapes: Omit<Craft, 'opus'>[] = [{}, { extWords: 1 }, { extWords: 3, pad: 5 }, { pad: 1 }, { csrcs: [1, 2], extWords: 2, pad: 4 }];
+      let nonce = 0xfffffffe; // crosses the u32 nonce wrap
+      for (const shape of shapes) {
+        const d = craft(mode, key, nonce++ >>> 0, { ...shape, opus });
+        const k = classifyDatagram(d);
+        assert.equal(k.kind, 'rtp');
+        if (k.kind !== 'rtp') continue;
+        const out = cipher.openRtp(d, k.header);
+        assert.ok(out, `decrypts ${JSON.stringify(shape)}`);
+        assert.deepEqual(Buffer.from(out), opus);
+      }
+    });
+
+    test(`${mode}: a flipped bit anywhere, a wrong key or a bad padding count gives null`, () => {
+      const key = randomBytes(32);
+      const cipher = new TransportCipher(mode, key);
+      const d = craft(mode, key, 5, { extWords: 1, opus: randomBytes(40) });
+      const k = classifyDatagram(d);
+      assert.equal(k.kind, 'rtp');
+      if (k.kind !== 'rtp') return;
+      for (let i = 0; i < d.length; i++) {
+        const bad = Buffer.from(d);
+        bad[i]! ^= 0x01;
+        const kb = classifyDatagram(bad);
+        if (kb.kind !== 'rtp') continue;
+        assert.equal(cipher.openRtp(bad, kb.header), null, `bit flip at byte ${i}`);
+      }
+      assert.equal(new TransportCipher(mode, randomBytes(32)).openRtp(d, k.header), null);
+      // Padding count larger than the payload (authenticated, so only a buggy or hostile sender does this).
+      const p = craft(mode, key, 6, { pad: 3, opus: Buffer.alloc(0) });
+      const pk = classifyDatagram(p);
+      assert.equal(pk.kind, 'rtp');
+      if (pk.kind === 'rtp') assert.deepEqual(cipher.openRtp(p, pk.header), Buffer.alloc(0));
+      // A pad count larger than what the plaintext holds is refused, not sliced into negative lengths.
+      const hdr = Buffer.from([0xa0, 0x78, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9]); // P bit set
+      const sealed = cipher.seal(hdr, Buffer.from([1, 2, 9]), 7); // last byte says 9 bytes of padding
+      const ks = classifyDatagram(sealed);
+      assert.equal(ks.kind, 'rtp');
+      if (ks.kind === 'rtp') assert.equal(cipher.openRtp(sealed, ks.header), null);
+    });
+
+    test(`${mode}: RTCP authenticates its 8-byte header`, () => {
+      const key = randomBytes(32);
+      const cipher = new TransportCipher(mode, key);
+      const hdr = Buffer.from([0x80, 200, 0, 6, 0xde, 0xad, 0xbe, 0xef]);
+      const body = randomBytes(20);
+      const d = cipher.seal(hdr, body, 42);
+      assert.deepEqual(cipher.openRtcp(d), Buffer.concat([hdr, body]));
+      const bad = Buffer.from(d);
+      bad[5]! ^= 1;
+      assert.equal(cipher.openRtcp(bad), null);
+    });
+  }
+});
+
+describe('ssrc-map.ts', () => {
+  test('holds packets of an SSRC until its op 5, then releases them in order', () => {
+    const m = new SsrcMap<number>();
+    for (let i = 0; i < 5; i++) assert.deepEqual(m.hold(77, i, i * 20), { held: true, dropped: 0 });
+    assert.equal(m.get(77), undefined);
+    assert.deepEqual(m.set(77, 'u1'), [0, 1, 2, 3, 4]);
+    assert.equal(m.get(77), 'u1');
+    assert.equal(m.heldCount, 0);
+  });
+
+  test('held packets expire after holdMs; per-SSRC and SSRC-count caps evict oldest first', () => {
+    const m = new SsrcMap<number>({ holdMs: 1000, maxHeldPerSsrc: 3, maxPendingSsrcs: 4 });
+    m.hold(1, 0, 0);
+    assert.equal(m.expire(1001), 1);
+    assert.equal(m.heldCount, 0);
+    for (let i = 0; i < 5; i++) m.hold(2, i, 10);
+    assert.equal(m.heldCount, 3, 'per-SSRC cap');
+    let dropped = 0;
+    for (let s = 100; s < 10_100; s++) dropped += m.hold(s, s, 20).dropped; // a flood of new SSRCs
+    assert.ok(m.heldCount <= 4, `bounded: ${m.heldCount}`);
+    assert.equal(dropped, 3 + 10_000 - 4);
+    assert.deepEqual(m.set(10_099, 'late'), [10_099], 'newest survives');
+  });
+
+  test('mapping table is bounded', () => {
+    const m = new SsrcMap<number>({ maxMappings: 10 });
+    for (let s = 0; s < 100; s++) m.set(s, `u${s}`);
+    assert.equal(m.size, 10);
+    assert.equal(m.get(99), 'u99');
+    assert.equal(m.get(0), undefined);
+  });
+});
+
+describe('dave.ts', () => {
+  const daveFrame = Buffer.concat([randomBytes(30), randomBytes(8), Buffer.from([0x05, 12, 0xfa, 0xfa])]);
+  test('silence passes; DAVE frames without a usable session are undecryptable', () => {
+    const silence = Buffer.from([0xf8, 0xff, 0xfe]);
+    assert.equal(daveDecrypt(undefined, silence, 'u'), silence);
+    assert.ok(looksLikeDaveFrame(daveFrame));
+    assert.equal(daveDecrypt(undefined, daveFrame, 'u'), null);
+    const plain = randomBytes(40);
+    plain[39] = 0; // not FA FA
+    assert.equal(daveDecrypt(undefined, plain, 'u'), plain);
+    const passthrough: DaveDecryptor = { decrypt: (p) => p };
+    assert.equal(daveDecrypt(passthrough, daveFrame, 'u'), null, 'returned unchanged but still encrypted');
+    assert.equal(daveDecrypt(passthrough, plain, 'u'), plain);
+    const throwing: DaveDecryptor = { decrypt: () => { throw new Error('NoValidCryptorFound'); } };
+    assert.equal(daveDecrypt(throwing, daveFrame, 'u'), null);
+    assert.equal(daveDecrypt({ decrypt: () => null }, daveFrame, 'u'), null);
+  });
+});
+
+describe('receiver.ts pipeline', () => {
+  for (const mode of MODES) {
+    test(`${mode}: datagram → AudioPacket for the right user; early packets wait for op 5`, () => {
+      const key = randomBytes(32);
+      const { receiver, audio, advance } = collectingReceiver();
+      receiver.setCipher(new TransportCipher(mode, key));
+      const opusA = randomBytes(30);
+      const opusB = randomBytes(31);
+      receiver.mapSsrc(1, 'alice');
+      receiver.onDatagram(craft(mode, key, 1, { ssrc: 1, seq: 65535, ts: 100, opus: opusA }));
+      advance(20);
+      receiver.onDatagram(craft(mode, key, 2, { ssrc: 1, seq: 0, ts: 1060, extWords: 1, opus: opusA }));
+      receiver.onDatagram(craft(mode, key, 3, { ssrc: 2, seq: 10, ts: 5, opus: opusB })); // before bob's op 5
+      assert.equal(audio.length, 2);
+      receiver.mapSsrc(2, 'bob');
+      assert.equal(audio.length, 3);
+      assert.deepEqual(audio.map((p) => [p.userId, p.sequence, p.arrivalMs]), [['alice', 65535, 0], ['alice', 0, 20], ['bob', 10, 20]]);
+      assert.deepEqual(Buffer.from(audio[2]!.opus), opusB);
+      assert.equal(receiver.counters.audio, 3);
+    });
+  }
+
+  test('users filter, RTCP delivery, per-user undecryptable counts', () => {
+    const key = randomBytes(32);
+    const cipher = new TransportCipher(MODES[0]!, key);
+    const { receiver, audio, rtcp } = collectingReceiver({ accept: (u) => u !== 'carol' });
+    receiver.onDatagram(craft(MODES[0]!, key, 1, { ssrc: 1, opus: randomBytes(10) }));
+    assert.equal(receiver.counters.noKey, 1, 'no key yet');
+    receiver.setCipher(cipher);
+    receiver.mapSsrc(1, 'alice');
+    receiver.mapSsrc(3, 'carol');
+    receiver.onDatagram(craft(MODES[0]!, key, 2, { ssrc: 3, opus: randomBytes(10) }));
+    assert.equal(receiver.counters.filtered, 1);
+    const bad = craft(MODES[0]!, key, 3, { ssrc: 1, opus: randomBytes(10) });
+    bad[20]! ^= 0xff;
+    receiver.onDatagram(bad);
+    assert.equal(receiver.counters.undecryptable, 1);
+    assert.equal(receiver.undecryptableByUser.get('alice'), 1);
+    receiver.onDatagram(cipher.seal(Buffer.from([0x80, 201, 0, 7, 0, 0, 0, 1]), randomBytes(24), 9));
+    assert.equal(rtcp.length, 1);
+    assert.equal(rtcp[0]!.packetType, 201);
+    assert.equal(audio.length, 0);
+  });
+
+  test('seeded fuzz: 30,000 hostile datagrams never throw, every one is counted, memory bounded', () => {
+    const prng = new Prng(0xd1ec);
+    const key = randomBytes(32);
+    for (const mode of MODES) {
+      const { receiver, audio } = collectingReceiver();
+      receiver.setCipher(new TransportCipher(mode, key));
+      receiver.mapSsrc(5, 'alice');
+      const valid = Array.from({ length: 50 }, (_, i) => craft(mode, key, i + 1, { ssrc: 5, seq: i, extWords: i % 3 ? undefined : 1, pad: i % 5 ? undefined : 3, opus: prng.bytes(20 + (i % 40)) }));
+      let delivered = 0;
+      for (let i = 0; i < 15_000; i++) {
+        const r = prng.next();
+        let d: Buffer;
+        if (r < 0.3) d = prng.bytes(prng.int(0, 80));
+        else if (r < 0.5) d = Buffer.concat([Buffer.from([0x80 | prng.int(0, 0x3f), prng.int(0, 255)]), prng.bytes(prng.int(0, 60))]);
+        else if (r < 0.7) {
+          d = Buffer.from(valid[prng.int(0, valid.length - 1)]!);
+          for (let f = prng.int(1, 4); f > 0; f--) d[prng.int(0, d.length - 1)]! ^= 1 << prng.int(0, 7);
+        } else if (r < 0.85) d = valid[prng.int(0, valid.length - 1)]!.subarray(0, prng.int(0, 40));
+        else if (r < 0.95) {
+          d = Buffer.from(valid[prng.int(0, valid.length - 1)]!); // replay
+          delivered++;
+        } else {
+          d = Buffer.from(valid[0]!);
+          d.writeUInt32BE(prng.u32(), 8); // unknown SSRC flood (fails auth: SSRC is in the AAD)
+        }
+        receiver.onDatagram(d);
+      }
+      const c = receiver.counters;
+      assert.equal(c.datagrams, 15_000);
+      assert.equal(c.audio + c.malformed + c.notAudio + c.undecryptable + c.rtcp + c.rtcpUndecryptable + c.unknownSsrc + receiver.heldCount, 15_000);
+      assert.ok(c.audio >= delivered, 'replays of valid packets still decrypt (the jitter buffer drops duplicates)');
+      assert.equal(audio.length, c.audio);
+      assert.ok(receiver.heldCount <= 32 * 50);
+    }
+  });
+});
+
+describe('naming.ts', () => {
+  test('stems are safe on every filesystem, keep unicode, stay bounded and unique by id', () => {
+    const hostile = [
+      '../../etc/passwd', '..', '.', 'CON', 'con.txt', 'lpt1', 'a/b\\c:d*e?f"g<h>i|j', 'bell\u0007name', 'rtl\u202Egnp.exe',
+      ' trailing. ', '名前🎙️', 'x'.repeat(500), '🎧'.repeat(100), '', '\u0000', 'nul',
+    ];
+    const stems = new Set<string>();
+    hostile.forEach((name, i) => {
+      const id = `1000000000000000${String(i).padStart(2, '0')}`;
+      const stem = trackStem(id, name, name);
+      stems.add(stem);
+      assert.ok(stem.endsWith(id), stem);
+      assert.doesNotMatch(stem, /[/\\:*?"<>|\u0000-\u001f\u007f\u202e]/u, stem);
+      assert.ok(!stem.startsWith('.') && !stem.endsWith('.') && !stem.endsWith(' '), stem);
+      assert.notEqual(stem, '..');
+      assert.ok(Buffer.byteLength(stem) <= 48 + 1 + 20, `${Buffer.byteLength(stem)} bytes`);
+      assert.doesNotMatch(stem.split('-')[0]!, /^(con|prn|aux|nul|com\d|lpt\d)$/i, stem);
+    });
+    assert.equal(stems.size, hostile.length);
+    assert.equal(trackStem('42', '名前🎙️', 'x'), '名前🎙️-42');
+    assert.equal(sanitizeName('🎧'.repeat(100)).length, 12 * 2, 'cut at a code point boundary (4-byte emoji → 12 of them)');
+    assert.equal(trackStem('42', undefined, '..'), '42');
+  });
+});

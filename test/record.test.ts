@@ -1,0 +1,237 @@
+/**
+ * End to end: the simulator plays members with known tones; runRecording (real discord.js, @discordjs/voice,
+ * receiver, worker pool, finisher) records them; the tests decode the finished WAV tracks and compare with the
+ * simulator's ground truth: whose tone is in which file, when it starts, that pauses are silent, that all
+ * tracks share one length and timeline, through rejoins, a 4015 resume, a 4014 kick and network impairments.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startSimulator, trustSimulatorCertificate, type Simulator } from '../src/simulator/index.ts';
+import type { GroundTruth, Scenario, SimMember } from '../src/simulator/scenario.ts';
+import { runRecording } from '../src/recording.ts';
+import type { RecordingPhase, RecordOptions } from '../src/recording-api.ts';
+import type { Manifest } from '../src/sinks/capture-layout.ts';
+import { BLOCK, CHANNEL, GUILD, TOKEN, msToSample, onsetMs, readWavLeft, rms, scenario, toneAmplitude } from './record-fixtures.ts';
+
+const dirs: string[] = [];
+after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+interface Run {
+  manifest: Manifest;
+  truth: GroundTruth;
+  dir: string;
+  phases: RecordingPhase[];
+  warnings: string[];
+  /** Decoded left channel per user id. */
+  pcm: Map<string, Int16Array>;
+  startedAtMs: number;
+}
+
+async function record(sc: Scenario, opts: Partial<RecordOptions> & { stopAtMs?: number } = {}): Promise<Run> {
+  const sim: Simulator = await startSimulator(sc);
+  trustSimulatorCertificate(sim);
+  const dir = mkdtempSync(join(tmpdir(), 'dvrec-record-'));
+  dirs.push(dir);
+  const outDir = join(dir, 'out');
+  const phases: RecordingPhase[] = [];
+  const warnings: string[] = [];
+  const stop = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const manifest = await runRecording(
+      {
+        token: TOKEN, apiUrl: sim.apiUrl, guildId: GUILD, channelId: CHANNEL, outDir, format: 'wav', mono: false,
+        bitrateKbps: 128, mix: false, force: false, ...opts,
+      },
+      {
+        phase: (p) => {
+          phases.push(p);
+          if (p.phase === 'recording' && opts.stopAtMs !== undefined && !timer) timer = setTimeout(() => stop.abort(), opts.stopAtMs);
+        },
+        status: () => {},
+        convertProgress: () => {},
+        warn: (w) => warnings.push(w),
+      },
+      stop.signal,
+    );
+    const truth = sim.truth();
+    const pcm = new Map<string, Int16Array>();
+    for (const t of manifest.tracks) pcm.set(t.userId, readWavLeft(join(outDir, t.file)));
+    return { manifest, truth, dir: outDir, phases, warnings, pcm, startedAtMs: Date.parse(manifest.startedAt) };
+  } finally {
+    clearTimeout(timer);
+    await sim.close();
+  }
+}
+
+const member = (n: number, hz: number, spurts: [number, number][], extra: Partial<SimMember> = {}): SimMember => ({
+  userId: `20000000000000000${n}`,
+  username: `member${n}`,
+  displayName: `Member ${n}`,
+  signal: { kind: 'tone', hz },
+  spurts: spurts.map(([atMs, durationMs]) => ({ atMs, durationMs })),
+  ...extra,
+});
+
+/** Frequencies on 50 Hz bins (exact for 20 ms Goertzel blocks), no harmonic relations. */
+const HZ = [400, 650, 1000];
+
+/**
+ * The checks every recording must pass: each member's tone only in their track, silent pauses, onsets within
+ * 20 ms of the ground truth, equal track lengths within one frame matching the duration.
+ */
+function checkTracks(run: Run, hzOf: Map<string, number>): { dropouts: number; speechBlocks: number } {
+  const { manifest, truth, pcm, startedAtMs } = run;
+  const lengths = [...pcm.values()].map((x) => x.length);
+  const expected = msToSample(manifest.durationMs);
+  for (const len of lengths) assert.ok(Math.abs(len - expected) <= BLOCK, `track length ${len} vs duration ${expected} samples`);
+  assert.ok(Math.max(...lengths) - Math.min(...lengths) <= BLOCK, `equal lengths: ${lengths}`);
+  let dropouts = 0;
+  let speechBlocks = 0;
+  for (const mt of truth.members) {
+    const hz = hzOf.get(mt.userId)!;
+    const spurts = mt.spurts.filter((s) => s.packetsSent > 0);
+    if (spurts.length === 0) continue;
+    const x = pcm.get(mt.userId);
+    assert.ok(x, `a track for ${mt.userId}`);
+    // 1. Onsets within 20 ms of the truth, and the tone is there during the spurt.
+    const speech: [number, number][] = [];
+    for (const s of spurts) {
+      const startMs = s.startWallMs - startedAtMs;
+      const endMs = s.endWallMs - startedAtMs + 20;
+      if (endMs > manifest.durationMs - 100) continue;
+      const onset = onsetMs(x, startMs - 100, startMs + 200);
+      assert.ok(onset !== null, `onset found for ${mt.userId} at ${startMs.toFixed(1)} ms`);
+      assert.ok(Math.abs(onset! - startMs) <= 20, `${mt.userId}: onset ${onset!.toFixed(1)} ms vs truth ${startMs.toFixed(1)} ms`);
+      speech.push([startMs, endMs]);
+      // Blocks well inside the spurt: a dropout is a block whose tone is under 30% of the signal's level.
+      for (let ms = startMs + 40; ms + 20 <= endMs - 40; ms += 20) {
+        speechBlocks++;
+        if (toneAmplitude(x, msToSample(ms), BLOCK, hz) < 0.3 * 0.3 * 32767) dropouts++;
+      }
+    }
+    // 2. Pauses (away from any spurt of this member by 120 ms) are silent.
+    for (let ms = 0; ms + 20 <= manifest.durationMs; ms += 20) {
+      if (speech.some(([a, b]) => ms + 20 > a - 120 && ms < b + 120)) continue;
+      if (spurts.some((s) => ms + 20 > s.startWallMs - startedAtMs - 120 && ms < s.endWallMs - startedAtMs + 140)) continue;
+      const level = rms(x, msToSample(ms), BLOCK);
+      assert.ok(level < 30, `${mt.userId}: pause at ${ms} ms should be silent, rms ${level.toFixed(1)}`);
+    }
+    // 3. Nobody else's tone leaks into this track (checked where this member speaks).
+    for (const [a, b] of speech) {
+      for (let ms = a + 40; ms + 20 <= b - 40; ms += 100) {
+        const own = toneAmplitude(x, msToSample(ms), BLOCK, hz);
+        for (const [other, ohz] of hzOf) {
+          if (other === mt.userId) continue;
+          const leak = toneAmplitude(x, msToSample(ms), BLOCK, ohz);
+          assert.ok(leak < 0.05 * Math.max(own, 1000), `${mt.userId} track has ${ohz} Hz at ${ms} ms (${leak.toFixed(0)} vs own ${own.toFixed(0)})`);
+        }
+      }
+    }
+  }
+  // Every track belongs to a member who spoke, and only silence is in a track outside its owner's speech.
+  for (const t of manifest.tracks) assert.ok(hzOf.has(t.userId), `unexpected track ${t.userId}`);
+  return { dropouts, speechBlocks };
+}
+
+for (const mode of ['aead_aes256_gcm_rtpsize', 'aead_xchacha20_poly1305_rtpsize'] as const) {
+  test(`${mode} + DAVE: three members, each tone in its own aligned track, hostile traffic and RTCP survived`, async () => {
+    const members = [
+      member(1, HZ[0]!, [[200, 700], [1500, 600]]),
+      member(2, HZ[1]!, [[500, 800]], { username: '../../etc', displayName: 'CON' }),
+      member(3, HZ[2]!, [[1000, 500], [2200, 400]]),
+    ];
+    const run = await record(
+      scenario(members, { modes: [mode], faults: [{ atMs: 300, kind: 'hostile', count: 300 }, { atMs: 800, kind: 'rtcp', count: 4 }] }),
+      { durationMs: 3000 },
+    );
+    const hzOf = new Map(members.map((m, i) => [m.userId, HZ[i]!]));
+    assert.equal(run.manifest.tracks.length, 3);
+    assert.ok(Math.abs(run.manifest.durationMs - 3000) <= 20, `duration ${run.manifest.durationMs}`);
+    const { dropouts, speechBlocks } = checkTracks(run, hzOf);
+    assert.equal(dropouts, 0, `${dropouts} dropouts in ${speechBlocks} blocks on a clean network`);
+    // Names: safe stems, unique by id; the manifest keeps the real names.
+    const t2 = run.manifest.tracks.find((t) => t.userId === members[1]!.userId)!;
+    assert.equal(t2.displayName, 'CON');
+    assert.equal(t2.file, `_CON-${members[1]!.userId}.wav`);
+    for (const t of run.manifest.tracks) {
+      assert.equal(t.packets.undecryptable, 0);
+      assert.equal(t.ssrcs.length, 1);
+      assert.ok(t.packets.received > 0);
+    }
+    assert.ok(run.truth.hostileSent >= 300);
+    assert.ok(run.warnings.some((w) => /skipped datagrams/.test(w)), 'hostile datagrams counted');
+    assert.equal((statSync(run.dir).mode & 0o777), 0o700, 'output directory is private');
+    const everything = readdirSync(run.dir).map((f) => readFileSync(join(run.dir, f)).toString('latin1')).join('');
+    assert.ok(!everything.includes(TOKEN), 'token never written');
+  });
+}
+
+test('late joiner, leaver, rejoin with a new SSRC: one file per user on one timeline', async () => {
+  const members = [
+    member(1, HZ[0]!, [[200, 600], [2000, 400]]),
+    member(2, HZ[1]!, [[1200, 500]], { joinAtMs: 900 }),
+    member(3, HZ[2]!, [[200, 400], [1800, 500]], { leaveAtMs: 900, rejoinAtMs: 1400 }),
+  ];
+  const run = await record(scenario(members), { durationMs: 2800 });
+  const hzOf = new Map(members.map((m, i) => [m.userId, HZ[i]!]));
+  assert.equal(run.manifest.tracks.length, 3, 'one track per user');
+  const rejoiner = run.manifest.tracks.find((t) => t.userId === members[2]!.userId)!;
+  assert.equal(rejoiner.ssrcs.length, 2, `two SSRCs in one track: ${rejoiner.ssrcs}`);
+  const late = run.manifest.tracks.find((t) => t.userId === members[1]!.userId)!;
+  assert.ok(late.startOffsetMs > 1000, `late joiner starts late: ${late.startOffsetMs}`);
+  const { dropouts } = checkTracks(run, hzOf);
+  assert.equal(dropouts, 0);
+});
+
+test('4015 resume mid-recording keeps one timeline without a gap', async () => {
+  const members = [member(1, HZ[0]!, [[200, 2400]]), member(2, HZ[1]!, [[1500, 700]])];
+  const run = await record(scenario(members, { faults: [{ atMs: 1000, kind: 'voice-close', code: 4015 }] }), { durationMs: 2900 });
+  const fault = run.truth.faults.find((f) => f.kind === 'voice-close');
+  assert.ok(fault, 'the 4015 close happened');
+  assert.equal(run.manifest.tracks.length, 2);
+  const { dropouts, speechBlocks } = checkTracks(run, new Map(members.map((m, i) => [m.userId, HZ[i]!])));
+  assert.ok(dropouts <= 1, `${dropouts}/${speechBlocks} dropouts across the resume`);
+});
+
+test('5% loss + 10% reorder + 30 ms jitter: under 1% dropouts inside speech', async () => {
+  const members = [member(1, HZ[0]!, [[200, 3000]]), member(2, HZ[1]!, [[300, 3000]])];
+  const run = await record(
+    scenario(members, { seed: 11, impairments: { loss: 0.05, reorder: 0.1, jitterMs: 30 } }),
+    { durationMs: 3600 },
+  );
+  const lost = run.truth.members.reduce((n, m) => n + m.packetsLost, 0);
+  assert.ok(lost > 5, `the network did lose packets (${lost})`);
+  const { dropouts, speechBlocks } = checkTracks(run, new Map(members.map((m, i) => [m.userId, HZ[i]!])));
+  assert.ok(speechBlocks > 250);
+  assert.ok(dropouts / speechBlocks < 0.01, `${dropouts} dropouts in ${speechBlocks} blocks`);
+  const concealed = run.manifest.tracks.reduce((n, t) => n + t.packets.concealed, 0);
+  assert.ok(concealed > 0, 'losses were concealed');
+});
+
+test('4014 (bot disconnected) ends the recording cleanly; --users records only the chosen user', async () => {
+  const members = [member(1, HZ[0]!, [[200, 600]]), member(2, HZ[1]!, [[300, 600]])];
+  const run = await record(scenario(members, { dave: false, faults: [{ atMs: 1500, kind: 'disconnect-bot' }] }), {
+    users: new Set([members[0]!.userId]),
+    durationMs: 20_000,
+  });
+  assert.ok(run.phases.some((p) => p.phase === 'stopping' && p.reason === 'disconnected'), JSON.stringify(run.phases));
+  assert.ok(run.manifest.durationMs >= 1400 && run.manifest.durationMs < 5000, `stopped at the kick: ${run.manifest.durationMs}`);
+  assert.deepEqual(run.manifest.tracks.map((t) => t.userId), [members[0]!.userId]);
+  checkTracks(run, new Map([[members[0]!.userId, HZ[0]!]]));
+});
+
+test('AbortSignal stops the recording at that instant', async () => {
+  const members = [member(1, HZ[0]!, [[100, 5000]])];
+  const run = await record(scenario(members, { dave: false }), { stopAtMs: 1200 });
+  assert.ok(run.phases.some((p) => p.phase === 'stopping' && p.reason === 'signal'));
+  assert.ok(Math.abs(run.manifest.durationMs - 1200) < 150, `duration ${run.manifest.durationMs}`);
+  const x = run.pcm.get(members[0]!.userId)!;
+  assert.ok(Math.abs(x.length - msToSample(run.manifest.durationMs)) <= BLOCK);
+  assert.ok(toneAmplitude(x, x.length - 3 * BLOCK, BLOCK, HZ[0]!) > 1000, 'audio right up to the stop');
+});

@@ -1,0 +1,344 @@
+/**
+ * The per-user sink stack (jitter buffer → clock → concealment → capture writer), driven in-process with a
+ * simulated clock and REAL Opus packets of known tones; the capture files are read back and checked.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { JitterBuffer, seqDiff, type JitterPacket } from '../src/sinks/jitter-buffer.ts';
+import { StreamClock } from '../src/sinks/clock.ts';
+import { OpusWasm } from '../src/sinks/opus-decoder.ts';
+import { CaptureWriter } from '../src/sinks/capture-writer.ts';
+import { Track } from '../src/sinks/track.ts';
+import type { AudioPacket } from '../src/sinks/types.ts';
+import {
+  FRAME,
+  SILENCE_FRAME,
+  TONE_AMPLITUDE,
+  buildStream,
+  dropouts,
+  encodeTone,
+  network,
+  onset,
+  peak,
+  prng,
+  readCaptureLeft,
+  toneLevel,
+} from './sink-fixtures.ts';
+
+const wasm = new OpusWasm();
+const dirs: string[] = [];
+function tmp(): string {
+  const d = mkdtempSync(join(tmpdir(), 'dvrec-sinks-'));
+  dirs.push(d);
+  return d;
+}
+test.after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+function jp(sequence: number, arrivalMs: number, timestamp = sequence * FRAME): JitterPacket {
+  return { sequence: sequence & 0xffff, timestamp: timestamp >>> 0, arrivalMs, opus: new Uint8Array([sequence & 0xff]) };
+}
+
+function drainAll(jb: JitterBuffer, now: number, drain = false): { seq: number; lost: number; resync: boolean }[] {
+  const out = [];
+  let r;
+  while ((r = jb.pop(now, drain)) !== null) out.push({ seq: r.packet.sequence, lost: r.lost, resync: r.resync });
+  return out;
+}
+
+/** Feeds packets (sorted by arrival) into a track, ticking every 10 ms like a worker, then finishes it. */
+function runTrack(path: string, packets: AudioPacket[], endMs: number, opts: { keepOpus?: string } = {}) {
+  const t = new Track({ capturePath: path, packetLogPath: opts.keepOpus, wasm });
+  let tick = 0;
+  for (const p of packets) {
+    while (tick + 10 <= p.arrivalMs) {
+      tick += 10;
+      t.advance(tick);
+      t.flushIfDue(tick);
+    }
+    t.push(p);
+  }
+  return t.finish(endMs);
+}
+
+test('serial-number arithmetic: wraparound is ordinary', () => {
+  assert.equal(seqDiff(0, 65535), 1);
+  assert.equal(seqDiff(65535, 0), -1);
+  assert.equal(seqDiff(5, 65530), 11);
+  assert.equal(seqDiff(100, 100), 0);
+  assert.equal(seqDiff(32767, 0), 32767);
+});
+
+test('jitter buffer: in-order release across 65535→0, reordering, duplicates, late, gaps', () => {
+  const jb = new JitterBuffer({ playoutDelayMs: 60 });
+  // Priming: the first packet is held for the playout window; one reordered ahead of it still gets in.
+  jb.push(jp(65533, 0));
+  assert.deepEqual(drainAll(jb, 10), []);
+  jb.push(jp(65532, 15));
+  jb.push(jp(65534, 20));
+  assert.deepEqual(drainAll(jb, 59), []);
+  assert.deepEqual(
+    drainAll(jb, 60).map((r) => r.seq),
+    [65532, 65533, 65534],
+  );
+  // Across the wrap, in order: released at once.
+  jb.push(jp(65535, 80));
+  jb.push(jp(0, 100));
+  assert.deepEqual(drainAll(jb, 100).map((r) => [r.seq, r.lost]), [[65535, 0], [0, 0]]);
+  // Reorder: 2 before 1 → 1 is waited for and fills the gap.
+  jb.push(jp(2, 140));
+  assert.deepEqual(drainAll(jb, 150), []);
+  jb.push(jp(1, 160));
+  assert.deepEqual(drainAll(jb, 160).map((r) => [r.seq, r.lost]), [[1, 0], [2, 0]]);
+  // Duplicate of a released packet, and of a buffered one.
+  assert.equal(jb.push(jp(2, 165)), false);
+  jb.push(jp(4, 180));
+  assert.equal(jb.push(jp(4, 181)), false);
+  assert.equal(jb.counters.duplicate, 2);
+  // Gap: 3 never comes → after 60 ms 4 is released with lost = 1.
+  assert.deepEqual(drainAll(jb, 239), []);
+  assert.deepEqual(drainAll(jb, 240).map((r) => [r.seq, r.lost]), [[4, 1]]);
+  assert.equal(jb.counters.lost, 1);
+  // 3 arriving now is late.
+  assert.equal(jb.push(jp(3, 250)), false);
+  assert.equal(jb.counters.late, 1);
+  // A run of 3 lost.
+  jb.push(jp(8, 300));
+  assert.deepEqual(drainAll(jb, 360).map((r) => [r.seq, r.lost]), [[8, 3]]);
+  assert.equal(jb.counters.lost, 4);
+});
+
+test('jitter buffer: a long timestamp jump primes a new spurt and is flagged for re-anchoring', () => {
+  const jb = new JitterBuffer({ playoutDelayMs: 60 });
+  jb.push(jp(10, 0, 0));
+  assert.equal(drainAll(jb, 60)[0]!.resync, true);
+  jb.push(jp(11, 80, 960));
+  assert.deepEqual(drainAll(jb, 80), [{ seq: 11, lost: 0, resync: false }]);
+  // 5 s pause: sequence continues, timestamp jumps.
+  jb.push(jp(12, 5080, 960 + 240_000));
+  assert.deepEqual(drainAll(jb, 5100), []);
+  jb.push(jp(13, 5100, 960 + 240_960));
+  assert.deepEqual(drainAll(jb, 5140), [
+    { seq: 12, lost: 0, resync: true },
+    { seq: 13, lost: 0, resync: false },
+  ]);
+  // A short pause (300 ms) is not a resync: positions follow timestamps.
+  jb.push(jp(14, 5440, 960 + 240_960 + 960 + 14_400));
+  assert.deepEqual(drainAll(jb, 5440), [{ seq: 14, lost: 0, resync: false }]);
+});
+
+test('jitter buffer: a packet far ahead forces the gap; a confirmed sequence restart starts over', () => {
+  const jb = new JitterBuffer({ playoutDelayMs: 60, capacity: 16 });
+  jb.push(jp(100, 0));
+  drainAll(jb, 60);
+  jb.push(jp(102, 70)); // gap at 101, held
+  jb.push(jp(130, 71)); // 28 ahead of 102 with capacity 16: 102 must go now
+  assert.deepEqual(drainAll(jb, 71).map((r) => [r.seq, r.lost]), [[102, 1]]);
+  assert.deepEqual(drainAll(jb, 131).map((r) => [r.seq, r.lost]), [[130, 27]]);
+  // Sequence restart (sender re-initialised): three consecutive packets far away.
+  jb.push(jp(40_000, 200, 5_000_000));
+  jb.push(jp(40_001, 220, 5_000_960));
+  assert.deepEqual(drainAll(jb, 225), []);
+  jb.push(jp(40_002, 240, 5_001_920));
+  const r = drainAll(jb, 400);
+  assert.deepEqual(r.map((x) => x.seq), [40_000, 40_001, 40_002]);
+  assert.equal(r[0]!.resync, true);
+  assert.equal(jb.counters.lost, 28, 'a restart is not counted as loss');
+});
+
+test('clock: pauses come out exact from timestamps; drift never accumulates over an hour', () => {
+  const c = new StreamClock();
+  // A packet arriving at 520 ms carries the 20 ms that started at 500 ms.
+  c.anchorOn([{ timestamp: 1000, arrivalMs: 520 }], 1000, 0);
+  assert.equal(c.position(1000, 520), 24_000);
+  // A 300 ms pause, arriving 17 ms late: position from the timestamp alone.
+  assert.equal(c.position(1000 + 960 + 14_400, 520 + 20 + 300 + 17), 24_000 + 960 + 14_400);
+  // 32-bit timestamp wrap.
+  const w = new StreamClock();
+  w.anchorOn([{ timestamp: 0xffff_fc40, arrivalMs: 0 }], 0xffff_fc40, 0);
+  const p0 = w.position(0xffff_fc40, 0);
+  assert.equal(w.position(0x0000_0000, 20) - p0, 960);
+
+  // Sender clock 200 ppm fast, continuous speech for an hour, 0–30 ms jitter.
+  const rnd = prng(7);
+  const d = new StreamClock();
+  const rate = 1.0002;
+  let maxErr = 0;
+  let ts = 12345;
+  for (let i = 0; i < 180_000; i++) {
+    const trueMs = (i * 20) / rate; // when the frame was really spoken on our clock
+    const arrival = trueMs + 20 + 30 * rnd(); // sent when the frame is complete, plus jitter
+    if (i === 0) d.anchorOn([{ timestamp: ts, arrivalMs: arrival }], ts, 0);
+    const pos = d.position(ts, arrival);
+    maxErr = Math.max(maxErr, Math.abs(pos / 48 - trueMs));
+    ts = (ts + 960) >>> 0;
+  }
+  assert.ok(d.driftCorrections > 0, 'drift was corrected');
+  assert.ok(maxErr < 120, `position error stays bounded, max ${maxErr.toFixed(1)} ms`);
+});
+
+test('opus decoder: FEC recovers a lost frame, PLC conceals, normal decode reproduces the tone', () => {
+  const pkts = encodeTone(440, 30);
+  const dec = wasm.newDecoder();
+  const level = (pcm: Uint8Array | null): number => {
+    assert.ok(pcm !== null);
+    const v = new Int16Array(pcm.slice().buffer);
+    const left = new Int16Array(v.length / 2);
+    for (let i = 0; i < left.length; i++) left[i] = v[i * 2]!;
+    return toneLevel(left, 0, left.length, 440);
+  };
+  for (let i = 0; i < 10; i++) dec.decode(pkts[i]!);
+  const normal = level(dec.decode(pkts[10]!));
+  assert.ok(normal > TONE_AMPLITUDE * 0.7, `decoded tone ${normal}`);
+  // Packet 11 lost: recover it from packet 12's FEC, then decode 12.
+  const fec = dec.decodeFec(pkts[12]!, 960);
+  assert.equal(fec!.length, 960 * 4, 'FEC yields exactly the missing 20 ms');
+  assert.ok(level(fec) > TONE_AMPLITUDE * 0.5, `FEC frame carries the tone: ${level(fec)}`);
+  dec.decode(pkts[12]!);
+  const plc = dec.conceal(960);
+  assert.equal(plc!.length, 960 * 4, 'PLC yields exactly 20 ms');
+  assert.equal(dec.decode(new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff])), null, 'garbage is rejected, not thrown');
+  dec.free();
+});
+
+test('capture writer: positional, holes are silence, 0600, packet log records, exact final length', () => {
+  const d = tmp();
+  const path = join(d, 'a.wav');
+  const log = join(d, 'a.opus.pkt');
+  const w = new CaptureWriter(path, { packetLogPath: log, flushMs: 250 });
+  const frame = new Uint8Array(960 * 4).fill(1);
+  w.write(4800, frame, 0);
+  w.write(5760, frame, 10); // contiguous: coalesced
+  w.logPacket(4800, new Uint8Array([9, 8, 7]), 0);
+  w.flushIfDue(100);
+  assert.equal(statSync(path).size, 44, 'nothing flushed before flushMs');
+  w.flushIfDue(250);
+  assert.equal(statSync(path).size, 44 + 6720 * 4, 'flushed after flushMs, one coalesced write');
+  w.write(48_000, frame, 300);
+  w.flush();
+  assert.equal(statSync(path).size, 44 + (48_000 + 960) * 4);
+  assert.equal(statSync(path).mode & 0o777, 0o600);
+  assert.equal(statSync(log).mode & 0o777, 0o600);
+  w.finish(24_000); // 0.5 s: audio beyond is cut
+  const buf = readFileSync(path);
+  assert.equal(buf.length, 44 + 24_000 * 4);
+  assert.equal(buf.toString('ascii', 0, 4), 'RIFF');
+  assert.equal(buf.readUInt32LE(40), 24_000 * 4);
+  assert.equal(peak(readCaptureLeft(path).left, 0, 4800), 0);
+  assert.equal(buf[44 + 4800 * 4], 1);
+  assert.equal(buf[44 + 6720 * 4], 0);
+  assert.deepEqual([...readFileSync(log)], [0xc0, 0x12, 0, 0, 3, 0, 9, 8, 7]);
+  // Reopening continues without truncating (a replaced worker).
+  const w2 = new CaptureWriter(path, { resume: true });
+  assert.equal(w2.writtenEnd, 24_000);
+  w2.close();
+  assert.equal(statSync(path).size, 44 + 24_000 * 4);
+});
+
+test('track: tone at the right place across seq wraparound, exact silence in pauses, exact length', () => {
+  const d = tmp();
+  const path = join(d, 'u.wav');
+  const a = encodeTone(440, 50);
+  const b = encodeTone(440, 25);
+  const c = encodeTone(440, 25);
+  // Spurt 1 at 1.000 s; then 5 silence frames; a 2 s pause (re-anchor); spurt 2; a 300 ms pause; spurt 3.
+  const spurt2Ts = 55 * FRAME + 96_000;
+  const spurt3Ts = spurt2Ts + 25 * FRAME + 14_400;
+  const pkts = buildStream({
+    userId: 'u',
+    ssrc: 1,
+    firstSeq: 65_500,
+    firstTs: 4_294_900_000,
+    startMs: 1000,
+    spurts: [
+      { tsOffset: 0, packets: [...a, ...Array(5).fill(SILENCE_FRAME)] },
+      { tsOffset: spurt2Ts, packets: b },
+      { tsOffset: spurt3Ts, packets: c },
+    ],
+  });
+  const arrived = network(pkts, { jitterMs: 10, seed: 3 });
+  const endMs = 6000;
+  const s = runTrack(path, arrived, endMs);
+  const { left, dataBytes } = readCaptureLeft(path);
+  assert.equal(dataBytes, endMs * 48 * 4, 'length = endMs exactly');
+  assert.equal(s.received, pkts.length);
+  assert.equal(s.lost + s.late + s.duplicate, 0);
+  assert.equal(peak(left, 0, 48_000 - FRAME), 0, 'exact silence before the first packet');
+  const on1 = onset(left, 440);
+  assert.ok(Math.abs(on1 - 48_000) <= FRAME, `spurt 1 onset ${on1} ≈ 48000`);
+  const end1 = 48_000 + 55 * FRAME;
+  assert.equal(peak(left, end1 + FRAME, 48_000 + spurt2Ts - FRAME), 0, 'exact silence in the 2 s pause');
+  const on2 = onset(left, 440, end1 + FRAME);
+  assert.ok(Math.abs(on2 - (48_000 + spurt2Ts)) <= FRAME, `spurt 2 onset ${on2} ≈ ${48_000 + spurt2Ts}`);
+  // The 300 ms pause is inside the timestamp-continuous sequence: it comes out exact.
+  const end2 = on2 + 25 * FRAME;
+  assert.equal(peak(left, end2 + FRAME, end2 + 14_400 - FRAME), 0, 'exact silence in the 300 ms pause');
+  const on3 = onset(left, 440, end2 + FRAME);
+  assert.equal(on3 - on2, 25 * FRAME + 14_400, 'pause length exact to the sample');
+  assert.equal(peak(left, on3 + 26 * FRAME, left.length), 0, 'silence to the end');
+  assert.ok(Math.abs((s.startOffsetMs ?? -1) - 1000) <= 20, `startOffsetMs ${s.startOffsetMs}`);
+  assert.equal(s.activeMs, (55 + 25 + 25) * 20);
+});
+
+test('track: single losses are concealed with FEC; no dropouts', () => {
+  const d = tmp();
+  const path = join(d, 'u.wav');
+  const tone = encodeTone(440, 150);
+  const pkts = buildStream({ userId: 'u', ssrc: 9, firstSeq: 100, firstTs: 0, startMs: 500, spurts: [{ tsOffset: 0, packets: tone }] });
+  const drop = new Set([20, 41, 60, 61, 90, 120]);
+  const s = runTrack(path, network(pkts, { dropIndices: drop }), 4000);
+  assert.equal(s.lost, 6);
+  assert.equal(s.concealed, 6, 'every short gap concealed (FEC for singles, PLC+FEC for the pair)');
+  const { left } = readCaptureLeft(path);
+  const start = onset(left, 440);
+  const r = dropouts(left, start + FRAME, start + 148 * FRAME);
+  assert.equal(r.bad, 0, `dropouts ${r.bad}/${r.blocks}`);
+  assert.equal(s.activeMs, 150 * 20);
+});
+
+test('track: 5% loss + 10% reorder + 30 ms jitter + duplicates → < 1% dropout blocks', () => {
+  const d = tmp();
+  const path = join(d, 'u.wav');
+  const tone = encodeTone(440, 1500); // 30 s
+  const pkts = buildStream({ userId: 'u', ssrc: 5, firstSeq: 65_000, firstTs: 123, startMs: 200, spurts: [{ tsOffset: 0, packets: tone }] });
+  const arrived = network(pkts, { loss: 0.05, reorder: 0.1, jitterMs: 30, duplicate: 0.02, seed: 42 });
+  const s = runTrack(path, arrived, 31_000);
+  const { left } = readCaptureLeft(path);
+  const start = onset(left, 440);
+  assert.ok(Math.abs(start - 200 * 48) <= 2 * FRAME, `onset ${start}`);
+  const r = dropouts(left, start + FRAME, start + 1498 * FRAME);
+  console.log(`# 5% loss/10% reorder/30 ms jitter: lost ${s.lost} late ${s.late} dup ${s.duplicate} concealed ${s.concealed}; dropout blocks ${r.bad}/${r.blocks}, weak ${r.weak}`);
+  assert.ok(s.lost > 40, `loss happened: ${s.lost}`);
+  assert.ok(s.duplicate > 10, `duplicates counted: ${s.duplicate}`);
+  assert.ok(s.concealed >= s.lost * 0.9, `concealed ${s.concealed} of lost ${s.lost} (+late ${s.late})`);
+  assert.ok(r.bad / r.blocks < 0.01, `dropouts ${r.bad}/${r.blocks}`);
+});
+
+test('track: a new SSRC for the same user (rejoin) continues in the same file at the right place', () => {
+  const d = tmp();
+  const path = join(d, 'u.wav');
+  const first = buildStream({ userId: 'u', ssrc: 111, firstSeq: 7, firstTs: 999, startMs: 300, spurts: [{ tsOffset: 0, packets: encodeTone(440, 50) }] });
+  const second = buildStream({ userId: 'u', ssrc: 222, firstSeq: 40_000, firstTs: 3_000_000_000, startMs: 2500, spurts: [{ tsOffset: 0, packets: encodeTone(660, 50) }] });
+  const s = runTrack(path, network([...first, ...second], { jitterMs: 20, seed: 9 }), 4000, { keepOpus: join(d, 'u.opus.pkt') });
+  const { left } = readCaptureLeft(path);
+  assert.deepEqual(s.ssrcs, [111, 222]);
+  assert.ok(Math.abs(onset(left, 440) - 300 * 48) <= FRAME);
+  const on2 = onset(left, 660);
+  assert.ok(Math.abs(on2 - 2500 * 48) <= FRAME, `second SSRC onset ${on2} ≈ ${2500 * 48}`);
+  assert.equal(peak(left, 300 * 48 + 51 * FRAME, 2500 * 48 - FRAME), 0, 'silence between');
+  // Packet log: one record per decoded packet, positions on the recording clock.
+  const log = readFileSync(join(d, 'u.opus.pkt'));
+  let n = 0;
+  let lastPos = -1;
+  for (let o = 0; o < log.length; n++) {
+    const pos = log.readUInt32LE(o);
+    assert.ok(pos > lastPos);
+    lastPos = pos;
+    o += 6 + log.readUInt16LE(o + 4);
+  }
+  assert.equal(n, 100);
+});
