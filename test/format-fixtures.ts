@@ -136,6 +136,12 @@ export function hasFfmpeg(): boolean {
 
 /** Decodes any file to s16le stereo 48 kHz with ffmpeg (the reference decoder). */
 export function ffmpegDecode(path: string, channels = 2): Int16Array {
+  // Opus through libopus (the reference decoder, used by browsers and VLC) when ffmpeg has it: ffmpeg's
+  // native decoder renders a member's very first 20 ms frame differently (see EMPTY_FRAMES in opus-packet.ts).
+  if (path.endsWith('.opus')) {
+    const r = spawnSync('ffmpeg', ['-v', 'error', '-c:a', 'libopus', '-i', path, '-f', 's16le', '-ac', String(channels), '-ar', '48000', '-'], { maxBuffer: 1 << 30 });
+    if (r.status === 0) return new Int16Array(r.stdout.buffer, r.stdout.byteOffset, r.stdout.length / 2);
+  }
   const r = spawnSync('ffmpeg', ['-v', 'error', '-i', path, '-f', 's16le', '-ac', String(channels), '-ar', '48000', '-'], {
     maxBuffer: 1 << 30,
   });

@@ -320,7 +320,6 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
     const verdict = networks[i]!.decide();
     const lost = verdict.lost || session === null;
     truth.packet(id, frame.spurtIndex, frame.ssrc, wall, frame.kind === 'audio', lost);
-    if (process.env.SIMDEBUG && i === 0) console.log("DBGPKT", frame.sequence, lost, JSON.stringify(verdict.delaysMs));
     if (lost) return;
     let payload = frame.opus;
     if (dave) {

@@ -1,0 +1,134 @@
+/**
+ * `dvrec convert`: raw PCM to every format (decoded back and compared), its error paths with their exit
+ * codes, and `convert DIR` on a crashed recording directory (no endedAt, torn last frame, an orphan capture).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync, appendFileSync, existsSync, readFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { convertRaw, convertDir } from '../src/sinks/convert-raw.ts';
+import { DvrecError, ExitCode } from '../src/errors.ts';
+import { writeRecordingDir, ffmpegDecode, hasFfmpeg, channel, onset, dominantHz, msToFrame, type FixtureTrack } from './format-fixtures.ts';
+
+const FF = hasFfmpeg();
+const tmp = () => mkdtempSync(join(tmpdir(), 'dvrec-conv-'));
+
+function rawTone(path: string, hz: number, seconds: number, rate: number, channels: number): number {
+  const frames = Math.round(seconds * rate);
+  const b = Buffer.alloc(frames * channels * 2);
+  for (let i = 0; i < frames; i++) {
+    // silence for the first 0.25 s, then the tone: an onset to check alignment
+    const v = i < rate / 4 ? 0 : Math.round(12000 * Math.sin((2 * Math.PI * hz * i) / rate));
+    for (let c = 0; c < channels; c++) b.writeInt16LE(v, (i * channels + c) * 2);
+  }
+  writeFileSync(path, b);
+  return frames;
+}
+
+const isErr = (code: number, re?: RegExp) => (e: unknown) => e instanceof DvrecError && e.exitCode === code && (!re || re.test(e.message));
+
+for (const format of ['wav', 'mp3', 'flac', 'opus'] as const) {
+  for (const ffmpeg of format === 'mp3' || format === 'flac' ? [true, false] : [false]) {
+    test(`convert raw.pcm → ${format} ${ffmpeg ? 'with' : 'without'} ffmpeg`, { skip: !FF && 'decoding needs ffmpeg' }, async () => {
+      const dir = tmp();
+      const input = join(dir, 'raw.pcm');
+      const frames = rawTone(input, 660, 1.5, 48_000, 2);
+      const r = await convertRaw(input, { format, force: false, ffmpegPath: ffmpeg ? undefined : false });
+      assert.equal(r.out, join(dir, `raw.${format}`));
+      assert.equal(r.encoder, { wav: 'dvrec-wav', opus: 'libopus', mp3: ffmpeg ? 'ffmpeg' : 'lame-wasm', flac: ffmpeg ? 'ffmpeg' : 'libflac-js' }[format]);
+      assert.equal(r.durationMs, 1500);
+      const x = channel(ffmpegDecode(r.out), 2);
+      assert.ok(Math.abs(x.length - frames) <= (format === 'mp3' ? 1152 : 960), `${x.length} vs ${frames}`);
+      assert.ok(Math.abs(onset(x) - msToFrame(250)) <= 120, `onset ${onset(x)}`);
+      assert.equal(dominantHz(x, msToFrame(500), msToFrame(500)), 660);
+    });
+  }
+}
+
+test('convert raw: other rates and channel counts (16 kHz mono → flac, 44.1 kHz stereo → mono wav)', { skip: !FF && 'needs ffmpeg' }, async () => {
+  const dir = tmp();
+  const a = join(dir, 'a.raw');
+  rawTone(a, 500, 1, 16_000, 1);
+  const r = await convertRaw(a, { format: 'flac', rate: 16_000, channels: 1, force: false, ffmpegPath: false });
+  const x = channel(ffmpegDecode(r.out, 1), 1); // resampled to 48 kHz by the decoder
+  assert.ok(Math.abs(x.length - 48_000) <= 48);
+  assert.equal(dominantHz(x, 24_000, 12_000), 500);
+  const b = join(dir, 'b.raw');
+  rawTone(b, 800, 1, 44_100, 2);
+  const w = await convertRaw(b, { format: 'wav', rate: 44_100, channels: 2, mono: true, out: join(dir, 'b-mono.wav'), force: false });
+  const h = readFileSync(w.out);
+  assert.equal(h.readUInt16LE(22), 1);
+  assert.equal(h.readUInt32LE(24), 44_100);
+  assert.equal(h.readUInt32LE(40), 44_100 * 2);
+});
+
+test('convert raw: bad input gets a clear error and its exit code', async () => {
+  const dir = tmp();
+  await assert.rejects(convertRaw(join(dir, 'missing.pcm'), { format: 'wav', force: false }), isErr(ExitCode.INPUT, /no such file/));
+  const odd = join(dir, 'odd.pcm');
+  writeFileSync(odd, Buffer.alloc(4 * 100 + 3));
+  await assert.rejects(convertRaw(odd, { format: 'wav', force: false }), isErr(ExitCode.INPUT, /not a whole number of s16le sample frames/));
+  const ok = join(dir, 'ok.pcm');
+  writeFileSync(ok, Buffer.alloc(4 * 480));
+  await assert.rejects(convertRaw(ok, { format: 'aac', force: false }), isErr(ExitCode.USAGE, /unknown format "aac"/));
+  await assert.rejects(convertRaw(ok, { format: 'mp3', bitrateKbps: 129, force: false }), isErr(ExitCode.USAGE));
+  await assert.rejects(convertRaw(ok, { format: 'wav', out: join(dir, 'no', 'such', 'dir', 'x.wav'), force: false }), isErr(ExitCode.OUTPUT, /cannot write/));
+  writeFileSync(join(dir, 'ok.wav'), 'keep me');
+  await assert.rejects(convertRaw(ok, { format: 'wav', force: false }), isErr(ExitCode.OUTPUT, /already exists.*--force/));
+  assert.equal(readFileSync(join(dir, 'ok.wav'), 'utf8'), 'keep me');
+  const r = await convertRaw(ok, { format: 'wav', force: true });
+  assert.equal(readFileSync(r.out).length, 44 + 4 * 480);
+  await assert.rejects(convertRaw(dir, { format: 'wav', force: false }), isErr(ExitCode.INPUT, /directory/));
+});
+
+const CRASH_TRACKS: FixtureTrack[] = [
+  { stem: 'alice', userId: '100000000000000001', hz: 440, spurts: [{ atMs: 300, durationMs: 700 }, { atMs: 2500, durationMs: 900 }] },
+  { stem: 'bob', userId: '100000000000000002', hz: 1000, spurts: [{ atMs: 1100, durationMs: 600 }] },
+  // Spoke only after the journal's last write: in .capture but not in capture.json.
+  { stem: 'carol-100000000000000003', userId: '100000000000000003', hz: 1500, spurts: [{ atMs: 2900, durationMs: 300 }], orphan: true },
+];
+
+for (const format of ['wav', 'mp3', 'opus'] as const) {
+  test(`convert DIR recovers a crashed ${format} recording up to its last written frame`, { skip: !FF && 'needs ffmpeg' }, async () => {
+    const dir = tmp();
+    // Journal heartbeat at 2 s; alice's capture reaches ~3.5 s (the partial last second), torn mid-frame.
+    const src = await writeRecordingDir(dir, { format, flushedMs: 2000, tracks: CRASH_TRACKS, tornBytes: 2 });
+    const aliceEnd = src.get('alice')!.length / 2 - 1; // the torn frame is dropped
+    if (format === 'opus') appendFileSync(join(dir, '.capture', 'alice.opus.pkt'), Buffer.from([1, 2, 3, 4, 200, 0, 9])); // torn record
+    const { manifest, report } = await convertDir(dir, { force: false, ffmpegPath: format === 'mp3' ? false : undefined });
+    assert.equal(manifest.recovered, true);
+    assert.equal(report.recovered, true);
+    assert.equal(report.lengthFrom, 'captures');
+    const wantMs = Math.round((aliceEnd / 48_000) * 1000);
+    assert.ok(Math.abs(manifest.durationMs - wantMs) <= 1, `${manifest.durationMs} vs ${wantMs}`);
+    assert.ok(manifest.durationMs > 3400, 'recovered past the journal heartbeat');
+    assert.deepEqual(report.tracks.map((t) => [t.stem, t.orphan]), [['alice', false], ['bob', false], ['carol-100000000000000003', true]]);
+    assert.equal(manifest.tracks[2]!.userId, '100000000000000003');
+    const carolStart = manifest.tracks[2]!.startOffsetMs;
+    assert.ok(carolStart >= 2900 && carolStart <= 2920, `orphan's start found in its capture: ${carolStart}`);
+    // bob: 600 ms of speech + Discord's 5 silence frames (100 ms) from 1100 ms
+    assert.equal(report.tracks[1]!.capturedMs, 1800);
+    assert.ok(!existsSync(join(dir, '.capture')) && !existsSync(join(dir, 'capture.json')));
+    assert.ok(readdirSync(dir).includes('manifest.json'));
+    const lengths: number[] = [];
+    for (const [i, t] of CRASH_TRACKS.entries()) {
+      const x = channel(ffmpegDecode(join(dir, manifest.tracks[i]!.file)), 2);
+      lengths.push(x.length);
+      const s = channel(src.get(t.stem)!, 2);
+      for (const sp of t.spurts) {
+        const from = msToFrame(sp.atMs) - 4800;
+        assert.ok(Math.abs(onset(x, from) - onset(s, from)) <= 120, `${t.stem} onset at ${sp.atMs}`);
+        assert.equal(dominantHz(x, msToFrame(sp.atMs + 60), msToFrame(200)), t.hz);
+      }
+    }
+    const n = msToFrame(manifest.durationMs);
+    for (const len of lengths) assert.ok(Math.abs(len - n) <= (format === 'mp3' ? 1152 : 960), `length ${len} vs ${n}`);
+  });
+}
+
+test('convert DIR: not a recording, or already finished', async () => {
+  const dir = tmp();
+  await assert.rejects(convertDir(dir, { force: false }), isErr(ExitCode.INPUT, /not a dvrec recording directory/));
+  await assert.rejects(convertDir(join(dir, 'nope'), { force: false }), isErr(ExitCode.INPUT, /no such directory/));
+});
