@@ -483,7 +483,7 @@ test('end to end: discord.js + @discordjs/voice reach Ready under DAVE via the s
     assert.deepEqual(new Set(session.getUserIds()), new Set([A, C, BOT]), 'B left the group, C joined');
     assert.deepEqual(warnings, []);
     connection.destroy();
-  } finally {
+  } catch (e) { console.log('E2E FAILURE', e); throw e; } finally {
     await client.destroy();
     await sim.close();
   }

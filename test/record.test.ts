@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startSimulator, trustSimulatorCertificate, type Simulator } from '../src/simulator/index.ts';
 import type { GroundTruth, Scenario, SimMember } from '../src/simulator/scenario.ts';
+import { opusLoop } from '../src/simulator/opus-cache.ts';
 import { runRecording } from '../src/recording.ts';
 import type { RecordingPhase, RecordOptions } from '../src/recording-api.ts';
 import type { Manifest } from '../src/sinks/capture-layout.ts';
@@ -33,6 +34,9 @@ interface Run {
 }
 
 async function record(sc: Scenario, opts: Partial<RecordOptions> & { stopAtMs?: number } = {}): Promise<Run> {
+  // The simulator encodes each signal's Opus loop on first use, on this (shared) thread; doing that before
+  // the session starts keeps its send schedule from stalling mid-scenario, which would skew the ground truth.
+  for (const m of sc.members) opusLoop(m.signal);
   const sim: Simulator = await startSimulator(sc);
   trustSimulatorCertificate(sim);
   const dir = mkdtempSync(join(tmpdir(), 'dvrec-record-'));
@@ -94,16 +98,22 @@ function checkTracks(run: Run, hzOf: Map<string, number>): { dropouts: number; s
   let dropouts = 0;
   let speechBlocks = 0;
   for (const mt of truth.members) {
+    if (!hzOf.has(mt.userId)) {
+      assert.ok(!pcm.has(mt.userId), `no track for unrecorded user ${mt.userId}`);
+      continue;
+    }
     const hz = hzOf.get(mt.userId)!;
     const spurts = mt.spurts.filter((s) => s.packetsSent > 0);
     if (spurts.length === 0) continue;
     const x = pcm.get(mt.userId);
     assert.ok(x, `a track for ${mt.userId}`);
-    // 1. Onsets within 20 ms of the truth, and the tone is there during the spurt.
+    // 1. Onsets within 20 ms of the truth, and the tone is there during the spurt. A packet leaves the sender
+    // once its 20 ms frame has been captured, so the sound began one frame before the spurt's first send
+    // (startWallMs); the sink anchors packets that way, and that is the instant compared here.
     const speech: [number, number][] = [];
     for (const s of spurts) {
-      const startMs = s.startWallMs - startedAtMs;
-      const endMs = s.endWallMs - startedAtMs + 20;
+      const startMs = s.startWallMs - startedAtMs - 20;
+      const endMs = s.endWallMs - startedAtMs;
       if (endMs > manifest.durationMs - 100) continue;
       const onset = onsetMs(x, startMs - 100, startMs + 200);
       assert.ok(onset !== null, `onset found for ${mt.userId} at ${startMs.toFixed(1)} ms`);
@@ -118,7 +128,7 @@ function checkTracks(run: Run, hzOf: Map<string, number>): { dropouts: number; s
     // 2. Pauses (away from any spurt of this member by 120 ms) are silent.
     for (let ms = 0; ms + 20 <= manifest.durationMs; ms += 20) {
       if (speech.some(([a, b]) => ms + 20 > a - 120 && ms < b + 120)) continue;
-      if (spurts.some((s) => ms + 20 > s.startWallMs - startedAtMs - 120 && ms < s.endWallMs - startedAtMs + 140)) continue;
+      if (spurts.some((s) => ms + 20 > s.startWallMs - startedAtMs - 140 && ms < s.endWallMs - startedAtMs + 120)) continue;
       const level = rms(x, msToSample(ms), BLOCK);
       assert.ok(level < 30, `${mt.userId}: pause at ${ms} ms should be silent, rms ${level.toFixed(1)}`);
     }

@@ -9,6 +9,7 @@
  * the socket, a server move or rejoin brings a new one and the library re-attaches its handler).
  */
 import type { NetworkingState, VoiceConnection, VoiceUDPSocket } from '@discordjs/voice';
+import type { Socket } from 'node:dgram';
 import { watchNetworking } from './networking-watch.ts';
 
 export type DatagramListener = (datagram: Buffer) => void;
@@ -57,6 +58,7 @@ export class UdpTap {
       this.#udp?.off('message', this.#listener);
       this.#udp = udp;
       udp?.on('message', this.#listener);
+      if (udp) deepenReceiveBuffer(udp);
     }
     this.#detachLibraryHandler((this.#connection.receiver as unknown as { onUdpMessage: (msg: Buffer) => void }).onUdpMessage);
   }
@@ -68,3 +70,22 @@ export class UdpTap {
 }
 
 function noop(): void {}
+
+/**
+ * A burst (a flood of hostile datagrams, or the main thread pausing for GC or a disk write) must not make the
+ * kernel drop real audio: ask for a 4 MiB receive buffer (Linux caps it at net.core.rmem_max; best effort).
+ * The socket may not be bound yet (IP discovery binds it), so retry once it is listening.
+ */
+function deepenReceiveBuffer(udp: VoiceUDPSocket): void {
+  // `socket` is private in the typings but public at runtime (the dgram.Socket the library created).
+  const socket = (udp as unknown as { socket: Socket }).socket;
+  const apply = (): void => {
+    try {
+      socket.setRecvBufferSize(4 * 1024 * 1024);
+    } catch {
+      /* not bound yet, or refused: keep the default */
+    }
+  };
+  apply();
+  socket.once('listening', apply);
+}

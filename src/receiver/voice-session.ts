@@ -148,7 +148,8 @@ export class VoiceSession extends EventEmitter<VoiceSessionEvents> {
       session = new VoiceSession(client as Client<true>, guild, channel, connection, opts);
       // Wire the audio path before the first datagram, op 4 or op 5 can arrive.
       hooks.attach?.(session);
-      await withTimeout(session.#firstReady(), timeoutMs, signal, 'joining the voice channel');
+      const joining = session;
+      await withTimeout(session.#firstReady(), timeoutMs, signal, () => `joining the voice channel (voice connection stuck in ${joining.connection.state.status})`);
       return session;
     } catch (e) {
       session?.close();
@@ -408,7 +409,7 @@ function describeVoiceClose(code: number): string {
 
 /** Maps anything thrown while opening to a DvrecError with the right exit code (token redacted). */
 export function toDvrecError(e: unknown): DvrecError {
-  if (e instanceof DvrecError) return new DvrecError(redact(e.message), e.exitCode, { cause: e });
+  if (e instanceof DvrecError) return e;
   const err = e as { code?: unknown; status?: number; message?: string; name?: string };
   const message = redact(String(err?.message ?? e));
   if (err?.code === 'TokenInvalid' || err?.status === 401 || /4004|authentication failed/i.test(message)) {
@@ -423,16 +424,17 @@ export function toDvrecError(e: unknown): DvrecError {
 }
 
 /** Races a promise against a timeout and an abort signal, both mapped to NETWORK errors. */
-async function withTimeout<T>(p: Promise<T>, ms: number, signal: AbortSignal | undefined, what: string): Promise<T> {
+async function withTimeout<T>(p: Promise<T>, ms: number, signal: AbortSignal | undefined, describe: string | (() => string)): Promise<T> {
+  const what = (): string => (typeof describe === 'string' ? describe : describe());
   let timer: NodeJS.Timeout | undefined;
   let onAbort: (() => void) | undefined;
   try {
     return await Promise.race([
       p,
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new DvrecError(`timed out after ${Math.round(ms / 1000)} s ${what}`, ExitCode.NETWORK)), ms);
+        timer = setTimeout(() => reject(new DvrecError(`timed out after ${Math.round(ms / 1000)} s ${what()}`, ExitCode.NETWORK)), ms);
         if (signal) {
-          onAbort = () => reject(new DvrecError(`interrupted while ${what}`, ExitCode.INTERRUPTED));
+          onAbort = () => reject(new DvrecError(`interrupted while ${what()}`, ExitCode.INTERRUPTED));
           if (signal.aborted) onAbort();
           else signal.addEventListener('abort', onAbort, { once: true });
         }

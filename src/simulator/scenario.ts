@@ -86,8 +86,9 @@ export interface SpurtTruth {
   startWallMs: number;
   /** Wall clock at which its last audio packet (before the silence frames) was sent. */
   endWallMs: number;
+  /** Packets of this spurt put on the wire (audio + the 5 trailing silence frames; a duplicate counts once). */
   packetsSent: number;
-  /** Dropped by the impairment model (never sent). */
+  /** Dropped by the impairment model, or due while the recorder had no usable voice session (never sent). */
   packetsLost: number;
   ssrc: number;
 }
