@@ -473,6 +473,7 @@ test('end to end: discord.js + @discordjs/voice reach Ready under DAVE via the s
     const session = dave.session as unknown as DaveySession;
     for (const m of sim.truth().members) {
       const got = heard[m.userId];
+      console.log(m.userId, JSON.stringify(got), m.packetsSent, m.packetsLost, JSON.stringify(session.getDecryptionStats(m.userId, 0)));
       assert.ok(got, `nothing heard from ${m.userId}`);
       const audio = m.packetsSent - m.packetsLost - 5 * m.spurts.length;
       // Packets around a transition may be lost (the protocol allows it); the rest must decrypt and be the right tone.
