@@ -231,7 +231,7 @@ describe('record flags', () => {
 
 describe('output mode and formatting', () => {
   test('a TTY gets the interactive UI unless CI, NO_COLOR or TERM=dumb', () => {
-    const tty = { isTTY: true };
+    const tty = { isTTY: true, columns: 120 };
     assert.equal(detectOutputMode({ json: false, stream: tty, env: { TERM: 'xterm' } }), 'tty');
     assert.equal(detectOutputMode({ json: false, stream: {}, env: {} }), 'plain');
     assert.equal(detectOutputMode({ json: false, stream: tty, env: { CI: 'true' } }), 'plain');
@@ -239,6 +239,7 @@ describe('output mode and formatting', () => {
     assert.equal(detectOutputMode({ json: false, stream: tty, env: { NO_COLOR: '1' } }), 'plain');
     assert.equal(detectOutputMode({ json: false, stream: tty, env: { TERM: 'dumb' } }), 'plain');
     assert.equal(detectOutputMode({ json: true, stream: tty, env: {} }), 'json');
+    assert.equal(detectOutputMode({ json: false, stream: { isTTY: true, columns: 0 }, env: {} }), 'plain');
   });
   test('clock, bytes, durations', () => {
     assert.equal(formatClock(83_500), '1:23');

@@ -292,7 +292,19 @@ describe('receiver.ts pipeline', () => {
     });
   }
 
-  test('users filter, RTCP delivery, per-user undecryptable counts', () => {
+  test('DAVE failures of authenticated packets count against that user', () => {
+    const key = randomBytes(32);
+    const { receiver, audio } = collectingReceiver({ dave: { decrypt: () => null } });
+    receiver.setCipher(new TransportCipher(MODES[1]!, key));
+    receiver.mapSsrc(9, 'dave-user');
+    receiver.onDatagram(craft(MODES[1]!, key, 1, { ssrc: 9, opus: Buffer.concat([randomBytes(20), Buffer.from([1, 12, 0xfa, 0xfa])]) }));
+    receiver.onDatagram(craft(MODES[1]!, key, 2, { ssrc: 9, opus: Buffer.from([0xf8, 0xff, 0xfe]) }));
+    assert.equal(receiver.counters.daveUndecryptable, 1);
+    assert.equal(receiver.undecryptableByUser.get('dave-user'), 1);
+    assert.equal(audio.length, 1, 'the silence frame passes');
+  });
+
+  test('users filter, RTCP delivery, forged packets counted but not blamed', () => {
     const key = randomBytes(32);
     const cipher = new TransportCipher(MODES[0]!, key);
     const { receiver, audio, rtcp } = collectingReceiver({ accept: (u) => u !== 'carol' });
@@ -307,7 +319,7 @@ describe('receiver.ts pipeline', () => {
     bad[20]! ^= 0xff;
     receiver.onDatagram(bad);
     assert.equal(receiver.counters.undecryptable, 1);
-    assert.equal(receiver.undecryptableByUser.get('alice'), 1);
+    assert.equal(receiver.undecryptableByUser.get('alice'), undefined, 'a forged packet is not blamed on the SSRC owner');
     receiver.onDatagram(cipher.seal(Buffer.from([0x80, 201, 0, 7, 0, 0, 0, 1]), randomBytes(24), 9));
     assert.equal(rtcp.length, 1);
     assert.equal(rtcp[0]!.packetType, 201);
@@ -374,4 +386,73 @@ describe('naming.ts', () => {
     assert.equal(sanitizeName('🎧'.repeat(100)).length, 12 * 2, 'cut at a code point boundary (4-byte emoji → 12 of them)');
     assert.equal(trackStem('42', undefined, '..'), '42');
   });
+});
+
+describe('receiving from the simulator (real discord.js + @discordjs/voice over loopback)', () => {
+  for (const mode of MODES) {
+    test(`${mode} + DAVE: right user, decoded tone matches the member, 9–11 byte and hostile datagrams survived`, async () => {
+      const { startSimulator, trustSimulatorCertificate } = await import('../src/simulator/index.ts');
+      const { opusLoop } = await import('../src/simulator/opus-cache.ts');
+      const { VoiceSession } = await import('../src/receiver/voice-session.ts');
+      const { scenario, TOKEN, GUILD, CHANNEL, toneAmplitude } = await import('./record-fixtures.ts');
+      const dgram = await import('node:dgram');
+      const opus = (await import('@discordjs/opus')).default;
+      const members = [
+        { userId: '200000000000000001', username: 'a', signal: { kind: 'tone' as const, hz: 400 }, spurts: [{ atMs: 100, durationMs: 600 }] },
+        { userId: '200000000000000002', username: 'b', signal: { kind: 'tone' as const, hz: 1000 }, spurts: [{ atMs: 200, durationMs: 600 }] },
+      ];
+      for (const m of members) opusLoop(m.signal);
+      const sim = await startSimulator(scenario(members, { modes: [mode], faults: [{ atMs: 300, kind: 'hostile', count: 200 }] }));
+      trustSimulatorCertificate(sim);
+      const packets = new Map<string, AudioPacket[]>();
+      let receiver: Receiver | undefined;
+      const session = await VoiceSession.open({ token: TOKEN, apiUrl: sim.apiUrl, guildId: GUILD, channelId: CHANNEL }, {
+        attach: (s) => {
+          const r = new Receiver({
+            sink: { onAudio: (p) => (packets.get(p.userId) ?? packets.set(p.userId, []).get(p.userId)!).push(p), onRtcp: () => {} },
+            clock: () => s.now(),
+            dave: () => s.dave(),
+          });
+          receiver = r;
+          s.on('cipher', (c) => r.setCipher(c));
+          s.on('speaking', (ssrc, u) => r.mapSsrc(ssrc, u));
+          s.on('datagram', (d) => r.onDatagram(d));
+        },
+      });
+      try {
+        // The library's own handler is off the socket: only our tap listens.
+        const udp = session.udp!;
+        const names = udp.listeners('message').map((f) => f.name);
+        assert.ok(!names.includes('bound onUdpMessage'), `library handler detached: ${names}`);
+        assert.ok(session.dave(), 'a DAVE session is active');
+        // Datagrams of 9–11 bytes would make @discordjs/voice's VoiceReceiver throw outside any try/catch.
+        const port = (udp as unknown as { socket: import('node:dgram').Socket }).socket.address().port;
+        const evil = dgram.createSocket('udp4');
+        for (let i = 0; i < 30; i++) evil.send(randomBytes(9 + (i % 3)), port, '127.0.0.1');
+        await new Promise((r) => setTimeout(r, 1300));
+        evil.close();
+        const c = receiver!.counters;
+        assert.ok(c.malformed >= 30, `short datagrams counted (${c.malformed})`);
+        const truth = sim.truth();
+        const decoder = new opus.OpusEncoder(48_000, 2);
+        for (const [i, m] of members.entries()) {
+          const got = packets.get(m.userId) ?? [];
+          const mt = truth.members.find((t) => t.userId === m.userId)!;
+          assert.equal(got.length, mt.packetsSent, `${m.userId}: every packet sent arrived, attributed to the right user`);
+          assert.deepEqual([...new Set(got.map((p) => p.ssrc))], mt.ssrcs);
+          // Decode in sequence order and check the member's tone (and not the other's) is what came out.
+          const pcm = Buffer.concat(got.filter((p) => p.opus.length > 3).map((p) => decoder.decode(Buffer.from(p.opus))));
+          const left = new Int16Array(pcm.length / 4);
+          for (let k = 0; k < left.length; k++) left[k] = pcm.readInt16LE(k * 4);
+          const mid = Math.floor(left.length / 2);
+          const own = toneAmplitude(left, mid, 960, m.signal.hz);
+          const other = toneAmplitude(left, mid, 960, members[1 - i]!.signal.hz);
+          assert.ok(own > 5000 && other < 300, `${m.userId}: own ${own.toFixed(0)}, other ${other.toFixed(0)}`);
+        }
+      } finally {
+        session.close();
+        await sim.close();
+      }
+    });
+  }
 });

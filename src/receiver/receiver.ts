@@ -67,7 +67,7 @@ interface Held {
 /** Turns raw voice-socket datagrams into {@link AudioPacket}s for one recording. */
 export class Receiver {
   readonly counters: ReceiverCounters = emptyCounters();
-  /** Undecryptable packets attributable to a user (transport failures on a mapped SSRC, DAVE failures). */
+  /** Authenticated packets of a user that DAVE could not decrypt (forged transport packets are not attributed). */
   readonly undecryptableByUser = new Map<string, number>();
   readonly #opts: ReceiverOptions;
   readonly #ssrcs: SsrcMap<Held>;
@@ -132,8 +132,8 @@ export class Receiver {
     const userId = this.#ssrcs.get(header.ssrc);
     const frame = cipher.openRtp(datagram, header);
     if (!frame) {
+      // Not attributed to the SSRC's user: an unauthenticated header proves nothing about who sent it.
       c.undecryptable++;
-      if (userId !== undefined) this.#countUserUndecryptable(userId);
       return;
     }
     if (userId === undefined) {

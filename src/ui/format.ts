@@ -43,3 +43,8 @@ export function stripControl(text: string): string {
   // eslint-disable-next-line no-control-regex
   return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, '');
 }
+
+/** Speaking time per user: tenths of a second while short (`0.8s`), then `3m12s`. */
+export function formatActive(ms: number): string {
+  return ms < 60_000 ? `${(ms / 1000).toFixed(1)}s` : formatDuration(ms);
+}

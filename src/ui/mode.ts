@@ -7,10 +7,13 @@
  */
 export type OutputMode = 'tty' | 'plain' | 'json';
 
-export function detectOutputMode(opts: { json: boolean; stream: { isTTY?: boolean }; env: NodeJS.ProcessEnv }): OutputMode {
+export function detectOutputMode(opts: { json: boolean; stream: { isTTY?: boolean; columns?: number }; env: NodeJS.ProcessEnv }): OutputMode {
   if (opts.json) return 'json';
   const { env } = opts;
   if (!opts.stream.isTTY) return 'plain';
+  // A pseudo-terminal nobody sized (0 columns: `script`, some `docker -t` runs) is not a person's screen,
+  // and redrawing in place needs a width (ora divides by it).
+  if (!opts.stream.columns) return 'plain';
   if (env.CI !== undefined && env.CI !== '' && env.CI !== 'false' && env.CI !== '0') return 'plain';
   if (env.NO_COLOR !== undefined && env.NO_COLOR !== '') return 'plain';
   if (env.TERM === 'dumb') return 'plain';

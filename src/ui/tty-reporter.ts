@@ -2,7 +2,7 @@ import ora, { type Ora } from 'ora';
 import { styleText } from 'node:util';
 import { redact } from '../errors.ts';
 import type { ConvertProgress, LiveStatus, LiveTrackStatus, RecordingPhase } from '../recording-api.ts';
-import { formatBytes, formatClock, formatDuration, stripControl } from './format.ts';
+import { formatActive, formatBytes, formatClock, formatDuration, stripControl } from './format.ts';
 import type { Output } from './output.ts';
 import { STOP_REASONS } from './plain-reporter.ts';
 import { summaryLines, type DoneSummary, type Reporter } from './reporter.ts';
@@ -90,11 +90,9 @@ export class TtyReporter implements Reporter {
       case 'reconnecting':
         return this.#above(`${this.#style('yellow', '⚠')} reconnecting: ${p.reason}`);
       case 'stopping':
-        if (this.#recording && this.#lastStatus) {
-          this.#settle(true, `Recorded ${formatClock(this.#lastStatus.elapsedMs)}, ${formatBytes(this.#lastStatus.bytesWritten)}`);
-        }
+        if (this.#recording) this.#settle(true, `Stopped because ${STOP_REASONS[p.reason]}`);
         this.#recording = false;
-        return this.#spin(`Stopping because ${STOP_REASONS[p.reason]}…`);
+        return this.#spin('Finishing the files…');
       case 'converting':
         return this.#spin(`Finishing ${p.tracks} track${p.tracks === 1 ? '' : 's'}…`);
       case 'done':
@@ -130,7 +128,7 @@ export class TtyReporter implements Reporter {
     const share = elapsedMs > 0 ? `${Math.round((100 * t.activeMs) / elapsedMs)}%` : '';
     const marker = t.speaking ? this.#style('green', '▶') : ' ';
     const loss = t.lost > 0 ? `  lost ${t.lost}, concealed ${t.concealed}` : '';
-    const body = `${name}  ${formatClock(t.activeMs).padStart(5)}  ${share.padStart(4)}${loss}`;
+    const body = `${name}  ${formatActive(t.activeMs).padStart(7)}  ${share.padStart(4)}${loss}`;
     const room = cols - 4;
     return `  ${marker} ${body.length > room ? body.slice(0, room - 1) + '…' : body}`;
   }

@@ -1,0 +1,307 @@
+/**
+ * Part 1 of the bench: a long recording (default 1 hour × 10 speakers) fed straight into the production sink
+ * stack (WorkerPool with `clock: 'packets'`) faster than real time, then stopped and finished.
+ *
+ * Measures:
+ *  - the sink stack's cost floor: CPU seconds of the pool's worker threads (jitter buffer, Opus decode,
+ *    concealment, positional capture writes) per speaker-hour, and of the main thread (routing + batching,
+ *    plus this file's packet synthesis, reported separately);
+ *  - time from stop to finished files: pool.cleanup (flush + cut every capture) + finishRecording, for WAV,
+ *    MP3 via ffmpeg (when present) and MP3 via the embedded LAME (WebAssembly).
+ *
+ * One feed serves all three finishes: before the WAV finish (which turns the captures into the tracks in
+ * place), every capture is hard-linked into one directory per MP3 variant. The MP3 finishers only read
+ * their captures, so each sees exactly the bytes `record` would have left.
+ *
+ * The audio is real Opus: every speaker has its own 5 s loop of a voiced tone (vibrato + syllable envelope)
+ * encoded by @discordjs/opus the way Discord clients send (48 kHz stereo, 20 ms, 64 kbps, in-band FEC on).
+ * Speakers talk continuously (the worst case for decoding); arrival times carry 0–8 ms of seeded jitter.
+ */
+import { mkdirSync, linkSync, readdirSync, rmSync, statSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { setImmediate as yieldLoop, setTimeout as sleep } from 'node:timers/promises';
+import opus from '@discordjs/opus';
+import { WorkerPool } from '../src/pool/pool.ts';
+import { CAPTURE_DIR, JOURNAL_FILE, writeJsonAtomic, type AudioFormat, type Journal } from '../src/sinks/capture-layout.ts';
+import { finishRecording } from '../src/sinks/finalize.ts';
+import { findFfmpeg } from '../src/sinks/formats/ffmpeg.ts';
+import { threadCpuByName } from './proc.ts';
+
+const { OpusEncoder } = opus;
+const FRAME = 960;
+const LOOP_FRAMES = 250; // 5 s
+
+export interface LongOptions {
+  speakers: number;
+  durationS: number;
+  dir: string;
+  /** Which finishes to time. */
+  mp3Ffmpeg: boolean;
+  mp3Lame: boolean;
+  log: (line: string) => void;
+}
+
+export interface FinishTiming {
+  variant: 'wav' | 'mp3-ffmpeg' | 'mp3-lame';
+  /** Stop → every capture flushed and cut (pool.cleanup), seconds. Shared by all variants (one stop). */
+  cleanupS: number;
+  /** finishRecording() alone, seconds. */
+  finishS: number;
+  /** cleanupS + finishS: what a user waits after stop. */
+  totalS: number;
+  encoder: string;
+  outputBytes: number;
+}
+
+export interface LongResult {
+  speakers: number;
+  durationS: number;
+  packets: number;
+  feedWallS: number;
+  /** × real time the stack ran at while fed as fast as it would take (speaker-seconds / wall / speakers). */
+  speedX: number;
+  workerCpuS: number;
+  mainCpuS: number;
+  otherCpuS: number;
+  /** Pool worker CPU s per speaker-hour (decode + jitter buffer + write). */
+  workerCpuPerSpeakerHour: number;
+  /** Main thread CPU s per speaker-hour (includes the synthetic feed; see synthCpuPerSpeakerHour). */
+  mainCpuPerSpeakerHour: number;
+  /** Cost of just generating the packets here (measured with no pool), per speaker-hour. */
+  synthCpuPerSpeakerHour: number;
+  captureBytes: number;
+  lost: number;
+  concealed: number;
+  finishes: FinishTiming[];
+}
+
+/** A voiced tone (as the test fixtures use: a steady sine would make Opus's VAD stop coding FEC). */
+export function encodeLoop(freq: number): Buffer[] {
+  const enc = new OpusEncoder(48_000, 2);
+  enc.setBitrate(64_000);
+  enc.applyEncoderCTL(4012, 1); // OPUS_SET_INBAND_FEC
+  enc.applyEncoderCTL(4014, 10); // OPUS_SET_PACKET_LOSS_PERC
+  const out: Buffer[] = [];
+  const pcm = Buffer.alloc(FRAME * 4);
+  for (let f = 0; f < LOOP_FRAMES; f++) {
+    for (let i = 0; i < FRAME; i++) {
+      const n = f * FRAME + i;
+      const v = Math.round(
+        8000 * (0.75 + 0.25 * Math.sin((2 * Math.PI * 7 * n) / 48_000)) *
+          Math.sin((2 * Math.PI * freq * n) / 48_000 + 2 * Math.sin((2 * Math.PI * 3 * n) / 48_000)),
+      );
+      pcm.writeInt16LE(v, i * 4);
+      pcm.writeInt16LE(v, i * 4 + 2);
+    }
+    out.push(enc.encode(pcm));
+  }
+  return out;
+}
+
+interface Feeder {
+  userIds: string[];
+  /** Calls `emit` for every packet of second `s` (all speakers, in arrival order). */
+  second(s: number, emit: (p: { userId: string; ssrc: number; sequence: number; timestamp: number; arrivalMs: number; opus: Uint8Array }) => void): void;
+}
+
+function makeFeeder(speakers: number): Feeder {
+  const loops = Array.from({ length: speakers }, (_, i) => encodeLoop(220 + 37 * i));
+  const userIds = Array.from({ length: speakers }, (_, i) => String(200000000000000000n + BigInt(i)));
+  const ssrcs = userIds.map((_, i) => (0x10000 + i * 7919) >>> 0);
+  const seq0 = userIds.map((_, i) => (i * 12345) & 0xffff);
+  const ts0 = userIds.map((_, i) => (i * 987654321) >>> 0);
+  const startMs = 500; // everyone starts speaking 0.5 s after t=0
+  // Seeded jitter so arrivals are not perfectly regular (LCG: cheap and deterministic).
+  let rnd = 12345;
+  const jitter = () => {
+    rnd = (Math.imul(rnd, 1103515245) + 12345) >>> 0;
+    return (rnd / 2 ** 32) * 8;
+  };
+  const batch: { k: number; i: number; at: number }[] = [];
+  return {
+    userIds,
+    second(s, emit) {
+      batch.length = 0;
+      for (let f = 0; f < 50; f++) {
+        const k = s * 50 + f;
+        for (let i = 0; i < speakers; i++) batch.push({ k, i, at: startMs + (k + 1) * 20 + jitter() });
+      }
+      batch.sort((a, b) => a.at - b.at);
+      for (const { k, i, at } of batch) {
+        emit({
+          userId: userIds[i]!,
+          ssrc: ssrcs[i]!,
+          sequence: (seq0[i]! + k) & 0xffff,
+          timestamp: (ts0[i]! + k * FRAME) >>> 0,
+          arrivalMs: at,
+          opus: loops[i]![k % LOOP_FRAMES]!,
+        });
+      }
+    },
+  };
+}
+
+function cpuSplit(): { worker: number; main: number; other: number } {
+  const m = threadCpuByName();
+  let worker = 0;
+  let main = 0;
+  let other = 0;
+  for (const [name, s] of m) {
+    if (name === 'WorkerThread') worker += s;
+    else if (name === 'MainThread') main += s;
+    else other += s;
+  }
+  return { worker, main, other };
+}
+
+function dirBytes(dir: string): number {
+  let n = 0;
+  for (const f of readdirSync(dir)) {
+    const p = join(dir, f);
+    const st = statSync(p);
+    if (st.isFile()) n += st.size;
+  }
+  return n;
+}
+
+function journalFor(dir: string, format: AudioFormat, userIds: string[], stats: Map<string, { lost: number; received: number; concealed: number; late: number; duplicate: number; undecryptable: number; startOffsetMs: number | null; ssrcs: number[] }>, startedAtMs: number, durationMs: number): Journal {
+  return {
+    version: 1,
+    guildId: '100000000000000001',
+    channelId: '100000000000000002',
+    startedAt: new Date(startedAtMs).toISOString(),
+    startedAtMs,
+    flushedMs: durationMs,
+    format,
+    mono: false,
+    bitrateKbps: 128,
+    mix: false,
+    tracks: userIds.map((userId, i) => {
+      const s = stats.get(userId)!;
+      return {
+        userId,
+        username: `speaker${i}`,
+        displayName: `Speaker ${i}`,
+        stem: `speaker${i}`,
+        ssrcs: s.ssrcs,
+        startOffsetMs: s.startOffsetMs,
+        packets: { received: s.received, lost: s.lost, concealed: s.concealed, late: s.late, duplicate: s.duplicate, undecryptable: s.undecryptable },
+      };
+    }),
+    endedAt: new Date(startedAtMs + durationMs).toISOString(),
+    durationMs,
+  };
+}
+
+/** Runs part 1. */
+export async function runLong(o: LongOptions): Promise<LongResult> {
+  rmSync(o.dir, { recursive: true, force: true });
+  const wavDir = join(o.dir, 'wav');
+  mkdirSync(wavDir, { recursive: true });
+  const feeder = makeFeeder(o.speakers);
+
+  // What generating the packets costs on its own (so the main thread's routing cost can be told apart).
+  const synthSeconds = Math.min(o.durationS, 120);
+  const c0 = cpuSplit().main;
+  let sink = 0;
+  for (let s = 0; s < synthSeconds; s++) feeder.second(s, (p) => (sink += p.opus.length));
+  const synthCpu = cpuSplit().main - c0;
+  const synthCpuPerSpeakerHour = synthCpu / ((o.speakers * synthSeconds) / 3600);
+
+  const pool = new WorkerPool({ dir: wavDir, keepOpus: false, clock: 'packets' });
+  feeder.userIds.forEach((u, i) => pool.addTrack(u, `speaker${i}`));
+  const received = () => {
+    let n = 0;
+    for (const s of pool.status().values()) n += s.received;
+    return n;
+  };
+  // Keep at most this many packets in flight to the workers (≈ 20 s of audio), so memory stays bounded
+  // however much faster than real time the feed is.
+  const maxInFlight = o.speakers * 50 * 20;
+  const startedAtMs = Date.now();
+  const cpu0 = cpuSplit();
+  const t0 = performance.now();
+  let sent = 0;
+  let lastLog = t0;
+  for (let s = 0; s < o.durationS; s++) {
+    feeder.second(s, (p) => {
+      pool.onAudio(p);
+      sent++;
+    });
+    await yieldLoop(); // lets the pool's batch timer and the workers' status messages through
+    while (sent - received() > maxInFlight) await sleep(5);
+    if (performance.now() - lastLog > 15_000) {
+      lastLog = performance.now();
+      o.log(`  long: fed ${s + 1}/${o.durationS} s of audio × ${o.speakers} speakers (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+    }
+  }
+  // The stack has caught up when every packet sent has been taken in by a worker (status ≈ every 500 ms).
+  while (received() < sent) await sleep(20);
+  const feedWallS = (performance.now() - t0) / 1000;
+  const cpu1 = cpuSplit();
+  const hours = (o.speakers * o.durationS) / 3600;
+
+  // ---- stop ----
+  const endMs = 500 + o.durationS * 1000 + 500;
+  const tStop = performance.now();
+  const stats = await pool.cleanup(endMs);
+  const cleanupS = (performance.now() - tStop) / 1000;
+  await pool.close();
+  let lost = 0;
+  let concealed = 0;
+  for (const s of stats.values()) {
+    lost += s.lost;
+    concealed += s.concealed;
+  }
+  const captureBytes = dirBytes(join(wavDir, CAPTURE_DIR));
+
+  // Hard-link the captures for the MP3 variants before the WAV finish turns them into tracks in place.
+  const ff = await findFfmpeg(undefined);
+  const variants: { variant: FinishTiming['variant']; dir: string; format: AudioFormat; ffmpegPath: string | false | undefined }[] = [];
+  if (o.mp3Ffmpeg && ff) variants.push({ variant: 'mp3-ffmpeg', dir: join(o.dir, 'mp3-ffmpeg'), format: 'mp3', ffmpegPath: ff.path });
+  if (o.mp3Lame) variants.push({ variant: 'mp3-lame', dir: join(o.dir, 'mp3-lame'), format: 'mp3', ffmpegPath: false });
+  for (const v of variants) {
+    mkdirSync(join(v.dir, CAPTURE_DIR), { recursive: true });
+    for (const f of readdirSync(join(wavDir, CAPTURE_DIR))) linkSync(join(wavDir, CAPTURE_DIR, f), join(v.dir, CAPTURE_DIR, f));
+    writeJsonAtomic(join(v.dir, JOURNAL_FILE), journalFor(v.dir, v.format, feeder.userIds, stats, startedAtMs, endMs));
+  }
+
+  const finishes: FinishTiming[] = [];
+  const finish = async (variant: FinishTiming['variant'], dir: string, format: AudioFormat, ffmpegPath: string | false | undefined) => {
+    if (!existsSync(join(dir, JOURNAL_FILE))) writeJsonAtomic(join(dir, JOURNAL_FILE), journalFor(dir, format, feeder.userIds, stats, startedAtMs, endMs));
+    const t = performance.now();
+    let encoder = format === 'wav' ? 'wav-in-place' : ffmpegPath === false ? 'lame-wasm' : 'ffmpeg';
+    await finishRecording(dir, { force: false, ffmpegPath });
+    const finishS = (performance.now() - t) / 1000;
+    if (format === 'mp3' && ffmpegPath === undefined) encoder = 'ffmpeg';
+    finishes.push({ variant, cleanupS, finishS, totalS: cleanupS + finishS, encoder, outputBytes: dirBytes(dir) });
+    o.log(`  long: ${variant} finished in ${finishS.toFixed(2)} s after cleanup ${cleanupS.toFixed(2)} s`);
+  };
+  // WAV right away (as `record` does at stop); the journal is written by the engine at stop too, so it is
+  // written before the clock starts only for the variants, and timed here for WAV.
+  await finish('wav', wavDir, 'wav', false);
+  for (const v of variants) {
+    await finish(v.variant, v.dir, v.format, v.ffmpegPath);
+    rmSync(v.dir, { recursive: true, force: true }); // free the disk before the next variant
+  }
+  rmSync(o.dir, { recursive: true, force: true });
+  void sink;
+
+  return {
+    speakers: o.speakers,
+    durationS: o.durationS,
+    packets: sent,
+    feedWallS,
+    speedX: o.durationS / feedWallS,
+    workerCpuS: cpu1.worker - cpu0.worker,
+    mainCpuS: cpu1.main - cpu0.main,
+    otherCpuS: cpu1.other - cpu0.other,
+    workerCpuPerSpeakerHour: (cpu1.worker - cpu0.worker) / hours,
+    mainCpuPerSpeakerHour: (cpu1.main - cpu0.main) / hours,
+    synthCpuPerSpeakerHour,
+    captureBytes,
+    lost,
+    concealed,
+    finishes,
+  };
+}
