@@ -119,7 +119,7 @@ export function treeRssMiB(pid: number): number {
 }
 
 export interface Sample {
-  /** Seconds since the sampler started. */
+  /** performance.now() / 1000 at the sample (seconds on this process's monotonic clock). */
   t: number;
   cpuS: number;
   rssMiB: number;
@@ -135,7 +135,6 @@ export class ProcSampler {
   readonly pid: number;
   readonly samples: Sample[] = [];
   private readonly timer: NodeJS.Timeout;
-  private readonly t0 = performance.now();
   private peakHwm = 0;
 
   constructor(pid: number, everyMs = 1000) {
@@ -150,7 +149,7 @@ export class ProcSampler {
     const m = memoryMiB(this.pid);
     if (!Number.isFinite(cpuS) || !Number.isFinite(m.rss)) return null;
     if (m.hwm > this.peakHwm) this.peakHwm = m.hwm;
-    const s: Sample = { t: (performance.now() - this.t0) / 1000, cpuS, rssMiB: m.rss, hwmMiB: m.hwm };
+    const s: Sample = { t: performance.now() / 1000, cpuS, rssMiB: m.rss, hwmMiB: m.hwm };
     this.samples.push(s);
     return s;
   }
@@ -163,7 +162,7 @@ export class ProcSampler {
     return this.peakHwm;
   }
 
-  /** CPU seconds between the first sample at or after `fromS` and the last sample at or before `toS`. */
+  /** CPU seconds between the first sample at or after `fromS` and the last at or before `toS` (performance.now()/1000). */
   cpuBetween(fromS: number, toS: number): { cpuS: number; wallS: number } {
     const a = this.samples.find((s) => s.t >= fromS);
     const b = [...this.samples].reverse().find((s) => s.t <= toS);

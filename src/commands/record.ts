@@ -136,7 +136,7 @@ export async function runWithSignals(options: RecordOptions, reporter: Reporter)
       const left = existsSync(join(options.outDir, JOURNAL_FILE))
         ? `the capture is kept: run \`dvrec convert ${options.outDir}\` to finish it`
         : 'nothing had been recorded yet';
-      process.stderr.write(redact(`dvrec: ${sig} again: stopped at once; ${left}\n`));
+      process.stderr.write(redact(`dvrec: second stop signal (${sig}): stopped at once; ${left}\n`));
     },
   });
   try {
