@@ -113,7 +113,7 @@ function checkTracks(run: Run, hzOf: Map<string, number>, opts: { lossySlackMs?:
     // (startWallMs); the sink anchors packets that way, and that is the instant compared here.
     const speech: [number, number][] = [];
     for (const s of spurts) {
-      const startMs = s.startWallMs - startedAtMs - 20;
+      const startMs = s.onsetWallMs - startedAtMs;
       const endMs = s.endWallMs - startedAtMs;
       if (endMs > manifest.durationMs - 100) continue;
       const onset = onsetMs(x, startMs - 100, startMs + 200);

@@ -84,6 +84,12 @@ export interface Scenario {
 export interface SpurtTruth {
   /** Wall clock (epoch ms, fractional) at which the spurt's first packet was sent. */
   startWallMs: number;
+  /**
+   * Wall clock of the spurt's first audio sample: a client sends a 20 ms frame once it has captured it, so the
+   * sound began one frame before the first packet left (startWallMs − 20). This is the instant a recording's
+   * onset is compared with.
+   */
+  onsetWallMs: number;
   /** Wall clock at which its last audio packet (before the silence frames) was sent. */
   endWallMs: number;
   /** Packets of this spurt put on the wire (audio + the 5 trailing silence frames; a duplicate counts once). */

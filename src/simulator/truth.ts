@@ -5,6 +5,9 @@
  */
 import type { Fault, GroundTruth, MemberTruth, SimMember, SpurtTruth } from './scenario.ts';
 
+/** Duration of one Opus frame: the audio a packet carries was captured during the frame before it was sent. */
+const FRAME_MS = 20;
+
 export class TruthRecorder {
   readonly #truth: GroundTruth;
   readonly #byUser = new Map<string, MemberTruth>();
@@ -38,7 +41,7 @@ export class TruthRecorder {
     if (!mt) return;
     let cur = this.#current.get(userId);
     if (!cur || cur.index !== spurtIndex || cur.ssrc !== ssrc) {
-      const spurt: SpurtTruth = { startWallMs: wallMs, endWallMs: wallMs, packetsSent: 0, packetsLost: 0, ssrc };
+      const spurt: SpurtTruth = { startWallMs: wallMs, onsetWallMs: wallMs - FRAME_MS, endWallMs: wallMs, packetsSent: 0, packetsLost: 0, ssrc };
       mt.spurts.push(spurt);
       cur = { index: spurtIndex, ssrc, spurt };
       this.#current.set(userId, cur);
