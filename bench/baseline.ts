@@ -18,7 +18,7 @@
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Client, GatewayIntentBits } from 'discord.js';
+import { Client, Events, GatewayIntentBits } from 'discord.js';
 import { EndBehaviorType, VoiceConnectionStatus, entersState, joinVoiceChannel, type VoiceConnection } from '@discordjs/voice';
 import prism from 'prism-media';
 
@@ -72,11 +72,15 @@ function subscribe(connection: VoiceConnection, userId: string): void {
 }
 
 async function main(): Promise<void> {
+  const ready = new Promise<void>((resolve) => client.once(Events.ClientReady, () => resolve()));
   await client.login(process.env.DISCORD_TOKEN);
+  await ready;
+  const guild = client.guilds.cache.get(guildId);
+  if (!guild) throw new Error(`guild ${guildId} not found`);
   const connection = joinVoiceChannel({
     guildId,
     channelId,
-    adapterCreator: (await client.guilds.fetch(guildId)).voiceAdapterCreator,
+    adapterCreator: guild.voiceAdapterCreator,
     selfDeaf: false,
     selfMute: true,
   });
@@ -87,7 +91,17 @@ async function main(): Promise<void> {
   const status = setInterval(() => {
     emit({ event: 'status', elapsedMs: wall() - t0, tracks: [...tracks].map(([userId, t]) => ({ userId, bytes: t.bytes, packets: t.packets })) });
   }, 1000);
-  await new Promise((r) => setTimeout(r, durationMs));
+  // Stops after --duration, or at SIGINT/SIGTERM (the bench stops it a fixed time after the simulator's
+  // members start speaking, since joining a big DAVE group takes a while).
+  await new Promise<void>((r) => {
+    const t = setTimeout(r, durationMs);
+    const stop = () => {
+      clearTimeout(t);
+      r();
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
   const stopWallMs = wall();
   clearInterval(status);
   connection.destroy();

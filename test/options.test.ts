@@ -250,3 +250,20 @@ describe('output mode and formatting', () => {
     assert.equal(formatDuration(3_600_000), '1h');
   });
 });
+
+describe('failure reporting', () => {
+  test('DvrecError keeps its code; anything else is exit 1, one line, stack only with DVREC_DEBUG=1', async () => {
+    const { describeFailure } = await import('../src/commands/run.ts');
+    const secret = 'failure-test-secret-token-0123456789';
+    resolveToken({ DISCORD_TOKEN: secret });
+    const d = describeFailure(new DvrecError(`bad ${secret}\nsecond line`, ExitCode.NETWORK), {});
+    assert.deepEqual(d, { exitCode: ExitCode.NETWORK, message: 'bad [REDACTED] second line' });
+    const u = describeFailure(new TypeError('boom\nat somewhere'), {});
+    assert.equal(u.exitCode, ExitCode.INTERNAL);
+    assert.match(u.message, /^internal error: boom at somewhere \(run with DVREC_DEBUG=1/);
+    assert.equal(u.stack, undefined);
+    const dbg = describeFailure(new Error(`leak ${secret}`), { DVREC_DEBUG: '1' });
+    assert.match(dbg.stack ?? '', /options\.test\.ts/);
+    assert.ok(!dbg.stack!.includes(secret) && !dbg.message.includes(secret));
+  });
+});

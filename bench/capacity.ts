@@ -1,0 +1,421 @@
+/**
+ * Parts 2–4 of the bench: a recorder (the real `dvrec record`, or the baseline) in its own process records a
+ * simulator (in another process) whose N members all speak at once, for one step of ~20–30 s. Measured:
+ *
+ *  - dropouts: the recorder's own packet accounting (dvrec: manifest lost/concealed/late/undecryptable;
+ *    baseline: frames written vs. frames sent during its subscription) and the decoded audio of a sample of
+ *    tracks, 20 ms block by block, against the ground truth (each member speaks one known tone
+ *    continuously: a block whose RMS is under 10 % of the tone's is a dropout; the tone must be the member's);
+ *  - lag: how far each track's captured audio trails the recording clock (dvrec: elapsedMs − activeMs from
+ *    its --json status; baseline: elapsed − PCM written), and whether that grows over the step;
+ *  - CPU seconds per speaker-hour of the recorder's whole process tree (/proc utime+stime, steady window),
+ *    peak RSS (VmHWM) and RSS over time; the simulator's CPU over the same window.
+ */
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+import type { GroundTruth, Scenario, SimMember } from '../src/simulator/scenario.ts';
+import type { FromSim, ToSim } from './sim-process.ts';
+import { ProcSampler } from './proc.ts';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const ROOT = join(HERE, '..');
+const GUILD = '100000000000000001';
+const CHANNEL = '100000000000000002';
+const BOT = '100000000000000003';
+const TOKEN = 'MTAwMDAwMDAwMDAwMDAwMDAz.bench-token.abcdefghijklmnop';
+/** The simulator's default tone amplitude (0.3 of full scale) → RMS of the sine. */
+const TONE_RMS = (0.3 * 32767) / Math.SQRT2;
+const BLOCK = 960;
+
+export type RecorderKind = 'dvrec' | 'baseline';
+
+export interface StepOptions {
+  kind: RecorderKind;
+  speakers: number;
+  seconds: number;
+  dave: boolean;
+  workDir: string;
+  /** Tracks whose audio is decoded and checked (evenly spread). */
+  sampleTracks: number;
+  log: (line: string) => void;
+}
+
+export interface StepResult {
+  kind: RecorderKind;
+  speakers: number;
+  seconds: number;
+  ok: boolean;
+  /** Why it failed (empty when ok). */
+  problems: string[];
+  tracks: number;
+  /** Recorder's own accounting, summed over tracks. */
+  received: number;
+  lost: number;
+  concealed: number;
+  late: number;
+  undecryptable: number;
+  /** Frames missing against the ground truth (baseline), or blocks missing in the checked audio (both). */
+  missingFrames: number;
+  sampledTracks: number;
+  sampledBlocks: number;
+  droppedBlocks: number;
+  wrongTone: number;
+  /** Median over tracks of (recording clock − captured audio), early and late in the step (ms). */
+  lagEarlyMs: number;
+  lagLateMs: number;
+  recorderCpuS: number;
+  windowS: number;
+  cpuPerSpeakerHour: number;
+  /** Share of one core the recorder used in the window. */
+  recorderCores: number;
+  simCpuS: number;
+  simCores: number;
+  peakRssMiB: number;
+  rssSamples: { t: number; rssMiB: number }[];
+  /** dvrec: stop → process exit (finishing WAV). */
+  exitAfterStopS: number | null;
+}
+
+function tone(i: number): number {
+  return 200 + 13 * (i % 64);
+}
+
+/** N members, all in the channel from the start, each speaking one tone continuously for the whole step. */
+export function capacityScenario(n: number, seconds: number, dave: boolean): Scenario {
+  const members: SimMember[] = Array.from({ length: n }, (_, i) => ({
+    userId: String(300000000000000000n + BigInt(i)),
+    username: `member${i}`,
+    signal: { kind: 'tone', hz: tone(i) },
+    spurts: [{ atMs: 500, durationMs: (seconds + 60) * 1000 }],
+  }));
+  return { seed: 42, guildId: GUILD, channelId: CHANNEL, botUserId: BOT, token: TOKEN, dave, members };
+}
+
+interface SimHandle {
+  child: ChildProcess;
+  apiUrl: string;
+  caCertPath: string;
+  sessionStart: Promise<number>;
+  truth(): Promise<GroundTruth>;
+  close(): Promise<void>;
+}
+
+async function startSimChild(scenario: Scenario, log: (l: string) => void): Promise<SimHandle> {
+  const child = fork(join(HERE, 'sim-process.ts'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  let onSession: (ms: number) => void = () => {};
+  const sessionStart = new Promise<number>((r) => (onSession = r));
+  let truthWaiter: ((t: GroundTruth) => void) | null = null;
+  const ready = new Promise<{ apiUrl: string; caCertPath: string }>((resolve, reject) => {
+    child.on('message', (m: FromSim) => {
+      if (m.type === 'ready') resolve(m);
+      else if (m.type === 'session-start') onSession(m.wallMs);
+      else if (m.type === 'truth') truthWaiter?.(m.truth);
+      else if (m.type === 'warning') log(`    simulator: ${m.message}`);
+      else if (m.type === 'error') reject(new Error(`simulator: ${m.message}`));
+    });
+    child.once('exit', (code) => reject(new Error(`simulator exited (${code})`)));
+  });
+  child.send({ type: 'start', scenario } satisfies ToSim);
+  const r = await ready;
+  return {
+    child,
+    apiUrl: r.apiUrl,
+    caCertPath: r.caCertPath,
+    sessionStart,
+    truth: () =>
+      new Promise<GroundTruth>((resolve) => {
+        truthWaiter = resolve;
+        child.send({ type: 'truth' } satisfies ToSim);
+      }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        const kill = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        child.once('exit', () => {
+          clearTimeout(kill);
+          resolve();
+        });
+        child.send({ type: 'close' } satisfies ToSim);
+      }),
+  };
+}
+
+/** The dvrec entry point: the compiled CLI when `npm run bench` has just built it, else the sources. */
+function dvrecEntry(): string {
+  const dist = join(ROOT, 'dist', 'bin', 'dvrec.js');
+  const src = join(ROOT, 'bin', 'dvrec.ts');
+  if (existsSync(dist) && statSync(dist).mtimeMs >= statSync(src).mtimeMs) return dist;
+  return src;
+}
+
+/** Reads the left channel of a 16-bit stereo WAV (44-byte header) or raw s16le stereo PCM. */
+function readLeft(path: string, offset: number): Int16Array {
+  const buf = readFileSync(path);
+  const frames = Math.floor((buf.length - offset) / 4);
+  const out = new Int16Array(frames);
+  for (let i = 0; i < frames; i++) out[i] = buf.readInt16LE(offset + i * 4);
+  return out;
+}
+
+function blockRms(x: Int16Array, from: number): number {
+  let s = 0;
+  for (let i = from; i < from + BLOCK; i++) s += x[i]! * x[i]!;
+  return Math.sqrt(s / BLOCK);
+}
+
+function goertzel(x: Int16Array, from: number, n: number, hz: number): number {
+  const c = 2 * Math.cos((2 * Math.PI * hz) / 48_000);
+  let s1 = 0;
+  let s2 = 0;
+  for (let i = from; i < from + n && i < x.length; i++) {
+    const s0 = x[i]! + c * s1 - s2;
+    s2 = s1;
+    s1 = s0;
+  }
+  return (2 * Math.sqrt(Math.max(0, s1 * s1 + s2 * s2 - c * s1 * s2))) / n;
+}
+
+/**
+ * Checks one track's audio: from its onset (first block at ≥ 50 % of the tone's RMS) to `endSample`, every
+ * 20 ms block must carry sound; the member's own tone must dominate.
+ */
+function checkAudio(x: Int16Array, hz: number, endSample: number): { blocks: number; dropped: number; wrongTone: boolean; onset: number } {
+  let onset = -1;
+  for (let s = 0; s + BLOCK <= x.length; s += BLOCK / 4) {
+    if (blockRms(x, s) > TONE_RMS * 0.5) {
+      onset = s;
+      break;
+    }
+  }
+  if (onset < 0) return { blocks: 0, dropped: 0, wrongTone: true, onset };
+  let blocks = 0;
+  let dropped = 0;
+  for (let s = onset + BLOCK; s + BLOCK <= Math.min(endSample, x.length); s += BLOCK) {
+    blocks++;
+    if (blockRms(x, s) < TONE_RMS * 0.1) dropped++;
+  }
+  const mid = Math.floor((onset + Math.min(endSample, x.length)) / 2);
+  const wrongTone = goertzel(x, mid, 4800, hz) < TONE_RMS * Math.SQRT2 * 0.5;
+  return { blocks, dropped, wrongTone, onset };
+}
+
+function median(xs: number[]): number {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+/** Runs one step: starts a simulator and a recorder, records `seconds`, checks the output. */
+export async function runStep(o: StepOptions): Promise<StepResult> {
+  const out = join(o.workDir, `${o.kind}-${o.speakers}`);
+  rmSync(out, { recursive: true, force: true });
+  mkdirSync(dirname(out), { recursive: true });
+  const scenario = capacityScenario(o.speakers, o.seconds, o.dave);
+  const sim = await startSimChild(scenario, o.log);
+  const simSampler = new ProcSampler(sim.child.pid!, 1000);
+  const env = {
+    ...process.env,
+    DISCORD_TOKEN: TOKEN,
+    DVREC_API_URL: sim.apiUrl,
+    NODE_EXTRA_CA_CERTS: sim.caCertPath,
+    NO_COLOR: '1',
+  };
+  // No --duration: the recorder is stopped with SIGINT (a clean stop for both) `seconds` after the simulator's
+  // members start speaking. Joining a large DAVE group takes the simulator a while, so a fixed duration from
+  // the recorder's t=0 would measure mostly setup. The duration given is only a safety net.
+  const safety = String(o.seconds + 600);
+  const args =
+    o.kind === 'dvrec'
+      ? [dvrecEntry(), 'record', '--guild', GUILD, '--channel', CHANNEL, '--out', out, '--duration', `${safety}s`, '--json']
+      : [join(HERE, 'baseline.ts'), '--guild', GUILD, '--channel', CHANNEL, '--out', out, '--duration', safety];
+  const spawnPerf = performance.now();
+  const rec = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const sampler = new ProcSampler(rec.pid!, 1000);
+  let stderr = '';
+  rec.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+
+  // Lag points: (recording-clock ms, per-track lag ms).
+  const lagPoints: { perf: number; lag: number }[] = [];
+  type ManifestLite = { startedAt: string; durationMs: number; tracks: { userId: string; file: string; startOffsetMs: number; packets: Record<string, number> }[] };
+  type BaselineDone = { wallMs: number; t0WallMs: number; tracks: { userId: string; packets: number; bytes: number; firstWallMs: number }[] };
+  // Filled by the stdout listener (a holder object: tsc does not see assignments made in callbacks).
+  const got: { manifest: ManifestLite | null; baselineDone: BaselineDone | null } = { manifest: null, baselineDone: null };
+  // performance.now() of: the members' first packets (simulator session start), and the SIGINT (stop).
+  const times: { session: number | null; kill: number | null } = { session: null, kill: null };
+  const lines = createInterface({ input: rec.stdout! });
+  lines.on('line', (line) => {
+    let ev: Record<string, unknown>;
+    try {
+      ev = JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      return;
+    }
+    if (o.kind === 'dvrec') {
+      if (ev.event === 'status') {
+        const s = ev as unknown as { elapsedMs: number; tracks: { activeMs: number; received: number }[] };
+        const lags = s.tracks.filter((t) => t.received > 0).map((t) => s.elapsedMs - t.activeMs);
+        if (lags.length) lagPoints.push({ perf: performance.now(), lag: median(lags) });
+      }
+      if (ev.event === 'done' && ev.manifest) got.manifest = ev.manifest as ManifestLite;
+    } else {
+      if (ev.event === 'status') {
+        const s = ev as unknown as { elapsedMs: number; tracks: { bytes: number }[] };
+        // Continuous speech: PCM written should grow with the clock; what it trails by is the lag
+        // (plus the fixed delay before the member's first packet, which cancels in the growth).
+        const lags = s.tracks.map((t) => s.elapsedMs - t.bytes / 192);
+        if (lags.length) lagPoints.push({ perf: performance.now(), lag: median(lags) });
+      }
+      if (ev.event === 'done') {
+        got.baselineDone = ev as unknown as BaselineDone;
+      }
+    }
+  });
+  void sim.sessionStart.then(() => {
+    times.session = performance.now();
+    o.log(`    ${o.kind} ${o.speakers}: members speaking ${((times.session - spawnPerf) / 1000).toFixed(1)} s after the recorder started`);
+    setTimeout(() => {
+      times.kill = performance.now();
+      rec.kill('SIGINT');
+    }, (o.seconds + 0.5) * 1000).unref();
+  });
+  const exitCode = await new Promise<number>((resolve) => {
+    const guard = setTimeout(() => rec.kill('SIGKILL'), (o.seconds + 600) * 1000);
+    rec.once('exit', (code) => {
+      clearTimeout(guard);
+      resolve(code ?? -1);
+    });
+  });
+  const exitPerf = performance.now();
+  sampler.stop();
+  simSampler.stop();
+  const truth = await sim.truth();
+  await sim.close();
+
+  const problems: string[] = [];
+  if (exitCode !== 0 && exitCode !== 130) problems.push(`recorder exited ${exitCode}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
+
+  // Steady window: from 5 s after the members started speaking to 1 s before the recorder stopped.
+  const startS = (times.session ?? spawnPerf) / 1000 + 5;
+  const stopS = (times.kill ?? exitPerf) / 1000 - 1;
+  const rc = sampler.cpuBetween(startS, stopS);
+  const sc = simSampler.cpuBetween(startS, stopS);
+  const speakerHours = (o.speakers * rc.wallS) / 3600;
+
+  let received = 0;
+  let lost = 0;
+  let concealed = 0;
+  let late = 0;
+  let undecryptable = 0;
+  let missingFrames = 0;
+  let tracks = 0;
+  let sampledBlocks = 0;
+  let droppedBlocks = 0;
+  let wrongTone = 0;
+  let sampled = 0;
+  const indexOf = new Map(scenario.members.map((m, i) => [m.userId, i]));
+  const pick = (ids: string[]): string[] => {
+    if (ids.length <= o.sampleTracks) return ids;
+    return Array.from({ length: o.sampleTracks }, (_, k) => ids[Math.floor((k * ids.length) / o.sampleTracks)]!);
+  };
+
+  if (o.kind === 'dvrec') {
+    const m = got.manifest;
+    if (!m) problems.push('no manifest');
+    else {
+      tracks = m.tracks.length;
+      for (const t of m.tracks) {
+        received += t.packets.received ?? 0;
+        lost += t.packets.lost ?? 0;
+        concealed += t.packets.concealed ?? 0;
+        late += t.packets.late ?? 0;
+        undecryptable += t.packets.undecryptable ?? 0;
+      }
+      // The last ~0.5 s before stop may still sit in jitter buffers / in flight: not judged.
+      const endSample = Math.floor(((m.durationMs - 500) * 48_000) / 1000);
+      for (const id of pick(m.tracks.map((t) => t.userId))) {
+        const t = m.tracks.find((x) => x.userId === id)!;
+        const x = readLeft(join(out, t.file), 44);
+        const r = checkAudio(x, tone(indexOf.get(id) ?? 0), endSample);
+        sampled++;
+        sampledBlocks += r.blocks;
+        droppedBlocks += r.dropped;
+        if (r.wrongTone) wrongTone++;
+      }
+    }
+  } else {
+    const d = got.baselineDone;
+    if (!d) problems.push('baseline reported nothing');
+    else {
+      tracks = d.tracks.length;
+      // What each member sent between the baseline's first packet from them and its stop: the member speaks
+      // continuously, so every 20 ms is a frame. Its truth says when its spurt began.
+      for (const t of d.tracks) {
+        received += t.packets;
+        const mt = truth.members.find((x) => x.userId === t.userId);
+        const spurtStart = mt?.spurts[0]?.startWallMs ?? t.firstWallMs;
+        const from = Math.max(spurtStart, t.firstWallMs);
+        const expected = Math.floor((d.wallMs - from) / 20);
+        const got = t.bytes / (BLOCK * 4);
+        // 3 frames of slack: the ones in flight at stop.
+        missingFrames += Math.max(0, expected - got - 3);
+      }
+      const files = readdirSync(out).filter((f) => f.endsWith('.pcm'));
+      for (const f of pick(files.map((x) => x.replace(/\.pcm$/, '')))) {
+        const x = readLeft(join(out, `${f}.pcm`), 0);
+        const r = checkAudio(x, tone(indexOf.get(f) ?? 0), x.length);
+        sampled++;
+        sampledBlocks += r.blocks;
+        droppedBlocks += r.dropped;
+        if (r.wrongTone) wrongTone++;
+      }
+    }
+  }
+  if (tracks < o.speakers) problems.push(`${o.speakers - tracks} members have no track`);
+  if (lost + concealed + undecryptable > 0) problems.push(`lost ${lost}, concealed ${concealed}, undecryptable ${undecryptable}`);
+  if (missingFrames > 0) problems.push(`${missingFrames} frames missing vs ground truth`);
+  if (droppedBlocks > 0) problems.push(`${droppedBlocks} silent 20 ms blocks in ${sampled} checked tracks`);
+  if (wrongTone > 0) problems.push(`${wrongTone} checked tracks without their member's tone`);
+
+  // Lag growth: median lag in the first third of the steady part vs the last third.
+  const steady = lagPoints.filter((p) => p.perf / 1000 >= startS && p.perf / 1000 <= stopS + 1);
+  const third = Math.max(1, Math.floor(steady.length / 3));
+  const lagEarlyMs = median(steady.slice(0, third).map((p) => p.lag));
+  const lagLateMs = median(steady.slice(-third).map((p) => p.lag));
+  if (lagLateMs - lagEarlyMs > 500) problems.push(`lag grew from ${lagEarlyMs.toFixed(0)} to ${lagLateMs.toFixed(0)} ms`);
+
+  const peakRssMiB = Math.max(0, ...sampler.samples.map((s) => s.hwmMiB));
+  const t0 = sampler.samples[0]?.t ?? 0;
+  if (!process.env.DVREC_BENCH_KEEP) rmSync(out, { recursive: true, force: true });
+  return {
+    kind: o.kind,
+    speakers: o.speakers,
+    seconds: o.seconds,
+    ok: problems.length === 0,
+    problems,
+    tracks,
+    received,
+    lost,
+    concealed,
+    late,
+    undecryptable,
+    missingFrames,
+    sampledTracks: sampled,
+    sampledBlocks,
+    droppedBlocks,
+    wrongTone,
+    lagEarlyMs,
+    lagLateMs,
+    recorderCpuS: rc.cpuS,
+    windowS: rc.wallS,
+    cpuPerSpeakerHour: rc.cpuS / speakerHours,
+    recorderCores: rc.cpuS / rc.wallS,
+    simCpuS: sc.cpuS,
+    simCores: sc.cpuS / sc.wallS,
+    peakRssMiB,
+    rssSamples: sampler.samples.map((s) => ({ t: s.t - t0, rssMiB: s.rssMiB })),
+    exitAfterStopS: times.kill !== null ? (exitPerf - times.kill) / 1000 : null,
+  };
+}
