@@ -197,8 +197,9 @@ function checkAudio(x: Int16Array, hz: number, endSample: number): { blocks: num
     blocks++;
     if (blockRms(x, s) < TONE_RMS * 0.1) dropped++;
   }
-  const mid = Math.floor((onset + Math.min(endSample, x.length)) / 2);
-  const wrongTone = goertzel(x, mid, 4800, hz) < TONE_RMS * Math.SQRT2 * 0.5;
+  // One second: every integer frequency is bin-centred (no leakage), so the member's tone reads at full level.
+  const mid = Math.max(0, Math.floor((onset + Math.min(endSample, x.length)) / 2) - 24_000);
+  const wrongTone = goertzel(x, mid, 48_000, hz) < TONE_RMS * Math.SQRT2 * 0.5;
   return { blocks, dropped, wrongTone, onset };
 }
 

@@ -81,7 +81,7 @@ program
   .option('--guild <id>', 'server (guild) id')
   .option('--channel <id>', 'voice channel id')
   .option('-o, --out <dir>', 'output directory; may use {guild} {channel} {date} {time} {datetime}', 'recordings/{guild}-{channel}-{datetime}')
-  .addOption(new Option('-f, --format <format>', 'wav, mp3, flac (needs ffmpeg) or opus').default('wav'))
+  .addOption(new Option('-f, --format <format>', 'wav, mp3, flac or opus').default('wav'))
   .option('--mono', 'write mono tracks (captures are stereo)')
   .option('--bitrate <kbps>', 'MP3 bitrate in kbps (default 128)')
   .option('--mix', 'also write mix.<ext>: everyone mixed into one track')
@@ -118,7 +118,7 @@ program
   .command('convert')
   .description('finish a recording directory, or convert raw s16le PCM files')
   .argument('<input...>', 'recording directory (with capture.json) or raw .pcm file(s)')
-  .option('-f, --format <format>', 'raw input: wav, mp3, flac (needs ffmpeg) or opus (default wav)')
+  .option('-f, --format <format>', 'raw input: wav, mp3, flac or opus (default wav)')
   .option('--rate <hz>', 'raw input: sample rate (default 48000)')
   .option('--channels <n>', 'raw input: interleaved channels, 1 to 8 (default 2)')
   .option('--mono', 'raw input: downmix to one channel')
@@ -148,7 +148,7 @@ program
   .description('record the built-in local Discord (no token, no network) and keep the files')
   .option('-o, --out <dir>', 'output directory (template like record --out)', 'recordings/demo-{datetime}')
   .option('--seconds <n>', 'how long to record (default 8)')
-  .addOption(new Option('-f, --format <format>', 'wav, mp3, flac (needs ffmpeg) or opus').default('wav'))
+  .addOption(new Option('-f, --format <format>', 'wav, mp3, flac or opus').default('wav'))
   .option('--json', 'print one JSON event per line on stdout')
   .addHelpText(
     'after',

@@ -10,7 +10,7 @@
  * One track per USER: the router registers a user with the pool on their first packet and never again, so a
  * new SSRC (rejoin), a resume or a server move all land in the same capture, on the same t=0 clock.
  */
-import { promises as fsp, constants as fsConstants, existsSync, statSync } from 'node:fs';
+import { promises as fsp, constants as fsConstants, existsSync, statSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { DvrecError, ExitCode, redact } from './errors.ts';
 import type { LiveStatus, RecordingObserver, RecordOptions, StopReason } from './recording-api.ts';
@@ -20,7 +20,7 @@ import { WorkerPool } from './pool/pool.ts';
 import { finishRecording } from './sinks/finalize.ts';
 import { trackStem } from './sinks/naming.ts';
 import {
-  JOURNAL_FILE, capturePath, writeJsonAtomic,
+  CAPTURE_DIR, JOURNAL_FILE, capturePath, ensureCaptureDir, writeJsonAtomic,
   type Journal, type JournalTrack, type Manifest,
 } from './sinks/capture-layout.ts';
 import type { AudioPacket } from './sinks/types.ts';
@@ -31,10 +31,20 @@ export type { RecordOptions, RecordingObserver } from './recording-api.ts';
 /** How often the journal, status and stop conditions are refreshed. */
 const HEARTBEAT_MS = 1000;
 /**
- * Audio older than this is on disk in every capture: the pool's playout delay (60 ms) + worker flush age
- * (250 ms) + batching (10 ms), with margin. The journal's flushedMs is a lower bound for crash recovery.
+ * Space held back in the output directory while recording (`.capture/.reserve`), released when a write fails
+ * for lack of space: it lets the final journal, the WAV header patches and the manifest still be written on a
+ * full disk, so a disk-full stop finishes cleanly instead of leaving a capture only `convert` can finish.
  */
-const FLUSH_LAG_MS = 500;
+const RESERVE_BYTES = 256 * 1024;
+const RESERVE_FILE = '.reserve';
+/** Write errors that mean "the disk (or the file-size limit) is full": stop cleanly, exit OUTPUT. */
+const FULL_CODES = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
+
+/** Test and diagnostics seams: observe the engine's parts (never needed in production). */
+export interface RecordingHooks {
+  /** Called once the worker pool exists (t=0). */
+  onPool?: (pool: WorkerPool) => void;
+}
 
 /** One user's track as the engine knows it (names may improve after the first packet; the stem never changes). */
 interface TrackInfo extends JournalTrack {
@@ -101,25 +111,36 @@ class TrackRouter {
  * Throws DvrecError (with its exit code) when the recording cannot start; once recording, trouble stops it
  * cleanly and what was captured is finished.
  */
-export async function runRecording(opts: RecordOptions, observer: RecordingObserver, stop: AbortSignal): Promise<Manifest> {
+export async function runRecording(opts: RecordOptions, observer: RecordingObserver, stop: AbortSignal, hooks: RecordingHooks = {}): Promise<Manifest> {
   await prepareOutDir(opts.outDir, opts.force);
+  const reservePath = join(opts.outDir, CAPTURE_DIR, RESERVE_FILE);
+  const releaseReserve = (): void => rmSync(reservePath, { force: true });
   observer.phase({ phase: 'connecting' });
 
   let pool: WorkerPool | undefined;
   let router: TrackRouter | undefined;
   let receiver: Receiver | undefined;
   let stopRequested: StopReason | undefined;
+  /** Why an 'error' stop happened: thrown once the captured audio is finished (exit code ≠ 0). */
+  let stopError: DvrecError | undefined;
   let wake: (() => void) | undefined;
-  const requestStop = (reason: StopReason): void => {
-    stopRequested ??= reason;
+  const requestStop = (reason: StopReason, error?: DvrecError): void => {
+    if (stopRequested === undefined) {
+      stopRequested = reason;
+      stopError = error;
+    }
     wake?.();
   };
+  /** The recording clock, once the session exists (for messages). */
+  let clock: (() => number) | undefined;
+  const at = (): string => (clock ? `${(Math.max(0, clock()) / 1000).toFixed(1)} s` : 'the start');
 
   const session = await VoiceSession.open(
     { token: opts.token, guildId: opts.guildId, channelId: opts.channelId, ...(opts.apiUrl ? { apiUrl: opts.apiUrl } : {}) },
     {
       signal: stop,
       attach: (s) => {
+        clock = () => s.now();
         observer.phase({ phase: 'joining', guildName: s.guild.name, channelName: s.channel.name });
         const users = opts.users;
         const rx = new Receiver({
@@ -137,10 +158,19 @@ export async function runRecording(opts: RecordOptions, observer: RecordingObser
           if (next.status === 'ready' && next.readyCount === 1) {
             // t=0: the pool's clock starts here, before the first decryptable datagram can arrive.
             pool = new WorkerPool({ dir: opts.outDir, keepOpus: opts.format === 'opus', t0EpochMs: s.startedAtMs });
+            hooks.onPool?.(pool);
             pool.on('workerRestarted', (i) => observer.warn(`decoder worker ${i.index} restarted (${i.error ?? `exit ${i.exitCode}`}); ${i.userIds.length} track(s) continue`));
             pool.on('trackError', (i) => {
+              const full = i.code !== undefined && FULL_CODES.has(i.code);
+              // Free the reserve at once: the other tracks' last writes and the journal need the room.
+              if (full) releaseReserve();
               observer.warn(`cannot write a track (${i.code ?? 'error'}): ${redact(i.message)}; stopping`);
-              requestStop('error');
+              requestStop('error', new DvrecError(
+                full
+                  ? `disk full (${i.code}) in ${opts.outDir}: recording stopped at ${at()}; everything captured until then is kept`
+                  : `cannot write a track in ${opts.outDir} (${i.code ?? 'error'}): recording stopped at ${at()}; everything captured until then is kept`,
+                ExitCode.OUTPUT,
+              ));
             });
             router = new TrackRouter(pool, s, () => writeJournalSafe());
           } else if (next.status === 'ready') {
@@ -148,10 +178,12 @@ export async function runRecording(opts: RecordOptions, observer: RecordingObser
           } else if (next.status === 'reconnecting') {
             observer.phase({ phase: 'reconnecting', reason: next.reason });
           } else if (next.status === 'ended') {
-            if (next.reason === 'disconnected') requestStop('disconnected');
-            else if (next.reason === 'failed') {
+            if (next.reason === 'disconnected') {
+              if (next.detail) observer.warn(next.detail);
+              requestStop('disconnected');
+            } else if (next.reason === 'failed') {
               observer.warn(`voice connection lost: ${next.detail ?? 'failed'}`);
-              requestStop('error');
+              requestStop('error', new DvrecError(`voice connection lost (${next.detail ?? 'failed'}): recording stopped at ${at()}; everything captured until then is kept`, ExitCode.NETWORK));
             }
           }
         });
@@ -160,6 +192,7 @@ export async function runRecording(opts: RecordOptions, observer: RecordingObser
   ).catch(async (e: unknown) => {
     await pool?.cleanup(0).catch(() => undefined);
     await pool?.close().catch(() => undefined);
+    releaseReserve();
     throw e;
   });
 
@@ -181,13 +214,16 @@ export async function runRecording(opts: RecordOptions, observer: RecordingObser
   function writeJournalSafe(): void {
     if (journalBroken) return;
     try {
-      journal.flushedMs = Math.max(0, Math.floor(session.now() - FLUSH_LAG_MS));
+      // What the workers confirmed flushed (each flushes before its status report), never past now.
+      journal.flushedMs = Math.max(journal.flushedMs, Math.floor(Math.min(session.now(), pool?.flushedMs ?? 0)));
       journal.tracks = journalTracks();
       writeJsonAtomic(join(opts.outDir, JOURNAL_FILE), journal);
     } catch (e) {
       journalBroken = true;
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== undefined && FULL_CODES.has(code)) releaseReserve();
       observer.warn(`cannot write ${JOURNAL_FILE}: ${redact((e as Error).message)}; stopping`);
-      requestStop('error');
+      requestStop('error', new DvrecError(`cannot write ${JOURNAL_FILE} in ${opts.outDir} (${code ?? 'error'}): recording stopped at ${at()}; everything captured until then is kept`, ExitCode.OUTPUT));
     }
   }
   function journalTracks(): JournalTrack[] {

@@ -74,10 +74,8 @@ export async function convertCommand(inputs: string[], flags: ConvertFlags, setR
     // Raw PCM carries no header: say what is assumed rather than guess silently.
     reporter.note(`raw input read as s16le, ${rate} Hz, ${channels} channel${channels === 1 ? '' : 's'} (see --rate, --channels)`);
   }
-  if ((raws.length > 0 && format === 'flac') || flags.ffmpeg !== undefined) {
-    const ff = await findFfmpeg(flags.ffmpeg, process.env);
-    if (!ff && format === 'flac') throw new DvrecError(`--format flac needs ffmpeg: ${FFMPEG_HINT}`, ExitCode.ENCODER);
-  }
+  // No format needs ffmpeg (embedded encoders); an explicit --ffmpeg must run (findFfmpeg throws ENCODER).
+  if (flags.ffmpeg !== undefined) await findFfmpeg(flags.ffmpeg, process.env);
 
   const { convertRaw, convertDir } = await import('../sinks/convert-raw.ts');
   const onProgress = (p: ConvertProgress) => reporter.convertProgress(p);

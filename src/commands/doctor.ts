@@ -4,7 +4,7 @@
  * encoder, and ffmpeg with its encoders. The first thing to run when a recording fails to start.
  *
  * Exit status: 0 when everything needed to record WAV, MP3 and Opus works, ENCODER (11) otherwise.
- * ffmpeg is optional (only FLAC needs it), so its absence is reported but does not fail.
+ * ffmpeg is optional (every format has an embedded encoder; ffmpeg is only faster), so its absence is reported but does not fail.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -108,7 +108,7 @@ export async function runChecks(ffmpegChoice: string | undefined): Promise<Check
   try {
     const ff = await findFfmpeg(ffmpegChoice, process.env);
     if (!ff) {
-      checks.push({ name: 'ffmpeg', ok: false, required: false, detail: 'not found (only --format flac needs it)' });
+      checks.push({ name: 'ffmpeg', ok: false, required: false, detail: 'not found (optional: the embedded MP3/FLAC encoders are used)' });
     } else {
       const out = spawnSync(ff.path, ['-hide_banner', '-encoders'], { encoding: 'utf8', timeout: 10_000 }).stdout ?? '';
       const has = (enc: string) => new RegExp(`^\\s*A\\S*\\s+${enc}\\s`, 'm').test(out);

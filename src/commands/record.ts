@@ -107,12 +107,10 @@ export async function prepareRecording(
   registerSecret(token);
   if (warning) reporter.warn(warning);
   const outDir = checkOutputDir(expandOutTemplate(v.outTemplate, { guild: v.guildId, channel: v.channelId, now }), v.force);
-  // The embedded encoders cover WAV, MP3 and Opus; FLAC needs ffmpeg. An explicit --ffmpeg is checked
-  // whatever the format: the user asked for that binary, and finding out at the end is too late.
-  if (v.format === 'flac' || v.ffmpegPath !== undefined) {
-    const ff = await findFfmpeg(v.ffmpegPath, env);
-    if (!ff && v.format === 'flac') throw new DvrecError(`--format flac needs ffmpeg: ${FFMPEG_HINT}`, ExitCode.ENCODER);
-  }
+  // Every format has an embedded encoder (LAME and libFLAC in WebAssembly/JS, Ogg Opus by copy), so ffmpeg
+  // is never required. An explicit --ffmpeg is checked now, whatever the format: the user asked for that
+  // binary, and finding out at the end of a recording is too late (findFfmpeg throws ENCODER if it won't run).
+  if (v.ffmpegPath !== undefined) await findFfmpeg(v.ffmpegPath, env);
   const { outTemplate: _t, ...rest } = v;
   return { ...rest, token, outDir };
 }

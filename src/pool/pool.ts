@@ -94,6 +94,8 @@ class WorkerSlot {
   lastNowMs = -Infinity;
   tracks = 0;
   restarts = 0;
+  /** Worker-clock instant up to which this worker has flushed everything it released (last status). */
+  flushedMs = -Infinity;
   pendingCleanup: { endMs: number; resolve: (r: TrackStatusReport[]) => void } | null = null;
   pendingClose: (() => void) | null = null;
 
@@ -179,6 +181,17 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
   workerOf(userId: string): Worker | undefined {
     const e = this.byUser.get(userId);
     return e === undefined ? undefined : this.slots[e.worker]!.worker;
+  }
+
+  /**
+   * Recording-clock milliseconds before which every packet handed to {@link onAudio} is on disk, as confirmed
+   * by the workers' last status reports (each worker flushes before it reports): the slowest worker's flush
+   * instant minus the jitter buffer's hold. −Infinity until every worker has reported once.
+   */
+  get flushedMs(): number {
+    let min = Infinity;
+    for (const s of this.slots) min = Math.min(min, s.flushedMs);
+    return min - this.opts.playoutDelayMs;
   }
 
   /** Number of workers. */
@@ -354,6 +367,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
     switch (m.type) {
       case 'status':
         for (const r of m.tracks) this.record(r);
+        if (slot !== undefined && m.flushedMs > slot.flushedMs) slot.flushedMs = m.flushedMs;
         break;
       case 'cleaned':
         if (slot?.pendingCleanup) {

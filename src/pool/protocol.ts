@@ -39,7 +39,12 @@ export interface TrackStatusReport extends TrackSummary {
 }
 
 export type FromWorker =
-  | { type: 'status'; tracks: TrackStatusReport[] }
+  /**
+   * `flushedMs`: every track of this worker has written to disk all audio released before this worker-clock
+   * instant, so everything that arrived before `flushedMs − playoutDelayMs` is durable (the pool's heartbeat
+   * for the journal).
+   */
+  | { type: 'status'; tracks: TrackStatusReport[]; flushedMs: number }
   | { type: 'cleaned'; tracks: TrackStatusReport[] }
   | { type: 'closed' }
   | { type: 'trackError'; trackId: number; code: string | undefined; message: string };

@@ -23,6 +23,8 @@ const hrT0 = BigInt(init.hrT0);
  */
 const slackMs = 25;
 let packetsNowMs = -Infinity;
+/** Packet-clock time of the last status (clock 'packets' only). */
+let lastPacketStatus = 0;
 
 function post(m: FromWorker): void {
   port.postMessage(m);
@@ -73,7 +75,14 @@ function onBatch(buf: ArrayBuffer, len: number, batchNow: number): void {
     guard(trackId, t, (tr) => tr.push(p));
   }
   if (batchNow > packetsNowMs) packetsNowMs = batchNow;
-  if (init.clock === 'packets') tick();
+  if (init.clock === 'packets') {
+    tick();
+    // Packet-driven clock: the status cadence follows the simulated clock, not the wall.
+    if (packetsNowMs - lastPacketStatus >= init.statusMs) {
+      lastPacketStatus = packetsNowMs;
+      status();
+    }
+  }
 }
 
 function tick(): void {
@@ -86,10 +95,18 @@ function tick(): void {
   }
 }
 
+/**
+ * Flushes every track, then reports: so a status also proves how far the captures are durable (a SIGKILL
+ * or a dead worker loses at most one status interval of released audio plus what the jitter buffers hold).
+ */
 function status(): void {
+  const now = nowMs();
   const out: TrackStatusReport[] = [];
-  for (const [id, t] of tracks) out.push(report(id, t));
-  post({ type: 'status', tracks: out });
+  for (const [id, t] of tracks) {
+    guard(id, t, (tr) => tr.flush());
+    out.push(report(id, t));
+  }
+  post({ type: 'status', tracks: out, flushedMs: now });
 }
 
 // Absolute schedule: tick k runs at start + k·tickMs.
@@ -103,7 +120,7 @@ function schedule(): void {
   timer = setTimeout(() => {
     tick();
     const t = performance.now();
-    if (t - lastStatus >= init.statusMs) {
+    if (init.clock === 'wall' && t - lastStatus >= init.statusMs) {
       lastStatus = t;
       status();
     }

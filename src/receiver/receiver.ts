@@ -1,18 +1,24 @@
 /**
  * The receive path, one datagram at a time, in the order a packet travels:
  *
- *   datagram ─ rtp.ts classifyDatagram ─┬─ RTCP ─ transport-crypto openRtcp ─────────────────────────── sink.onRtcp
- *                                       └─ RTP ── transport-crypto openRtp ─ ssrc-map (hold until op 5)
+ *   datagram ─ rtp.ts classifyDatagram ─┬─ RTCP ─ transport-crypto openRtcp ─ replay-filter ───────────── sink.onRtcp
+ *                                       └─ RTP ── transport-crypto openRtp ─ replay-filter ─ ssrc-map (hold until op 5)
  *                                                 ─ users filter ─ dave.ts daveDecrypt ─ AudioPacket ─── sink.onAudio
  *
  * Transport decryption comes before the SSRC lookup on purpose: only authenticated packets may occupy the
- * op-5 holding area, so forged SSRCs cannot fill it. Every packet that is not delivered is counted by kind.
- * Nothing here throws on network input.
+ * op-5 holding area, so forged SSRCs cannot fill it. Replays are dropped right after authentication, before
+ * DAVE: a burst of replayed frames would otherwise make @discordjs/voice's DAVE wrapper re-initialise the MLS
+ * session (see replay-filter.ts). Every datagram that is not delivered is counted by exactly one kind, so
+ * `datagrams === delivered + Σ drops + held` always holds (see {@link Receiver.accounted}).
+ * Nothing here throws on network input; all state is bounded (SSRC map caps, replay window, per-user table
+ * bounded by the mapping cap).
  */
 import type { AudioPacket, AudioSink } from '../sinks/types.ts';
+import type { ReceiverDrops } from '../sinks/capture-layout.ts';
 import { classifyDatagram, type RtpHeader } from './rtp.ts';
 import type { TransportCipher } from './transport-crypto.ts';
 import { SsrcMap, type SsrcMapOptions } from './ssrc-map.ts';
+import { ReplayFilter, nonceOf } from './replay-filter.ts';
 import { daveDecrypt, type DaveDecryptor } from './dave.ts';
 
 /** Per-kind packet accounting (written to the manifest's receiver section and shown in warnings). */
@@ -29,6 +35,10 @@ export interface ReceiverCounters {
   noKey: number;
   /** Transport authentication failed (bad tag, wrong key, forged or corrupted). */
   undecryptable: number;
+  /** Authenticated, but its padding count overran the payload (a broken or hostile sender). */
+  badPadding: number;
+  /** Authenticated, but its transport nonce was already seen: a replay or a network duplicate. */
+  replayed: number;
   /** DAVE could not decrypt the frame (group transitions, unknown sender). */
   daveUndecryptable: number;
   /** Authenticated but its SSRC never got an op 5 in time (dropped from the holding area). */
@@ -40,8 +50,29 @@ export interface ReceiverCounters {
 
 export function emptyCounters(): ReceiverCounters {
   return {
-    datagrams: 0, audio: 0, rtcp: 0, malformed: 0, notAudio: 0, noKey: 0, undecryptable: 0,
-    daveUndecryptable: 0, unknownSsrc: 0, filtered: 0, rtcpUndecryptable: 0,
+    datagrams: 0, audio: 0, rtcp: 0, malformed: 0, notAudio: 0, noKey: 0, undecryptable: 0, badPadding: 0,
+    replayed: 0, daveUndecryptable: 0, unknownSsrc: 0, filtered: 0, rtcpUndecryptable: 0,
+  };
+}
+
+/**
+ * The drop counts as written to the journal and manifest (`dropped`): everything received that did not become
+ * audio in a track, by kind. RTCP is counted too (it is not audio) so the figures add up to `datagrams`.
+ */
+export function dropCounts(c: ReceiverCounters): ReceiverDrops {
+  return {
+    datagrams: c.datagrams,
+    rtcp: c.rtcp,
+    malformed: c.malformed,
+    notAudio: c.notAudio,
+    noKey: c.noKey,
+    badAuth: c.undecryptable,
+    badPadding: c.badPadding,
+    replayed: c.replayed,
+    unknownSsrc: c.unknownSsrc,
+    daveUndecryptable: c.daveUndecryptable,
+    filtered: c.filtered,
+    rtcpBadAuth: c.rtcpUndecryptable,
   };
 }
 
@@ -55,6 +86,8 @@ export interface ReceiverOptions {
   /** Users to record (undefined = everyone). */
   accept?: (userId: string) => boolean;
   ssrcMap?: SsrcMapOptions;
+  /** How many recent transport nonces the replay filter remembers (default 16,384). */
+  replayWindow?: number;
 }
 
 /** A transport-decrypted packet waiting for its SSRC's op 5. */
@@ -71,15 +104,19 @@ export class Receiver {
   readonly undecryptableByUser = new Map<string, number>();
   readonly #opts: ReceiverOptions;
   readonly #ssrcs: SsrcMap<Held>;
+  readonly #replays: ReplayFilter;
   #cipher: TransportCipher | null = null;
 
   constructor(opts: ReceiverOptions) {
     this.#opts = opts;
     this.#ssrcs = new SsrcMap<Held>(opts.ssrcMap);
+    this.#replays = new ReplayFilter(opts.replayWindow);
   }
 
   /** Sets the transport key (op 4 Session Description); null while none is valid. */
   setCipher(cipher: TransportCipher | null): void {
+    // Nonces restart under a new key; the same cipher again (a resume) keeps its history.
+    if (cipher !== this.#cipher) this.#replays.reset();
     this.#cipher = cipher;
   }
 
@@ -102,6 +139,24 @@ export class Receiver {
     return this.#ssrcs.heldCount;
   }
 
+  /** Sizes of every table that grows with input, for memory-bound checks. */
+  get tableSizes(): { mappings: number; pendingSsrcs: number; held: number; replayWindow: number; usersWithFailures: number } {
+    return {
+      mappings: this.#ssrcs.size,
+      pendingSsrcs: this.#ssrcs.pendingCount,
+      held: this.#ssrcs.heldCount,
+      replayWindow: this.#replays.size,
+      usersWithFailures: this.undecryptableByUser.size,
+    };
+  }
+
+  /** Datagrams accounted for: delivered + every drop kind + still held. Always equals `counters.datagrams`. */
+  accounted(): number {
+    const c = this.counters;
+    return c.audio + c.rtcp + c.malformed + c.notAudio + c.noKey + c.undecryptable + c.badPadding + c.replayed +
+      c.unknownSsrc + c.daveUndecryptable + c.filtered + c.rtcpUndecryptable + this.#ssrcs.heldCount;
+  }
+
   /** Entry point: one datagram from the voice UDP socket. */
   onDatagram(datagram: Buffer): void {
     const arrivalMs = this.#opts.clock();
@@ -119,9 +174,15 @@ export class Receiver {
       return;
     }
     if (kind.kind === 'rtcp') {
-      const data = cipher.openRtcp(datagram) ?? plainRtcp(datagram);
+      const opened = cipher.openRtcp(datagram);
+      // A plaintext compound packet is unauthenticated, so it cannot be replay-checked: it is only counted.
+      const data = opened ?? plainRtcp(datagram);
       if (!data) {
         c.rtcpUndecryptable++;
+        return;
+      }
+      if (opened && !this.#replays.accept(nonceOf(datagram))) {
+        c.replayed++;
         return;
       }
       c.rtcp++;
@@ -130,12 +191,22 @@ export class Receiver {
     }
     const { header } = kind;
     const userId = this.#ssrcs.get(header.ssrc);
-    const frame = cipher.openRtp(datagram, header);
-    if (!frame) {
+    const opened = cipher.openRtpDetailed(datagram, header);
+    if (!opened.ok && opened.reason === 'auth') {
       // Not attributed to the SSRC's user: an unauthenticated header proves nothing about who sent it.
       c.undecryptable++;
       return;
     }
+    // Authenticated from here on: the nonce is the server's, so it may be remembered.
+    if (!this.#replays.accept(nonceOf(datagram))) {
+      c.replayed++;
+      return;
+    }
+    if (!opened.ok) {
+      c.badPadding++;
+      return;
+    }
+    const frame = opened.payload;
     if (userId === undefined) {
       const r = this.#ssrcs.hold(header.ssrc, { header, frame, arrivalMs }, arrivalMs);
       c.unknownSsrc += r.dropped + (r.held ? 0 : 1);

@@ -54,20 +54,24 @@ export type DatagramKind =
   | { kind: 'rtcp'; packetType: number; ssrc: number }
   | { kind: 'skip'; reason: SkipReason };
 
+/** RTCP packet types as RFC 5761 §4 delimits them on a multiplexed socket. */
+export const RTCP_TYPE_MIN = 192;
+export const RTCP_TYPE_MAX = 223;
 /** Smallest RTCP header: V/P/RC, PT, length, sender SSRC. */
 const RTCP_HEADER_BYTES = 8;
 
 /**
  * Classifies a datagram and parses its RTP header.
  *
- * RTP and RTCP share the socket (RFC 5761 §4): byte 1 in 200..204 is an RTCP packet type (SR, RR, SDES, BYE,
- * APP); an RTP byte 1 is marker bit + payload type and never lands there for Discord's payload types.
+ * RTP and RTCP share the socket (RFC 5761 §4): byte 1 in 192..223 is an RTCP packet type (Discord sends SR, RR,
+ * SDES, BYE, APP = 200..204; feedback 205/206 and XR 207 exist too); an RTP byte 1 is marker bit + payload type
+ * and RFC 5761 reserves the payload types that would land there, so Discord's 0x78 (0xF8 with marker) never does.
  */
 export function classifyDatagram(buf: Uint8Array): DatagramKind {
   if (buf.length < 2) return { kind: 'skip', reason: 'too-short' };
   if (buf[0]! >> 6 !== 2) return { kind: 'skip', reason: 'bad-version' };
   const second = buf[1]!;
-  if (second >= 200 && second <= 204) {
+  if (second >= RTCP_TYPE_MIN && second <= RTCP_TYPE_MAX) {
     // An encrypted rtpsize RTCP packet still needs its tag and nonce after the 8-byte header.
     if (buf.length < RTCP_HEADER_BYTES + AUTH_TAG_BYTES + NONCE_BYTES) return { kind: 'skip', reason: 'too-short' };
     return { kind: 'rtcp', packetType: second, ssrc: readU32(buf, 4) };

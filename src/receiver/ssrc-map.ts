@@ -58,6 +58,11 @@ export class SsrcMap<T> {
     return this.#users.size;
   }
 
+  /** Number of unmapped SSRCs currently holding packets (≤ maxPendingSsrcs). */
+  get pendingCount(): number {
+    return this.#pending.size;
+  }
+
   /** Number of packets currently held (for memory accounting and tests). */
   get heldCount(): number {
     let n = 0;

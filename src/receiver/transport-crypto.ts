@@ -28,6 +28,11 @@ const sodium = createRequire(import.meta.url)('sodium-native') as Sodium;
 
 const RTCP_AAD_BYTES = 8;
 
+/** Outcome of {@link TransportCipher.openRtpDetailed}. */
+export type OpenResult = { ok: true; payload: Buffer } | { ok: false; reason: 'auth' | 'padding' };
+const AUTH_FAILED: OpenResult = { ok: false, reason: 'auth' };
+const BAD_PADDING: OpenResult = { ok: false, reason: 'padding' };
+
 export function isTransportMode(mode: unknown): mode is TransportMode {
   return mode === 'aead_aes256_gcm_rtpsize' || mode === 'aead_xchacha20_poly1305_rtpsize';
 }
@@ -51,17 +56,26 @@ export class TransportCipher {
    * padding removed), or null when authentication fails or the padding count is impossible.
    */
   openRtp(datagram: Uint8Array, header: RtpHeader): Buffer | null {
+    const r = this.openRtpDetailed(datagram, header);
+    return r.ok ? r.payload : null;
+  }
+
+  /**
+   * Like {@link openRtp} but says why a datagram was refused: `auth` (bad tag, wrong key, forged) or `padding`
+   * (authenticated, so it really came from the server, but its padding count overruns the payload).
+   */
+  openRtpDetailed(datagram: Uint8Array, header: RtpHeader): OpenResult {
     const plain = this.#open(datagram, header.aadLength);
-    if (plain === null) return null;
+    if (plain === null) return AUTH_FAILED;
     let end = plain.length;
     if (header.padding) {
       const pad = end > 0 ? plain[end - 1]! : 0;
       // RFC 3550: the count includes itself, so 0 is invalid; it may not eat into the extension body.
-      if (pad === 0 || pad > end - header.extensionBodyLength) return null;
+      if (pad === 0 || pad > end - header.extensionBodyLength) return BAD_PADDING;
       end -= pad;
     }
-    if (header.extensionBodyLength > end) return null;
-    return plain.subarray(header.extensionBodyLength, end);
+    if (header.extensionBodyLength > end) return BAD_PADDING;
+    return { ok: true, payload: plain.subarray(header.extensionBodyLength, end) };
   }
 
   /** Decrypts an RTCP datagram; returns header ‖ plaintext (a normal RTCP packet), or null. */

@@ -46,6 +46,37 @@ export interface JournalTrack {
   packets: ManifestTrack['packets'];
 }
 
+/**
+ * Datagrams the receiver did not turn into audio, by kind (hostile input, corruption, replays, RTCP). Written to
+ * the journal by the engine and copied into the manifest by the finisher; `datagrams` is everything that arrived
+ * on the voice socket. Keys are the receiver's kinds (see src/receiver/receiver.ts dropCounts()).
+ */
+export interface ReceiverDrops {
+  datagrams: number;
+  /** RTCP reports received (not audio, not an error). */
+  rtcp: number;
+  /** Too short, not RTP version 2, CSRC list or header extension overrunning the datagram. */
+  malformed: number;
+  /** RTP with a payload type other than Opus. */
+  notAudio: number;
+  /** Arrived while no transport key was valid (before op 4, during a reconnect). */
+  noKey: number;
+  /** Transport authentication failed: forged, corrupted, wrong key. */
+  badAuth: number;
+  /** Authenticated but its padding count overran the payload. */
+  badPadding: number;
+  /** Authenticated but already seen (replay or network duplicate). */
+  replayed: number;
+  /** Authenticated but no op 5 ever named its SSRC's user in time. */
+  unknownSsrc: number;
+  /** DAVE (end-to-end) decryption failed. */
+  daveUndecryptable: number;
+  /** From users excluded by --users. */
+  filtered: number;
+  /** RTCP that neither authenticated nor parsed as plaintext RTCP. */
+  rtcpBadAuth: number;
+}
+
 /** capture.json: everything `convert DIR` needs to finish a recording whose process died. */
 export interface Journal {
   version: 1;
@@ -62,6 +93,8 @@ export interface Journal {
   bitrateKbps: number;
   mix: boolean;
   tracks: JournalTrack[];
+  /** Receiver drop counts so far (refreshed with every journal write). */
+  dropped?: ReceiverDrops;
   /** Set when the recording stopped cleanly (its finished length). */
   endedAt?: string;
   durationMs?: number;
@@ -88,6 +121,8 @@ export interface Manifest {
   mix?: string;
   /** Set by `convert DIR` when the recording was finished after a crash. */
   recovered?: boolean;
+  /** What the receiver dropped, by kind (from the journal; absent for captures made before it existed). */
+  dropped?: ReceiverDrops;
 }
 
 export function capturePath(dir: string, stem: string): string {
