@@ -26,8 +26,6 @@ const GUILD = '100000000000000001';
 const CHANNEL = '100000000000000002';
 const BOT = '100000000000000003';
 const TOKEN = 'MTAwMDAwMDAwMDAwMDAwMDAz.bench-token.abcdefghijklmnop';
-/** The simulator's default tone amplitude (0.3 of full scale) → RMS of the sine. */
-const TONE_RMS = (0.3 * 32767) / Math.SQRT2;
 const BLOCK = 960;
 
 export type RecorderKind = 'dvrec' | 'baseline';
@@ -41,6 +39,8 @@ export interface StepOptions {
   /** Tracks whose audio is decoded and checked (evenly spread). */
   sampleTracks: number;
   log: (line: string) => void;
+  /** Write V8 CPU profiles of the recorder (every thread) here (node --cpu-prof). */
+  profileDir?: string;
 }
 
 export interface StepResult {
@@ -80,7 +80,7 @@ export interface StepResult {
 }
 
 function tone(i: number): number {
-  return 200 + 13 * (i % 64);
+  return 200 + 7 * (i % 64);
 }
 
 /** N members, all in the channel from the start, each speaking one tone continuously for the whole step. */
@@ -179,28 +179,35 @@ function goertzel(x: Int16Array, from: number, n: number, hz: number): number {
 }
 
 /**
- * Checks one track's audio: from its onset (first block at ≥ 50 % of the tone's RMS) to `endSample`, every
- * 20 ms block must carry sound; the member's own tone must dominate.
+ * Checks one track's audio. The reference level is the track's own loud blocks (90th percentile of 20 ms
+ * block RMS: the codec renders steady sines of different pitches at different levels). From the onset
+ * (first block at ≥ 50 % of it) to `endSample`, a block under 10 % of it is a dropout. The member's own tone
+ * must dominate its neighbours' (±7 Hz, 1 s window: every integer frequency is bin-centred).
  */
 function checkAudio(x: Int16Array, hz: number, endSample: number): { blocks: number; dropped: number; wrongTone: boolean; onset: number } {
-  let onset = -1;
-  for (let s = 0; s + BLOCK <= x.length; s += BLOCK / 4) {
-    if (blockRms(x, s) > TONE_RMS * 0.5) {
-      onset = s;
-      break;
-    }
-  }
-  if (onset < 0) return { blocks: 0, dropped: 0, wrongTone: true, onset };
+  const end = Math.min(endSample, x.length);
+  const levels: number[] = [];
+  for (let s = 0; s + BLOCK <= end; s += BLOCK) levels.push(blockRms(x, s));
+  const sorted = [...levels].sort((a, b) => a - b);
+  const ref = sorted[Math.floor(sorted.length * 0.9)] ?? 0;
+  if (ref < 100) return { blocks: 0, dropped: 0, wrongTone: true, onset: -1 };
+  const first = levels.findIndex((l) => l >= ref * 0.5);
   let blocks = 0;
   let dropped = 0;
-  for (let s = onset + BLOCK; s + BLOCK <= Math.min(endSample, x.length); s += BLOCK) {
+  const where: number[] = [];
+  for (let b = first + 1; b < levels.length; b++) {
     blocks++;
-    if (blockRms(x, s) < TONE_RMS * 0.1) dropped++;
+    if (levels[b]! < ref * 0.1) {
+      dropped++;
+      if (where.length < 20) where.push(b * 20);
+    }
   }
-  // One second: every integer frequency is bin-centred (no leakage), so the member's tone reads at full level.
-  const mid = Math.max(0, Math.floor((onset + Math.min(endSample, x.length)) / 2) - 24_000);
-  const wrongTone = goertzel(x, mid, 48_000, hz) < TONE_RMS * Math.SQRT2 * 0.5;
-  return { blocks, dropped, wrongTone, onset };
+  if (dropped && process.env.DVREC_BENCH_DEBUG) process.stderr.write(`    silent blocks at ms ${where.join(',')} (onset ${first * 20} ms, end ${Math.round(end / 48)} ms)\n`);
+  const onset = first * BLOCK;
+  const mid = Math.max(0, Math.floor((onset + end) / 2) - 24_000);
+  const own = goertzel(x, mid, 48_000, hz);
+  const other = Math.max(goertzel(x, mid, 48_000, hz - 7), goertzel(x, mid, 48_000, hz + 7));
+  return { blocks, dropped, wrongTone: !(own > 4 * other && own > ref * 0.5), onset };
 }
 
 function median(xs: number[]): number {
@@ -223,6 +230,7 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
     DVREC_API_URL: sim.apiUrl,
     NODE_EXTRA_CA_CERTS: sim.caCertPath,
     NO_COLOR: '1',
+    ...(o.profileDir ? { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${o.profileDir}`.trim() } : {}),
   };
   // No --duration: the recorder is stopped with SIGINT (a clean stop for both) `seconds` after the simulator's
   // members start speaking. Joining a large DAVE group takes the simulator a while, so a fixed duration from

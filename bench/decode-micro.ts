@@ -3,6 +3,7 @@
  * FEC on, as Discord clients send) with the decoder the pool uses (libopus in WebAssembly, SIMD build when
  * the CPU has it) and with native libopus (@discordjs/opus), single thread, no I/O.
  */
+import { createCipheriv, createDecipheriv, createSecretKey, randomBytes } from 'node:crypto';
 import opus from '@discordjs/opus';
 import { OpusWasm } from '../src/sinks/opus-decoder.ts';
 import { encodeLoop } from './long.ts';
@@ -14,6 +15,32 @@ export interface DecodeMicro {
   wasmSimdUsPerPacket: number | null;
   wasmUsPerPacket: number;
   nativeUsPerPacket: number;
+  /** Transport decryption (aes-256-gcm, one decipher per datagram): key passed as a Buffer vs a KeyObject. */
+  gcmBufferKeyUs: number;
+  gcmKeyObjectUs: number;
+}
+
+/** What the receiver pays per datagram to open aes256-gcm, with the key as a Buffer or a KeyObject. */
+function gcmMicro(n: number): { buffer: number; keyObject: number } {
+  const key = randomBytes(32);
+  const ko = createSecretKey(key);
+  const nonce = Buffer.alloc(12);
+  const aad = randomBytes(12);
+  const c = createCipheriv('aes-256-gcm', key, nonce);
+  c.setAAD(aad);
+  const ct = Buffer.concat([c.update(randomBytes(160)), c.final()]);
+  const tag = c.getAuthTag();
+  const run = (k: Buffer | ReturnType<typeof createSecretKey>, count: number) => {
+    for (let i = 0; i < count; i++) {
+      const d = createDecipheriv('aes-256-gcm', k, nonce);
+      d.setAAD(aad);
+      d.setAuthTag(tag);
+      Buffer.concat([d.update(ct), d.final()]);
+    }
+  };
+  run(key, 1000);
+  run(ko, 1000);
+  return { buffer: time(() => run(key, n)) / n, keyObject: time(() => run(ko, n)) / n };
 }
 
 /** CPU time of this thread (µs) spent in fn: wall time would count other processes on a busy box. */
@@ -47,7 +74,8 @@ export function decodeMicro(rounds = 8): DecodeMicro {
   const nat = time(() => {
     for (let r = 0; r < rounds; r++) for (const p of loop) native.decode(p);
   }) / n;
-  return { packets: n, wasmSimdUsPerPacket: simd, wasmUsPerPacket: plain, nativeUsPerPacket: nat };
+  const gcm = gcmMicro(n * 2);
+  return { packets: n, wasmSimdUsPerPacket: simd, wasmUsPerPacket: plain, nativeUsPerPacket: nat, gcmBufferKeyUs: gcm.buffer, gcmKeyObjectUs: gcm.keyObject };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) console.log(decodeMicro(Number(process.argv[2] ?? 8)));

@@ -38,6 +38,10 @@ export interface LongOptions {
   /** Which finishes to time. */
   mp3Ffmpeg: boolean;
   mp3Lame: boolean;
+  /** Seconds of each track the embedded LAME encodes (it is slow); its time is scaled to the full length. */
+  lameSeconds?: number;
+  /** Same for the ffmpeg MP3 finish (default: everything). */
+  ffmpegSeconds?: number;
   log: (line: string) => void;
 }
 
@@ -51,6 +55,10 @@ export interface FinishTiming {
   totalS: number;
   encoder: string;
   outputBytes: number;
+  /** Seconds of each track this finish encoded (less than the recording for the embedded LAME). */
+  encodedSeconds: number;
+  /** cleanupS + finishS scaled to the whole recording (= totalS when everything was encoded). */
+  projectedTotalS: number;
 }
 
 export interface LongResult {
@@ -164,7 +172,7 @@ function dirBytes(dir: string): number {
   return n;
 }
 
-function journalFor(dir: string, format: AudioFormat, userIds: string[], stats: Map<string, { lost: number; received: number; concealed: number; late: number; duplicate: number; undecryptable: number; startOffsetMs: number | null; ssrcs: number[] }>, startedAtMs: number, durationMs: number): Journal {
+function journalFor(format: AudioFormat, userIds: string[], stats: Map<string, { lost: number; received: number; concealed: number; late: number; duplicate: number; undecryptable: number; startOffsetMs: number | null; ssrcs: number[] }>, startedAtMs: number, durationMs: number): Journal {
   return {
     version: 1,
     guildId: '100000000000000001',
@@ -257,31 +265,42 @@ export async function runLong(o: LongOptions): Promise<LongResult> {
 
   // Hard-link the captures for the MP3 variants before the WAV finish turns them into tracks in place.
   const ff = await findFfmpeg(undefined);
-  const variants: { variant: FinishTiming['variant']; dir: string; format: AudioFormat; ffmpegPath: string | false | undefined }[] = [];
-  if (o.mp3Ffmpeg && ff) variants.push({ variant: 'mp3-ffmpeg', dir: join(o.dir, 'mp3-ffmpeg'), format: 'mp3', ffmpegPath: ff.path });
-  if (o.mp3Lame) variants.push({ variant: 'mp3-lame', dir: join(o.dir, 'mp3-lame'), format: 'mp3', ffmpegPath: false });
+  type Variant = { variant: FinishTiming['variant']; dir: string; format: AudioFormat; ffmpegPath: string | false; lengthMs: number };
+  const variants: Variant[] = [];
+  if (o.mp3Ffmpeg && ff) {
+    const lengthMs = Math.min(endMs, (o.ffmpegSeconds ?? o.durationS + 1) * 1000);
+    variants.push({ variant: 'mp3-ffmpeg', dir: join(o.dir, 'mp3-ffmpeg'), format: 'mp3', ffmpegPath: ff.path, lengthMs });
+  }
+  if (o.mp3Lame) {
+    const lengthMs = Math.min(endMs, (o.lameSeconds ?? o.durationS) * 1000);
+    variants.push({ variant: 'mp3-lame', dir: join(o.dir, 'mp3-lame'), format: 'mp3', ffmpegPath: false, lengthMs });
+  }
   for (const v of variants) {
     mkdirSync(join(v.dir, CAPTURE_DIR), { recursive: true });
     for (const f of readdirSync(join(wavDir, CAPTURE_DIR))) linkSync(join(wavDir, CAPTURE_DIR, f), join(v.dir, CAPTURE_DIR, f));
-    writeJsonAtomic(join(v.dir, JOURNAL_FILE), journalFor(v.dir, v.format, feeder.userIds, stats, startedAtMs, endMs));
+    // A shorter journal length makes the finisher encode only the start of each capture.
+    writeJsonAtomic(join(v.dir, JOURNAL_FILE), journalFor(v.format, feeder.userIds, stats, startedAtMs, v.lengthMs));
   }
 
   const finishes: FinishTiming[] = [];
-  const finish = async (variant: FinishTiming['variant'], dir: string, format: AudioFormat, ffmpegPath: string | false | undefined) => {
-    if (!existsSync(join(dir, JOURNAL_FILE))) writeJsonAtomic(join(dir, JOURNAL_FILE), journalFor(dir, format, feeder.userIds, stats, startedAtMs, endMs));
+  const finish = async (variant: FinishTiming['variant'], dir: string, format: AudioFormat, ffmpegPath: string | false, lengthMs: number) => {
+    // The engine writes its final journal at stop too (a small atomic JSON write): not what is timed here.
+    if (!existsSync(join(dir, JOURNAL_FILE))) writeJsonAtomic(join(dir, JOURNAL_FILE), journalFor(format, feeder.userIds, stats, startedAtMs, lengthMs));
     const t = performance.now();
-    let encoder = format === 'wav' ? 'wav-in-place' : ffmpegPath === false ? 'lame-wasm' : 'ffmpeg';
+    const encoder = format === 'wav' ? 'wav-in-place' : ffmpegPath === false ? 'lame-wasm' : 'ffmpeg';
     await finishRecording(dir, { force: false, ffmpegPath });
     const finishS = (performance.now() - t) / 1000;
-    if (format === 'mp3' && ffmpegPath === undefined) encoder = 'ffmpeg';
-    finishes.push({ variant, cleanupS, finishS, totalS: cleanupS + finishS, encoder, outputBytes: dirBytes(dir) });
-    o.log(`  long: ${variant} finished in ${finishS.toFixed(2)} s after cleanup ${cleanupS.toFixed(2)} s`);
+    const scale = endMs / lengthMs;
+    finishes.push({
+      variant, cleanupS, finishS, totalS: cleanupS + finishS, encoder, outputBytes: dirBytes(dir),
+      encodedSeconds: lengthMs / 1000, projectedTotalS: cleanupS + finishS * scale,
+    });
+    o.log(`  long: ${variant} finished ${(lengthMs / 1000).toFixed(0)} s × ${o.speakers} tracks in ${finishS.toFixed(2)} s (cleanup ${cleanupS.toFixed(2)} s)`);
   };
-  // WAV right away (as `record` does at stop); the journal is written by the engine at stop too, so it is
-  // written before the clock starts only for the variants, and timed here for WAV.
-  await finish('wav', wavDir, 'wav', false);
+  // WAV first, right at stop, as `record` does.
+  await finish('wav', wavDir, 'wav', false, endMs);
   for (const v of variants) {
-    await finish(v.variant, v.dir, v.format, v.ffmpegPath);
+    await finish(v.variant, v.dir, v.format, v.ffmpegPath, v.lengthMs);
     rmSync(v.dir, { recursive: true, force: true }); // free the disk before the next variant
   }
   rmSync(o.dir, { recursive: true, force: true });

@@ -167,7 +167,7 @@ export async function runRecording(opts: RecordOptions, observer: RecordingObser
               observer.warn(`cannot write a track (${i.code ?? 'error'}): ${redact(i.message)}; stopping`);
               requestStop('error', new DvrecError(
                 full
-                  ? `disk full (${i.code}) in ${opts.outDir}: recording stopped at ${at()}; everything captured until then is kept`
+                  ? `${i.code === 'EFBIG' ? 'file size limit reached' : 'disk full'} (${i.code}) in ${opts.outDir}: recording stopped at ${at()}; everything captured until then is kept`
                   : `cannot write a track in ${opts.outDir} (${i.code ?? 'error'}): recording stopped at ${at()}; everything captured until then is kept`,
                 ExitCode.OUTPUT,
               ));
@@ -287,6 +287,8 @@ export async function runRecording(opts: RecordOptions, observer: RecordingObser
     }
     t.packets.undecryptable += receiver?.undecryptableByUser.get(t.userId) ?? 0;
   }
+  // The reserve has done its job (room for the final journal, header patches and manifest on a full disk).
+  releaseReserve();
   journal.tracks = [...(router?.tracks.values() ?? [])].map(toJournalTrack);
   journal.flushedMs = endMs;
   journal.endedAt = new Date(session.startedAtMs + endMs).toISOString();
@@ -294,18 +296,28 @@ export async function runRecording(opts: RecordOptions, observer: RecordingObser
   try {
     writeJsonAtomic(join(opts.outDir, JOURNAL_FILE), journal);
   } catch (e) {
-    throw new DvrecError(`cannot write ${JOURNAL_FILE}: ${redact((e as Error).message)} (the captures are in ${opts.outDir}; run dvrec convert after freeing space)`, ExitCode.OUTPUT);
+    const why = stopError ? `${stopError.message}; then ` : '';
+    throw new DvrecError(`${why}cannot write ${JOURNAL_FILE}: ${redact((e as Error).message)} (the captures are in ${opts.outDir}; run dvrec convert ${opts.outDir} after freeing space)`, ExitCode.OUTPUT);
   }
   if (receiver) reportDrops(receiver, observer);
 
   observer.phase({ phase: 'converting', tracks: journal.tracks.length });
-  const manifest = await finishRecording(opts.outDir, {
-    ...(opts.ffmpegPath !== undefined ? { ffmpegPath: opts.ffmpegPath } : {}),
-    force: opts.force,
-    durationMs: endMs,
-    onProgress: (p) => observer.convertProgress(p),
-  });
+  let manifest: Manifest;
+  try {
+    manifest = await finishRecording(opts.outDir, {
+      ...(opts.ffmpegPath !== undefined ? { ffmpegPath: opts.ffmpegPath } : {}),
+      force: opts.force,
+      durationMs: endMs,
+      onProgress: (p) => observer.convertProgress(p),
+    });
+  } catch (e) {
+    if (!stopError) throw e;
+    // Say first why the recording stopped; the capture stays on disk for `convert`.
+    throw new DvrecError(`${stopError.message}; finishing failed too (${redact((e as Error).message)}): run dvrec convert ${opts.outDir} after freeing space`, stopError.exitCode, { cause: e });
+  }
   observer.phase({ phase: 'done', manifest });
+  // The files are finished, but the recording ended because something broke: the exit code must say so.
+  if (stopError) throw stopError;
   return manifest;
 }
 
@@ -331,6 +343,13 @@ async function prepareOutDir(dir: string, force: boolean): Promise<void> {
   }
   if (!force && existsSync(join(dir, JOURNAL_FILE))) {
     throw new DvrecError(`${dir} holds an unfinished recording (${JOURNAL_FILE}); run dvrec convert ${dir}, or use --force`, ExitCode.OUTPUT);
+  }
+  try {
+    await ensureCaptureDir(dir);
+    await fsp.writeFile(join(dir, CAPTURE_DIR, RESERVE_FILE), Buffer.alloc(RESERVE_BYTES), { mode: 0o600 });
+  } catch (e) {
+    await fsp.rm(join(dir, CAPTURE_DIR, RESERVE_FILE), { force: true }).catch(() => undefined);
+    throw new DvrecError(`cannot write to ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} (is the disk full?)`, ExitCode.OUTPUT);
   }
 }
 

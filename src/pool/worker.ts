@@ -35,7 +35,11 @@ function nowMs(): number {
   return Number(process.hrtime.bigint() - hrT0) / 1e6 - slackMs;
 }
 
-/** Runs `fn` on a track; a file error is reported once and the track stops, never the worker. */
+/**
+ * Runs `fn` on a track; a file error is reported once and the track stops taking audio, never the worker.
+ * The failed track keeps what it could not write yet: at cleanup it gets one more chance to flush and finish
+ * (on a full disk the engine frees its reserve first), so audio captured before the failure is not dropped.
+ */
 function guard(trackId: number, t: Track, fn: (t: Track) => void): void {
   if (failed.has(trackId)) return;
   try {
@@ -44,10 +48,18 @@ function guard(trackId: number, t: Track, fn: (t: Track) => void): void {
     const e = err as NodeJS.ErrnoException;
     failed.add(trackId);
     post({ type: 'trackError', trackId, code: e.code, message: e.message });
+  }
+}
+
+/** Last attempt for a failed track (cleanup/close): best effort, errors already reported. */
+function lastChance(t: Track, fn: (t: Track) => void): void {
+  try {
+    fn(t);
+  } catch {
     try {
       t.close();
     } catch {
-      /* already failing */
+      /* nothing more can be saved */
     }
   }
 }
@@ -160,7 +172,8 @@ port.on('message', (m: ToWorker) => {
     case 'cleanup': {
       const out: TrackStatusReport[] = [];
       for (const [id, t] of tracks) {
-        guard(id, t, (tr) => tr.finish(m.endMs));
+        if (failed.has(id)) lastChance(t, (tr) => tr.finish(m.endMs));
+        else guard(id, t, (tr) => tr.finish(m.endMs));
         out.push(report(id, t));
       }
       post({ type: 'cleaned', tracks: out });
@@ -168,7 +181,10 @@ port.on('message', (m: ToWorker) => {
     }
     case 'close': {
       if (timer !== undefined) clearTimeout(timer);
-      for (const [id, t] of tracks) guard(id, t, (tr) => tr.close());
+      for (const [id, t] of tracks) {
+        if (failed.has(id)) lastChance(t, (tr) => tr.close());
+        else guard(id, t, (tr) => tr.close());
+      }
       tracks.clear();
       post({ type: 'closed' });
       port.close();

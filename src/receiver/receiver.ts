@@ -27,6 +27,8 @@ export interface ReceiverCounters {
   /** Audio packets delivered to the sink. */
   audio: number;
   rtcp: number;
+  /** Keepalive echoes and IP discovery replies (expected chatter, not audio). */
+  control: number;
   /** Too short, wrong version, broken extension. */
   malformed: number;
   /** Valid RTP with a payload type that is not Opus audio. */
@@ -50,7 +52,7 @@ export interface ReceiverCounters {
 
 export function emptyCounters(): ReceiverCounters {
   return {
-    datagrams: 0, audio: 0, rtcp: 0, malformed: 0, notAudio: 0, noKey: 0, undecryptable: 0, badPadding: 0,
+    datagrams: 0, audio: 0, rtcp: 0, control: 0, malformed: 0, notAudio: 0, noKey: 0, undecryptable: 0, badPadding: 0,
     replayed: 0, daveUndecryptable: 0, unknownSsrc: 0, filtered: 0, rtcpUndecryptable: 0,
   };
 }
@@ -59,17 +61,20 @@ export function emptyCounters(): ReceiverCounters {
  * The drop counts as written to the journal and manifest (`dropped`): everything received that did not become
  * audio in a track, by kind. RTCP is counted too (it is not audio) so the figures add up to `datagrams`.
  */
-export function dropCounts(c: ReceiverCounters): ReceiverDrops {
+export function dropCounts(c: ReceiverCounters, held = 0): ReceiverDrops {
   return {
     datagrams: c.datagrams,
+    audio: c.audio,
     rtcp: c.rtcp,
+    control: c.control,
     malformed: c.malformed,
     notAudio: c.notAudio,
     noKey: c.noKey,
     badAuth: c.undecryptable,
     badPadding: c.badPadding,
     replayed: c.replayed,
-    unknownSsrc: c.unknownSsrc,
+    // Still held at this instant: their SSRC has had no op 5 yet, so they count as unknown until it comes.
+    unknownSsrc: c.unknownSsrc + held,
     daveUndecryptable: c.daveUndecryptable,
     filtered: c.filtered,
     rtcpBadAuth: c.rtcpUndecryptable,
@@ -150,10 +155,15 @@ export class Receiver {
     };
   }
 
+  /** The drop counts for the journal/manifest (packets still waiting for an op 5 count as unknown SSRC). */
+  drops(): ReceiverDrops {
+    return dropCounts(this.counters, this.#ssrcs.heldCount);
+  }
+
   /** Datagrams accounted for: delivered + every drop kind + still held. Always equals `counters.datagrams`. */
   accounted(): number {
     const c = this.counters;
-    return c.audio + c.rtcp + c.malformed + c.notAudio + c.noKey + c.undecryptable + c.badPadding + c.replayed +
+    return c.audio + c.rtcp + c.control + c.malformed + c.notAudio + c.noKey + c.undecryptable + c.badPadding + c.replayed +
       c.unknownSsrc + c.daveUndecryptable + c.filtered + c.rtcpUndecryptable + this.#ssrcs.heldCount;
   }
 
@@ -165,6 +175,7 @@ export class Receiver {
     const kind = classifyDatagram(datagram);
     if (kind.kind === 'skip') {
       if (kind.reason === 'not-audio') c.notAudio++;
+      else if (kind.reason === 'control') c.control++;
       else c.malformed++;
       return;
     }

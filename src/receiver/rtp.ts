@@ -40,6 +40,8 @@ export interface RtpHeader {
 }
 
 export type SkipReason =
+  /** The server's echo of our 8-byte UDP keepalive, or an IP discovery reply: protocol chatter, not an error. */
+  | 'control'
   /** Shorter than any RTP/RTCP packet we accept (includes the 9–11 byte datagrams that crash @discordjs/voice). */
   | 'too-short'
   /** Not RTP version 2 (keepalive echoes, IP discovery replies, garbage). */
@@ -68,6 +70,7 @@ const RTCP_HEADER_BYTES = 8;
  * and RFC 5761 reserves the payload types that would land there, so Discord's 0x78 (0xF8 with marker) never does.
  */
 export function classifyDatagram(buf: Uint8Array): DatagramKind {
+  if (isControl(buf)) return { kind: 'skip', reason: 'control' };
   if (buf.length < 2) return { kind: 'skip', reason: 'too-short' };
   if (buf[0]! >> 6 !== 2) return { kind: 'skip', reason: 'bad-version' };
   const second = buf[1]!;
@@ -118,6 +121,14 @@ export function parseRtpHeader(buf: Uint8Array): DatagramKind {
     },
   };
 }
+
+/** Keepalive echo (exactly 8 bytes) or IP discovery reply (74 bytes, type 2, length 70): see discord-api-docs. */
+function isControl(buf: Uint8Array): boolean {
+  if (buf.length === KEEPALIVE_BYTES) return true;
+  return buf.length === DISCOVERY_BYTES && buf[0] === 0 && buf[1] === 2 && buf[2] === 0 && buf[3] === 70;
+}
+const KEEPALIVE_BYTES = 8;
+const DISCOVERY_BYTES = 74;
 
 function readU32(buf: Uint8Array, at: number): number {
   return ((buf[at]! << 24) | (buf[at + 1]! << 16) | (buf[at + 2]! << 8) | buf[at + 3]!) >>> 0;

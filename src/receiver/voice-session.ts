@@ -117,6 +117,13 @@ export class VoiceSession extends EventEmitter<VoiceSessionEvents> {
     connection.on('stateChange', (o, n) => this.#onConnectionState(o, n));
     connection.on('error', (e) => this.emit('warn', `voice connection: ${redact(e.message)}`));
     client.on(Events.VoiceStateUpdate, (before, after) => {
+      if (after.id === client.user.id && after.guild.id === guild.id && after.channelId !== null && after.channelId !== channel.id && this.#readyCount > 0) {
+        // Someone moved the bot to another channel. We end rather than follow: the user asked for THIS channel,
+        // and the people in the other one did not agree to be recorded; what was captured here is finished.
+        const name = after.channel?.name ?? after.channelId;
+        this.#setState({ status: 'ended', reason: 'disconnected', detail: `the bot was moved to another channel (${name}); recording stopped` });
+        return;
+      }
       if (before.channelId === channel.id || after.channelId === channel.id) this.emit('occupancy', this.humansInChannel());
     });
   }
@@ -262,7 +269,7 @@ export class VoiceSession extends EventEmitter<VoiceSessionEvents> {
       case VoiceConnectionStatus.Disconnected: {
         if (next.reason === VoiceConnectionDisconnectReason.WebSocketClose && next.closeCode === 4014) {
           // Kicked, moved out, or the channel was deleted: Discord says do not reconnect.
-          this.#setState({ status: 'ended', reason: 'disconnected', closeCode: 4014 });
+          this.#setState({ status: 'ended', reason: 'disconnected', closeCode: 4014, detail: 'the bot was disconnected from the voice channel (4014); recording stopped' });
           return;
         }
         // Endpoint removed (server going away) or adapter unavailable: a new VOICE_SERVER_UPDATE may follow.

@@ -53,8 +53,12 @@ export interface JournalTrack {
  */
 export interface ReceiverDrops {
   datagrams: number;
+  /** Delivered as audio (so that `datagrams` = audio + every other field). */
+  audio: number;
   /** RTCP reports received (not audio, not an error). */
   rtcp: number;
+  /** Keepalive echoes and IP discovery replies. */
+  control: number;
   /** Too short, not RTP version 2, CSRC list or header extension overrunning the datagram. */
   malformed: number;
   /** RTP with a payload type other than Opus. */

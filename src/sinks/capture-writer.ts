@@ -38,6 +38,20 @@ export function wavHeader(dataBytes?: number): Buffer {
   return h;
 }
 
+/**
+ * pwrite until all of `len` bytes are written. A nearly full filesystem accepts SHORT writes without an error
+ * (the next write then fails with ENOSPC): ignoring the count would silently drop the tail of the audio.
+ * With `pos` null the fd is in append mode (packet log) and the position is ignored.
+ */
+function writeFully(fd: number, buf: Uint8Array, len: number, pos: number | null): void {
+  let done = 0;
+  while (done < len) {
+    const n = writeSync(fd, buf, done, len - done, pos === null ? null : pos + done);
+    if (n <= 0) throw Object.assign(new Error('short write: no space left'), { code: 'ENOSPC' });
+    done += n;
+  }
+}
+
 export interface CaptureWriterOptions {
   /** Also log the Opus packets to this path (`[u32 LE position][u16 LE len][payload]` records). */
   packetLogPath?: string;
@@ -93,7 +107,7 @@ export class CaptureWriter {
     const contiguous = this.pendingLen > 0 && pos === this.pendingPos + this.pendingLen / BYTES_PER_SAMPLE_FRAME;
     if (this.pendingLen > 0 && (!contiguous || this.pendingLen + pcm.length > PENDING_BYTES)) this.flushPcm();
     if (pcm.length > PENDING_BYTES) {
-      writeSync(this.fd, pcm, 0, pcm.length, WAV_HEADER_BYTES + pos * BYTES_PER_SAMPLE_FRAME);
+      writeFully(this.fd, pcm, pcm.length, WAV_HEADER_BYTES + pos * BYTES_PER_SAMPLE_FRAME);
     } else {
       if (this.pendingLen === 0) {
         this.pendingPos = pos;
@@ -131,20 +145,22 @@ export class CaptureWriter {
     this.flushLog();
   }
 
+  /**
+   * Writes the pending audio. On failure (disk full) the pending audio is KEPT, so a later flush — after the
+   * engine freed its reserve — can still put it on disk; the error goes to the caller.
+   */
   private flushPcm(): void {
     if (this.pendingLen === 0 || this.pending === null) return;
-    const len = this.pendingLen;
+    writeFully(this.fd, this.pending, this.pendingLen, WAV_HEADER_BYTES + this.pendingPos * BYTES_PER_SAMPLE_FRAME);
     this.pendingLen = 0;
     this.pendingSince = Infinity;
-    writeSync(this.fd, this.pending, 0, len, WAV_HEADER_BYTES + this.pendingPos * BYTES_PER_SAMPLE_FRAME);
   }
 
   private flushLog(): void {
     if (this.logLen === 0 || this.log === null || this.logFd === null) return;
-    const len = this.logLen;
+    writeFully(this.logFd, this.log, this.logLen, null);
     this.logLen = 0;
     this.logSince = Infinity;
-    writeSync(this.logFd, this.log, 0, len);
   }
 
   /**

@@ -3,14 +3,18 @@
  *
  * A stem must be safe on every filesystem people record to (ext4, APFS, NTFS, FAT/exFAT, SMB shares):
  *  - no path separators or characters Windows forbids (`< > : " / \ | ? *`), no control characters;
- *  - no `.`/`..` or leading/trailing dots and spaces (Windows strips them; `..` escapes the directory);
+ *  - no `.`/`..`, no leading '-', no leading/trailing dots and spaces (Windows strips them; `..` escapes the directory);
  *  - not a reserved DOS device name (CON, PRN, AUX, NUL, COM1-9, LPT1-9, also with an extension);
  *  - bounded length (most filesystems allow 255 BYTES per name; we keep the name part to 48 UTF-8 bytes so
  *    that "<name>-<id>.opus.pkt" stays far below it);
  *  - Unicode kept where safe (letters in any script, emoji), normalised to NFC so the same name does not
  *    produce two different byte strings on macOS and Linux.
  * The user id is always appended, which makes stems unique within a recording without any bookkeeping.
+ * A user id that is not a Discord snowflake (only a hostile or broken server sends one) is replaced by a hash of
+ * it: sanitising it could make two ids alike ("a/b" and "a_b"), and ids differing only in letter case or Unicode
+ * normalisation would collide on case-insensitive (NTFS, APFS) filesystems; lowercase hex cannot.
  */
+import { createHash } from 'node:crypto';
 
 const MAX_NAME_BYTES = 48;
 const RESERVED = /^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])$/i;
@@ -24,8 +28,9 @@ export function sanitizeName(name: string): string {
   s = s.replace(/\s+/gu, ' ');
   s = s.replace(/_+/g, '_');
   s = truncateUtf8(s, MAX_NAME_BYTES);
-  // Trailing/leading dots and spaces: Windows drops them, and only-dots names are "." / "..".
-  s = s.replace(/^[.\s_]+|[.\s]+$/gu, '');
+  // Trailing/leading dots and spaces: Windows drops them, and only-dots names are "." / "..". A leading '-'
+  // would make `rm *` or `ffmpeg -i *` in the directory read the file name as an option.
+  s = s.replace(/^[.\s_-]+|[.\s]+$/gu, '');
   if (RESERVED.test(s.split('.')[0] ?? '')) s = `_${s}`;
   return s;
 }
@@ -48,7 +53,7 @@ function truncateUtf8(s: string, maxBytes: number): string {
  * Prefers the display name people see in the channel, then the username.
  */
 export function trackStem(userId: string, displayName: string | undefined, username: string | undefined): string {
-  const id = /^[0-9]{1,20}$/.test(userId) ? userId : sanitizeName(userId) || 'user';
+  const id = /^[0-9]{1,20}$/.test(userId) ? userId : `u${createHash('sha256').update(userId, 'utf8').digest('hex').slice(0, 16)}`;
   const name = sanitizeName(displayName ?? '') || sanitizeName(username ?? '');
   return name ? `${name}-${id}` : id;
 }

@@ -1,0 +1,139 @@
+/**
+ * Process faults of the whole CLI: `dvrec record` (a real child process, trusting the simulator's certificate
+ * through NODE_EXTRA_CA_CERTS) is SIGKILLed mid-recording, then `dvrec convert DIR` finishes the capture. The
+ * recovered tracks are decoded and compared with the simulator's ground truth up to the kill instant: every
+ * spurt at its true time, all audio up to at most ~1 s before the kill. WAV and MP3. And a file-size limit
+ * (RLIMIT_FSIZE via prlimit) makes `dvrec record` stop with exit code 9 (OUTPUT) and a clear message.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { startSimulator, type Simulator } from '../src/simulator/index.ts';
+import { opusLoop } from '../src/simulator/opus-cache.ts';
+import type { Manifest } from '../src/sinks/capture-layout.ts';
+import { ExitCode } from '../src/errors.ts';
+import { BIN, ROOT, baseEnv, collect, runCli } from './cli-helpers.ts';
+import { CHANNEL, GUILD, TOKEN, onsetMs, readWavLeft, scenario } from './record-fixtures.ts';
+import { cleanupDirs, member, offsetMs, silentMs, tempDir } from './fault-fixtures.ts';
+import { ffmpegDecode, hasFfmpeg } from './format-fixtures.ts';
+
+after(cleanupDirs);
+
+const HZ = [400, 650];
+const wallNow = (): number => performance.timeOrigin + performance.now();
+
+function recordArgs(out: string, extra: string[] = []): string[] {
+  return ['record', '--guild', GUILD, '--channel', CHANNEL, '--out', out, '--duration', '60s', ...extra];
+}
+function recordEnv(sim: Simulator): NodeJS.ProcessEnv {
+  return baseEnv({ DISCORD_TOKEN: TOKEN, DVREC_API_URL: sim.apiUrl, NODE_EXTRA_CA_CERTS: sim.caCertPath });
+}
+
+/** Waits for the simulator's session start (scenario t=0), then `ms` more; returns the wall time. */
+function afterSessionStart(sim: Simulator, ms: number): Promise<number> {
+  return new Promise((resolve) => sim.events.once('session-start', () => setTimeout(() => resolve(wallNow()), ms)));
+}
+
+/** Left channel of a stereo track, whatever its format. */
+function decodeLeft(path: string): Int16Array {
+  if (path.endsWith('.wav')) return readWavLeft(path);
+  const st = ffmpegDecode(path, 2);
+  const out = new Int16Array(st.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = st[2 * i]!;
+  return out;
+}
+
+for (const format of ['wav', 'mp3'] as const) {
+  test(`SIGKILL of dvrec record (${format}), then dvrec convert DIR recovers all but ≤ 1 s of every track`, async (t) => {
+    if (format === 'mp3' && !hasFfmpeg()) return t.skip('no ffmpeg to decode MP3 for the comparison');
+    const members = [member(1, HZ[0]!, [[300, 1200], [2000, 3000]]), member(2, HZ[1]!, [[800, 4200]])];
+    for (const m of members) opusLoop(m.signal);
+    const sim = await startSimulator(scenario(members));
+    const out = join(tempDir('dvrec-crash-'), 'rec');
+    try {
+      const child = spawn(process.execPath, [BIN, ...recordArgs(out, ['--format', format])], { cwd: ROOT, env: recordEnv(sim), stdio: ['ignore', 'pipe', 'pipe'] });
+      const done = collect(child, 60_000);
+      // Kill while both members speak (member 1's second spurt and member 2 run until ~5 s).
+      const killWall = await afterSessionStart(sim, 4000);
+      child.kill('SIGKILL');
+      const r = await done;
+      assert.equal(r.signal, 'SIGKILL', `killed (exit ${r.code}): ${r.stderr}`);
+      const truth = sim.truth();
+      assert.ok(existsSync(join(out, 'capture.json')), 'a journal was left');
+      assert.ok(!existsSync(join(out, 'manifest.json')), 'not finished by the killed process');
+
+      const conv = await runCli(['convert', out], { env: baseEnv() });
+      assert.equal(conv.code, 0, `convert: ${conv.stderr}${conv.stdout}`);
+      assert.match(conv.stdout + conv.stderr, /recovered \d+\.\d s/);
+      const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as Manifest;
+      assert.equal(manifest.recovered, true);
+      assert.equal(manifest.tracks.length, 2);
+      const t0 = Date.parse(manifest.startedAt);
+      const kill = killWall - t0;
+      const slack = format === 'mp3' ? 40 : 20; // MP3 frames: the encoder delay is compensated to within a frame
+      const figures: string[] = [];
+      for (const [i, mem] of members.entries()) {
+        const tr = manifest.tracks.find((x) => x.userId === mem.userId)!;
+        assert.ok(tr.file.endsWith(`.${format}`), tr.file);
+        const x = decodeLeft(join(out, tr.file));
+        assert.ok(Math.abs(x.length / 48 - manifest.durationMs) <= 60, `${tr.file}: ${x.length / 48} ms vs ${manifest.durationMs}`);
+        let lastAudio = 0;
+        for (const s of truth.members[i]!.spurts) {
+          const start = s.onsetWallMs - t0;
+          const end = Math.min(s.endWallMs - t0, kill);
+          if (start >= kill - 1000) continue;
+          const on = onsetMs(x, start - 100, start + 200);
+          assert.ok(on !== null && Math.abs(on - start) <= slack, `${tr.file}: onset ${on?.toFixed(1)} vs truth ${start.toFixed(1)}`);
+          // Everything of the spurt is there up to at most 1 s before the kill.
+          const mustUntil = Math.min(end, kill - 1000);
+          const gap = silentMs(x, start + 30, mustUntil - 30, 300);
+          assert.ok(gap <= (format === 'mp3' ? 5 : 0), `${tr.file}: ${gap} ms missing between ${start.toFixed(0)} and ${mustUntil.toFixed(0)} ms`);
+          lastAudio = offsetMs(x, start, end + 100) ?? lastAudio;
+        }
+        figures.push(`${tr.file}: audio until ${lastAudio.toFixed(0)} ms, kill at ${kill.toFixed(0)} ms → lost ${(kill - lastAudio).toFixed(0)} ms`);
+        assert.ok(kill - lastAudio <= 1000, figures.at(-1));
+      }
+      t.diagnostic(`${format}: recovered ${(manifest.durationMs / 1000).toFixed(2)} s; ${figures.join('; ')}`);
+    } finally {
+      await sim.close();
+    }
+  });
+}
+
+test('a file-size limit (RLIMIT_FSIZE) stops dvrec record with exit 9 and a clear message; captures kept', async (t) => {
+  try {
+    execFileSync('prlimit', ['--version'], { stdio: 'ignore' });
+  } catch {
+    return t.skip('prlimit (util-linux) is not installed');
+  }
+  const members = [member(1, HZ[0]!, [[200, 8000]]), member(2, HZ[1]!, [[300, 8000]])];
+  for (const m of members) opusLoop(m.signal);
+  const sim = await startSimulator(scenario(members, { dave: false }));
+  const out = join(tempDir('dvrec-fsize-'), 'rec');
+  try {
+    // 400 KB per file ≈ 2 s of stereo 48 kHz audio per track.
+    const child = spawn('prlimit', ['--fsize=400000', '--', process.execPath, BIN, ...recordArgs(out, ['--duration', '10s'])], {
+      cwd: ROOT, env: recordEnv(sim), stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const r = await collect(child, 60_000);
+    assert.equal(r.code, ExitCode.OUTPUT, `exit ${r.code}: ${r.stderr}`);
+    const line = r.stderr.trim().split('\n').at(-1)!;
+    assert.match(line, /^dvrec: .*(file size limit reached|disk full|cannot write).*EFBIG.*stopped at \d+\.\d s/, r.stderr);
+    assert.ok(!r.stderr.includes(TOKEN) && !r.stdout.includes(TOKEN));
+    // Whatever happened to the finishing step, the audio is on disk: finished tracks or captures to convert.
+    const files = readdirSync(out, { recursive: true }).map(String);
+    const wavs = files.filter((f) => f.endsWith('.wav'));
+    assert.equal(wavs.length, 2, files.join(','));
+    for (const f of wavs) {
+      const x = readWavLeft(join(out, f));
+      const s = x.length / 48;
+      assert.ok(s > 1000, `${f}: ${s.toFixed(0)} ms kept`);
+      assert.ok(silentMs(x, 600, s - 100) === 0, `${f}: audio intact`);
+    }
+    t.diagnostic(`${line}; kept ${files.join(', ')}`);
+  } finally {
+    await sim.close();
+  }
+});

@@ -1,0 +1,146 @@
+/**
+ * Helpers for the fault, crash and soak suites: run a real recording (runRecording: discord.js,
+ * @discordjs/voice, receiver, worker pool, finisher) against the simulator and measure where sound and
+ * silence are in the decoded tracks, compared with the simulator's ground truth.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startSimulator, trustSimulatorCertificate, type Simulator } from '../src/simulator/index.ts';
+import type { GroundTruth, Scenario, SimMember } from '../src/simulator/scenario.ts';
+import { opusLoop } from '../src/simulator/opus-cache.ts';
+import { runRecording, type RecordingHooks } from '../src/recording.ts';
+import type { RecordingPhase, RecordOptions } from '../src/recording-api.ts';
+import type { Manifest } from '../src/sinks/capture-layout.ts';
+import { CHANNEL, GUILD, TOKEN, readWavLeft } from './record-fixtures.ts';
+
+export interface Run {
+  /** Undefined when runRecording threw (see `error`). */
+  manifest?: Manifest;
+  error?: unknown;
+  truth: GroundTruth;
+  dir: string;
+  phases: RecordingPhase[];
+  warnings: string[];
+  /** Decoded left channel per user id (finished WAV tracks). */
+  pcm: Map<string, Int16Array>;
+  startedAtMs: number;
+}
+
+const dirs: string[] = [];
+/** Removes every directory made by {@link tempDir}; call from `after()`. */
+export function cleanupDirs(): void {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+}
+export function tempDir(prefix: string): string {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  dirs.push(d);
+  return d;
+}
+
+export interface RecordRunOptions extends Partial<RecordOptions> {
+  /** Abort (like SIGINT) this long after the recording phase began. */
+  stopAtMs?: number;
+  hooks?: RecordingHooks;
+  /** Called with the simulator once it listens (to inject faults at chosen moments). */
+  onSimulator?: (sim: Simulator) => void;
+}
+
+/** Records a scenario with the real engine; never throws for a recording error (returned in `error`). */
+export async function recordScenario(sc: Scenario, opts: RecordRunOptions = {}): Promise<Run> {
+  // Encode the signals' Opus loops before the session starts, so the simulator's send schedule never stalls.
+  for (const m of sc.members) opusLoop(m.signal);
+  const sim: Simulator = await startSimulator(sc);
+  trustSimulatorCertificate(sim);
+  opts.onSimulator?.(sim);
+  const outDir = opts.outDir ?? join(tempDir('dvrec-faults-'), 'out');
+  const phases: RecordingPhase[] = [];
+  const warnings: string[] = [];
+  const stop = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  const { stopAtMs, hooks, onSimulator: _o, ...recordOpts } = opts;
+  try {
+    let manifest: Manifest | undefined;
+    let error: unknown;
+    try {
+      manifest = await runRecording(
+        {
+          token: TOKEN, apiUrl: sim.apiUrl, guildId: GUILD, channelId: CHANNEL, outDir, format: 'wav', mono: false,
+          bitrateKbps: 128, mix: false, force: false, ...recordOpts,
+        },
+        {
+          phase: (p) => {
+            phases.push(p);
+            if (p.phase === 'recording' && stopAtMs !== undefined && !timer) timer = setTimeout(() => stop.abort(), stopAtMs);
+          },
+          status: () => {},
+          convertProgress: () => {},
+          warn: (w) => warnings.push(w),
+        },
+        stop.signal,
+        hooks,
+      );
+    } catch (e) {
+      error = e;
+    }
+    const truth = sim.truth();
+    const pcm = new Map<string, Int16Array>();
+    if (manifest && (recordOpts.format ?? 'wav') === 'wav') for (const t of manifest.tracks) pcm.set(t.userId, readWavLeft(join(outDir, t.file)));
+    const started = phases.find((p) => p.phase === 'recording');
+    const startedAtMs = manifest ? Date.parse(manifest.startedAt) : started?.phase === 'recording' ? Date.parse(started.startedAt) : NaN;
+    return { ...(manifest ? { manifest } : {}), ...(error !== undefined ? { error } : {}), truth, dir: outDir, phases, warnings, pcm, startedAtMs };
+  } finally {
+    clearTimeout(timer);
+    await sim.close();
+  }
+}
+
+export const member = (n: number, hz: number, spurts: [number, number][], extra: Partial<SimMember> = {}): SimMember => ({
+  userId: `20000000000000000${n}`,
+  username: `member${n}`,
+  displayName: `Member ${n}`,
+  signal: { kind: 'tone', hz },
+  spurts: spurts.map(([atMs, durationMs]) => ({ atMs, durationMs })),
+  ...extra,
+});
+
+const SR = 48;
+
+/** Peak magnitude of each 1 ms block of `x` between two times (ms). */
+function msPeaks(x: Int16Array, fromMs: number, toMs: number): number[] {
+  const out: number[] = [];
+  for (let ms = Math.max(0, Math.floor(fromMs)); ms < toMs && (ms + 1) * SR <= x.length; ms++) {
+    let peak = 0;
+    for (let i = ms * SR; i < (ms + 1) * SR; i++) peak = Math.max(peak, Math.abs(x[i]!));
+    out.push(peak);
+  }
+  return out;
+}
+
+/**
+ * Milliseconds of silence (1 ms blocks whose peak is below `threshold`) between two times. A tone at the
+ * simulator's level (±9830) never has a 1 ms block below 5000, so every silent block is missing audio.
+ */
+export function silentMs(x: Int16Array, fromMs: number, toMs: number, threshold = 300): number {
+  return msPeaks(x, fromMs, toMs).filter((p) => p < threshold).length;
+}
+
+/** The longest run of silent 1 ms blocks between two times, with where it starts. */
+export function longestSilence(x: Int16Array, fromMs: number, toMs: number, threshold = 300): { startMs: number; lengthMs: number } {
+  const peaks = msPeaks(x, fromMs, toMs);
+  let best = { startMs: fromMs, lengthMs: 0 };
+  let run = 0;
+  for (let i = 0; i < peaks.length; i++) {
+    run = peaks[i]! < threshold ? run + 1 : 0;
+    if (run > best.lengthMs) best = { startMs: Math.floor(fromMs) + i - run + 1, lengthMs: run };
+  }
+  return best;
+}
+
+/** Time (ms) just past the last sample louder than `threshold` in [fromMs, toMs); null if none. */
+export function offsetMs(x: Int16Array, fromMs: number, toMs: number, threshold = 1000): number | null {
+  const a = Math.max(0, Math.floor(fromMs * SR));
+  const b = Math.min(x.length, Math.ceil(toMs * SR));
+  for (let i = b - 1; i >= a; i--) if (Math.abs(x[i]!) > threshold) return (i + 1) / SR;
+  return null;
+}

@@ -1,0 +1,273 @@
+/**
+ * Faults during a real recording (simulator ↔ discord.js ↔ @discordjs/voice ↔ dvrec): voice close 4015 and
+ * resume, a voice server move, a main-gateway reconnect, DAVE epoch changes, the bot disconnected (4014), a
+ * pool worker killed, and a full disk. For each: the recording goes on (or ends cleanly, with the right stop
+ * reason / exit code), the tracks keep one timeline — an outage is silence of the length the simulator did not
+ * deliver, and a tone that spans the fault ends exactly where the ground truth says — and nothing captured
+ * before the fault is lost.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Fault } from '../src/simulator/scenario.ts';
+import type { WorkerPool } from '../src/pool/pool.ts';
+import { DvrecError, ExitCode } from '../src/errors.ts';
+import { CAPTURE_DIR, MANIFEST_FILE } from '../src/sinks/capture-layout.ts';
+import { BLOCK, TONE_PEAK, msToSample, onsetMs, readWavLeft, scenario, toneAmplitude } from './record-fixtures.ts';
+import { cleanupDirs, longestSilence, member, offsetMs, recordScenario, silentMs, tempDir, type Run } from './fault-fixtures.ts';
+
+after(cleanupDirs);
+
+const HZ = [400, 650, 1000];
+
+/**
+ * Member 1 speaks across the fault; member 2 speaks once after it. Returns the outage figures:
+ * the silence measured inside member 1's spurt and the silence the simulator caused (undelivered packets).
+ */
+function checkSpanning(run: Run, label: string, extraGapMs = 0): { silentMs: number; expectedMs: number; errorMs: number } {
+  const m = run.manifest!;
+  assert.ok(m, `${label}: recording finished (${String(run.error)})`);
+  const [t1, t2] = [run.truth.members[0]!, run.truth.members[1]!];
+  assert.equal(m.tracks.length, 2, `${label}: one track per user`);
+  const x1 = run.pcm.get(t1.userId)!;
+  const x2 = run.pcm.get(t2.userId)!;
+  assert.ok(Math.abs(x1.length - x2.length) <= BLOCK, `${label}: equal lengths`);
+  const s = t1.spurts[0]!;
+  const start = s.onsetWallMs - run.startedAtMs;
+  const end = s.endWallMs - run.startedAtMs;
+  const on = onsetMs(x1, start - 100, start + 200);
+  assert.ok(on !== null && Math.abs(on - start) <= 20, `${label}: member 1 onset ${on?.toFixed(1)} vs truth ${start.toFixed(1)}`);
+  // The tone that spans the fault must END where the truth says: the timeline after the fault is not shifted.
+  const off = offsetMs(x1, end - 300, end + 300);
+  assert.ok(off !== null && Math.abs(off - end) <= 20, `${label}: member 1 offset ${off?.toFixed(1)} ms vs truth ${end.toFixed(1)} ms`);
+  // Outage: silence inside the spurt vs packets the simulator could not deliver (each 20 ms of audio).
+  const silent = silentMs(x1, start + 30, end - 30);
+  const expected = s.packetsLost * 20;
+  const errorMs = Math.abs(silent - expected);
+  assert.ok(silent <= expected + extraGapMs + 40 && silent >= expected - 40,
+    `${label}: ${silent} ms of silence inside the spurt, simulator dropped ${s.packetsLost} packets (${expected} ms)`);
+  // Member 2 (after the fault) lands at its true time, and only there.
+  const s2 = t2.spurts[0]!;
+  const start2 = s2.onsetWallMs - run.startedAtMs;
+  const on2 = onsetMs(x2, start2 - 100, start2 + 200);
+  assert.ok(on2 !== null && Math.abs(on2 - start2) <= 20, `${label}: member 2 onset ${on2?.toFixed(1)} vs truth ${start2.toFixed(1)}`);
+  assert.ok(toneAmplitude(x2, msToSample(start2 + 100), BLOCK, HZ[1]!) > 0.5 * TONE_PEAK, `${label}: member 2 tone present`);
+  assert.ok(silentMs(x2, 0, start2 - 150) >= start2 - 160, `${label}: member 2 silent before speaking`);
+  return { silentMs: silent, expectedMs: expected, errorMs };
+}
+
+const spanning = (faults: Fault[], dave = true) =>
+  scenario([member(1, HZ[0]!, [[200, 2000]]), member(2, HZ[1]!, [[1800, 400]])], { dave, faults });
+
+for (const [label, fault, outcome] of [
+  ['4015 close + resume', { atMs: 1000, kind: 'voice-close', code: 4015 }, 'resumed'],
+  ['voice server move', { atMs: 1000, kind: 'voice-server-move' }, 'moved'],
+  ['main gateway reconnect', { atMs: 1000, kind: 'gateway-reconnect' }, undefined],
+] as const) {
+  test(`${label} (DAVE): recording continues on one timeline, outage is silence of the right length`, async (t) => {
+    const run = await recordScenario(spanning([fault as Fault]), { durationMs: 3000 });
+    const f = run.truth.faults.find((x) => x.kind === fault.kind);
+    assert.ok(f, 'the fault happened');
+    if (outcome) assert.equal(f.outcome, outcome, `fault outcome: ${JSON.stringify(run.truth.faults)}`);
+    assert.ok(run.phases.some((p) => p.phase === 'stopping' && p.reason === 'duration'), `stopped by --duration: ${JSON.stringify(run.phases.filter((p) => p.phase === 'stopping'))}`);
+    assert.ok(Math.abs(run.manifest!.durationMs - 3000) <= 30, `duration ${run.manifest!.durationMs}`);
+    const undecryptable = run.manifest!.tracks.reduce((n, x) => n + x.packets.undecryptable, 0);
+    const r = checkSpanning(run, label, undecryptable * 20);
+    t.diagnostic(`${label}: silence in spanning spurt ${r.silentMs} ms, simulator outage ${r.expectedMs} ms, error ${r.errorMs} ms; undecryptable ${undecryptable}; warnings: ${run.warnings.join(' | ')}`);
+    if (fault.kind === 'voice-server-move') {
+      assert.ok(r.expectedMs >= 60, `the move was an outage (${r.expectedMs} ms)`);
+      assert.ok(run.phases.some((p) => p.phase === 'reconnecting'), 'reported reconnecting');
+    }
+  });
+}
+
+test('DAVE epoch changes (a member joins and leaves mid-call): the continuous speaker has no dropouts', async (t) => {
+  const members = [
+    member(1, HZ[0]!, [[200, 2400]]),
+    member(2, HZ[1]!, [[1100, 400]], { joinAtMs: 700, leaveAtMs: 1800 }),
+    member(3, HZ[2]!, [[2000, 300]]),
+  ];
+  const run = await recordScenario(scenario(members), { durationMs: 3000 });
+  const m = run.manifest!;
+  assert.ok(m, String(run.error));
+  assert.equal(m.tracks.length, 3);
+  const x1 = run.pcm.get(members[0]!.userId)!;
+  const s = run.truth.members[0]!.spurts[0]!;
+  const start = s.onsetWallMs - run.startedAtMs;
+  const end = s.endWallMs - run.startedAtMs;
+  const silent = silentMs(x1, start + 30, end - 30);
+  const undecryptable = m.tracks.map((x) => x.packets.undecryptable);
+  t.diagnostic(`silence inside the continuous spurt across two epoch changes: ${silent} ms; undecryptable per track ${undecryptable}`);
+  assert.ok(silent <= 20, `${silent} ms of silence across the epoch changes`);
+  const off = offsetMs(x1, end - 300, end + 300);
+  assert.ok(off !== null && Math.abs(off - end) <= 20, `offset ${off} vs ${end}`);
+  for (const [i, mem] of members.entries()) {
+    if (i === 0) continue;
+    const sp = run.truth.members[i]!.spurts[0]!;
+    const on = onsetMs(run.pcm.get(mem.userId)!, sp.onsetWallMs - run.startedAtMs - 100, sp.onsetWallMs - run.startedAtMs + 200);
+    assert.ok(on !== null && Math.abs(on - (sp.onsetWallMs - run.startedAtMs)) <= 20, `member ${i + 1} onset`);
+  }
+});
+
+test('4014 under DAVE ends cleanly at the kick, with everything captured before it', async () => {
+  const members = [member(1, HZ[0]!, [[200, 5000]])];
+  const run = await recordScenario(scenario(members, { faults: [{ atMs: 1500, kind: 'disconnect-bot' }] }), { durationMs: 20_000 });
+  assert.ok(run.manifest, String(run.error));
+  assert.ok(run.phases.some((p) => p.phase === 'stopping' && p.reason === 'disconnected'));
+  assert.ok(run.warnings.some((w) => /disconnected/.test(w)), run.warnings.join(' | '));
+  const kick = run.truth.faults.find((f) => f.kind === 'disconnect-bot')!.wallMs - run.startedAtMs;
+  assert.ok(run.manifest.durationMs >= kick && run.manifest.durationMs < kick + 1000, `ended at ${run.manifest.durationMs} (kick at ${kick.toFixed(0)})`);
+  const x = run.pcm.get(members[0]!.userId)!;
+  const start = run.truth.members[0]!.spurts[0]!.onsetWallMs - run.startedAtMs;
+  // All audio from the onset up to (nearly) the kick is there: nothing captured was lost.
+  const gap = silentMs(x, start + 30, kick - 60);
+  assert.ok(gap <= 20, `${gap} ms missing before the kick`);
+});
+
+test('a pool worker killed mid-recording is replaced; its speaker goes on in the same track', async (t) => {
+  const members = [member(1, HZ[0]!, [[200, 2600]]), member(2, HZ[1]!, [[300, 2400]])];
+  let pool: WorkerPool | undefined;
+  let killedAt = NaN;
+  const run = await recordScenario(scenario(members, { dave: false }), {
+    durationMs: 3200,
+    hooks: {
+      onPool: (p) => {
+        pool = p;
+        setTimeout(() => {
+          const w = p.workerOf(members[0]!.userId);
+          assert.ok(w, 'member 1 is pinned to a worker');
+          killedAt = performance.timeOrigin + performance.now();
+          void w.terminate();
+        }, 1500);
+      },
+    },
+  });
+  assert.ok(pool && run.manifest, String(run.error));
+  assert.ok(run.warnings.some((w) => /worker \d+ restarted/.test(w)), run.warnings.join(' | '));
+  assert.equal(run.manifest.tracks.length, 2, 'same tracks, no new file');
+  const x1 = run.pcm.get(members[0]!.userId)!;
+  const s = run.truth.members[0]!.spurts[0]!;
+  const start = s.onsetWallMs - run.startedAtMs;
+  const end = s.endWallMs - run.startedAtMs;
+  const gap = longestSilence(x1, start + 30, end - 30);
+  const kill = killedAt - run.startedAtMs;
+  t.diagnostic(`worker killed at ${kill.toFixed(0)} ms: longest silence in the speaker's track ${gap.lengthMs} ms at ${gap.startMs} ms`);
+  // At most what was in flight (not yet on disk) is lost: the writer's unflushed audio (flushMs 250) plus the
+  // jitter buffer (60 ms) plus one batch (10 ms).
+  assert.ok(gap.lengthMs <= 330, `${gap.lengthMs} ms lost at ${gap.startMs} ms`);
+  assert.ok(Math.abs(gap.startMs + gap.lengthMs / 2 - kill) <= 400, `the loss is at the kill (${kill.toFixed(0)} ms)`);
+  const off = offsetMs(x1, end - 300, end + 300);
+  assert.ok(off !== null && Math.abs(off - end) <= 20, `after the restart the timeline is unchanged: offset ${off} vs ${end}`);
+});
+
+/** A small filesystem for the disk-full test: tmpfs if this process may mount, else null. */
+function smallFilesystem(sizeKiB: number): { path: string; unmount: () => void } | null {
+  const path = tempDir('dvrec-full-');
+  const mnt = join(path, 'mnt');
+  mkdirSync(mnt);
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${sizeKiB}k,mode=0700`, 'tmpfs', mnt], { stdio: 'ignore' });
+  } catch {
+    return null;
+  }
+  return { path: mnt, unmount: () => execFileSync('umount', ['-l', mnt], { stdio: 'ignore' }) };
+}
+
+test('disk full stops the recording cleanly: OUTPUT error, everything written so far intact and finished', async (t) => {
+  const fs = smallFilesystem(1024);
+  if (!fs) return t.skip('cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN); the CLI test in crash.test.ts covers RLIMIT_FSIZE');
+  try {
+    const members = [member(1, HZ[0]!, [[200, 8000]]), member(2, HZ[1]!, [[300, 8000]])];
+    const outDir = join(fs.path, 'rec');
+    const run = await recordScenario(scenario(members, { dave: false }), { durationMs: 9000, outDir });
+    assert.ok(run.error instanceof DvrecError, `a DvrecError: ${String(run.error)}`);
+    assert.equal(run.error.exitCode, ExitCode.OUTPUT);
+    assert.match(run.error.message, /disk full \((ENOSPC|EDQUOT)\).*stopped at \d+\.\d s/);
+    assert.ok(run.phases.some((p) => p.phase === 'stopping' && p.reason === 'error'));
+    // Finished anyway (the reserve made room for the journal, headers and manifest).
+    assert.ok(existsSync(join(outDir, MANIFEST_FILE)), `manifest written: ${readdirSync(outDir)}`);
+    assert.ok(!existsSync(join(outDir, CAPTURE_DIR)), 'captures finished in place');
+    const manifest = JSON.parse(readFileSync(join(outDir, MANIFEST_FILE), 'utf8')) as { durationMs: number; tracks: { userId: string; file: string }[] };
+    assert.ok(manifest.durationMs > 500 && manifest.durationMs < 5000, `stopped early: ${manifest.durationMs}`);
+    let minCovered = Infinity;
+    for (const [i, tr] of manifest.tracks.entries()) {
+      const x = readWavLeft(join(outDir, tr.file));
+      assert.ok(Math.abs(x.length - msToSample(manifest.durationMs)) <= BLOCK, 'track cut to the recording length');
+      const start = run.truth.members[i]!.spurts[0]!.onsetWallMs - run.startedAtMs;
+      // Intact audio from the onset to the last write that succeeded; silence (never garbage) after it.
+      const lastSound = offsetMs(x, 0, manifest.durationMs)!;
+      const gap = silentMs(x, start + 30, lastSound - 30);
+      assert.equal(gap, 0, `track ${tr.file}: ${gap} ms missing inside what was written`);
+      minCovered = Math.min(minCovered, lastSound);
+      assert.ok(manifest.durationMs - lastSound < 800, `${tr.file}: audio until ${lastSound.toFixed(0)} of ${manifest.durationMs} ms`);
+    }
+    t.diagnostic(`disk full after ${manifest.durationMs} ms; every track holds audio until ≥ ${minCovered.toFixed(0)} ms; ${run.error.message}`);
+  } finally {
+    fs.unmount();
+  }
+});
+
+// ---- The remaining end-to-end checks of the record issue: stop conditions, MP3 from record, cross-track onsets ----
+
+test('three members starting together: onsets line up within 20 ms across tracks and with the truth', async (t) => {
+  const members = [member(1, HZ[0]!, [[600, 500], [1600, 400]]), member(2, HZ[1]!, [[600, 500], [1600, 400]]), member(3, HZ[2]!, [[600, 500], [1600, 400]])];
+  const run = await recordScenario(scenario(members), { durationMs: 2400 });
+  assert.ok(run.manifest, String(run.error));
+  const figures: string[] = [];
+  for (let k = 0; k < 2; k++) {
+    const onsets = members.map((m, i) => {
+      const truth = run.truth.members[i]!.spurts[k]!.onsetWallMs - run.startedAtMs;
+      const on = onsetMs(run.pcm.get(m.userId)!, truth - 100, truth + 200);
+      assert.ok(on !== null && Math.abs(on - truth) <= 20, `member ${i + 1} spurt ${k}: ${on} vs ${truth}`);
+      return on!;
+    });
+    const spread = Math.max(...onsets) - Math.min(...onsets);
+    figures.push(`spurt ${k}: spread ${spread.toFixed(1)} ms`);
+    assert.ok(spread <= 20, `onsets across tracks differ by ${spread.toFixed(1)} ms`);
+  }
+  t.diagnostic(figures.join('; '));
+});
+
+test('--stop-when-empty: everyone leaves → the recording ends cleanly after the grace', async () => {
+  const members = [member(1, HZ[0]!, [[200, 400]], { leaveAtMs: 800 }), member(2, HZ[1]!, [[300, 300]], { leaveAtMs: 900 })];
+  const run = await recordScenario(scenario(members, { dave: false }), { durationMs: 20_000, stopWhenEmptyMs: 1000 });
+  assert.ok(run.manifest, String(run.error));
+  assert.ok(run.phases.some((p) => p.phase === 'stopping' && p.reason === 'empty-channel'), JSON.stringify(run.phases));
+  assert.ok(run.manifest.durationMs >= 1800 && run.manifest.durationMs <= 4500, `ended at ${run.manifest.durationMs}`);
+  assert.equal(run.manifest.tracks.length, 2);
+});
+
+test('--max-size: the recording stops once the captures hold that much', async () => {
+  const members = [member(1, HZ[0]!, [[100, 8000]])];
+  const run = await recordScenario(scenario(members, { dave: false }), { durationMs: 20_000, maxSizeBytes: 300_000 });
+  assert.ok(run.manifest, String(run.error));
+  assert.ok(run.phases.some((p) => p.phase === 'stopping' && p.reason === 'max-size'), JSON.stringify(run.phases));
+  // 300 kB of stereo 48 kHz s16 is ~1.6 s; the check runs once a second.
+  assert.ok(run.manifest.durationMs >= 1500 && run.manifest.durationMs <= 3500, `ended at ${run.manifest.durationMs}`);
+});
+
+test('--format mp3 from record: MP3 tracks at the right place', async (t) => {
+  const members = [member(1, HZ[0]!, [[300, 600]]), member(2, HZ[1]!, [[900, 500]])];
+  const run = await recordScenario(scenario(members), { durationMs: 2000, format: 'mp3' });
+  assert.ok(run.manifest, String(run.error));
+  assert.equal(run.manifest.format, 'mp3');
+  for (const tr of run.manifest.tracks) assert.ok(tr.file.endsWith('.mp3') && existsSync(join(run.dir, tr.file)), tr.file);
+  let ff = true;
+  try {
+    execFileSync('ffmpeg', ['-version'], { stdio: 'ignore' });
+  } catch {
+    ff = false;
+  }
+  if (!ff) return t.diagnostic('no ffmpeg: MP3 written (embedded LAME) but not decoded for comparison');
+  for (const [i, m] of members.entries()) {
+    const tr = run.manifest.tracks.find((x) => x.userId === m.userId)!;
+    const raw = execFileSync('ffmpeg', ['-v', 'error', '-i', join(run.dir, tr.file), '-f', 's16le', '-ac', '1', '-ar', '48000', '-'], { maxBuffer: 1 << 26 });
+    const x = new Int16Array(raw.buffer, raw.byteOffset, raw.length / 2);
+    const truth = run.truth.members[i]!.spurts[0]!.onsetWallMs - run.startedAtMs;
+    const on = onsetMs(x, truth - 100, truth + 200);
+    assert.ok(on !== null && Math.abs(on - truth) <= 30, `${tr.file}: onset ${on} vs ${truth}`);
+    assert.ok(Math.abs(x.length / 48 - run.manifest.durationMs) <= 60, `${tr.file}: length ${x.length / 48} vs ${run.manifest.durationMs}`);
+  }
+});
