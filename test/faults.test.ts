@@ -126,6 +126,24 @@ test('4014 under DAVE ends cleanly at the kick, with everything captured before 
   assert.ok(gap <= 20, `${gap} ms missing before the kick`);
 });
 
+test('the bot dragged to another channel: the recording ends cleanly (it does not follow), audio before kept', async () => {
+  const members = [member(1, HZ[0]!, [[200, 5000]])];
+  const other = { id: '1180000000000009999', type: 2, name: 'Elsewhere' };
+  const run = await recordScenario(
+    scenario(members, { extraChannels: [other], faults: [{ atMs: 1500, kind: 'move-bot', channelId: other.id }] }),
+    { durationMs: 20_000 },
+  );
+  assert.ok(run.manifest, String(run.error));
+  assert.ok(run.phases.some((p) => p.phase === 'stopping' && p.reason === 'disconnected'));
+  assert.ok(run.warnings.some((w) => /moved to another channel/.test(w)), run.warnings.join(' | '));
+  const move = run.truth.faults.find((f) => f.kind === 'move-bot')!.wallMs - run.startedAtMs;
+  assert.ok(run.manifest.durationMs >= move && run.manifest.durationMs < move + 1000, `ended at ${run.manifest.durationMs} (moved at ${move.toFixed(0)})`);
+  const x = run.pcm.get(members[0]!.userId)!;
+  const start = run.truth.members[0]!.spurts[0]!.onsetWallMs - run.startedAtMs;
+  const gap = silentMs(x, start + 30, move - 60);
+  assert.ok(gap <= 20, `${gap} ms missing before the move`);
+});
+
 test('a pool worker killed mid-recording is replaced; its speaker goes on in the same track', async (t) => {
   const members = [member(1, HZ[0]!, [[200, 2600]]), member(2, HZ[1]!, [[300, 2400]])];
   let pool: WorkerPool | undefined;

@@ -436,6 +436,14 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
         if (gateway.requestReconnect() === 0) settle('gateway-reconnect', 'no-session');
         return;
       }
+      case 'move-bot': {
+        // As Discord does on a move: the bot's voice state now names the other channel, and the voice
+        // websocket of the old channel is closed with 4014 (the client must not resume it).
+        gateway.dispatch('VOICE_STATE_UPDATE', world.setVoiceState(scenario.botUserId, fault.channelId, gatewaySessionId));
+        if (active) active.closeWs(4014, 'Disconnected.', true);
+        active = null;
+        return outcome('moved');
+      }
       case 'disconnect-bot': {
         gateway.dispatch('VOICE_STATE_UPDATE', world.setVoiceState(scenario.botUserId, null, gatewaySessionId));
         if (active) active.closeWs(4014, 'Disconnected.', true);

@@ -51,6 +51,7 @@ export type Fault =
   | { atMs: number; kind: 'voice-server-move' } // new VOICE_SERVER_UPDATE with a new endpoint
   | { atMs: number; kind: 'gateway-reconnect' } // main gateway op 7 Reconnect
   | { atMs: number; kind: 'disconnect-bot' } // voice close 4014 + voice state with channel_id null
+  | { atMs: number; kind: 'move-bot'; channelId: string } // a moderator drags the bot to another voice channel
   | { atMs: number; kind: 'hostile'; count: number } // garbage, truncated RTP, bad tags, unknown SSRCs
   | { atMs: number; kind: 'rtcp'; count: number }; // RTCP SR/RR packets
 
