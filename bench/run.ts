@@ -88,7 +88,8 @@ async function waitForQuietBox(): Promise<void> {
   for (let i = 0; i < 60; i++) {
     let busy = '';
     try {
-      busy = execSync('pgrep -f "node --test"', { encoding: 'utf8' }).trim();
+      // "[t]": the shell running pgrep has this pattern in its own command line, and must not match it.
+      busy = execSync('pgrep -f "node --tes[t]"', { encoding: 'utf8' }).trim();
     } catch {
       busy = '';
     }

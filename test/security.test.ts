@@ -143,7 +143,7 @@ test('the token search finds every encoded form (so the checks below can fail)',
   const forms = tokenForms(TOKEN);
   for (const f of forms) {
     const blob = Buffer.concat([Buffer.from('{"x":"'), f.bytes, Buffer.from('"}')]);
-    assert.throws(() => assertNoToken('probe', blob, [TOKEN]), new RegExp(`\\(${f.name.replace(/[()]/g, '\\$&')}\\)`));
+    assert.throws(() => assertNoToken('probe', blob, [TOKEN]), /contains the token/, f.name);
   }
   assert.doesNotThrow(() => assertNoToken('probe', Buffer.from(`Bot user ${BOT} in ${GUILD}`), [TOKEN]));
 });

@@ -109,19 +109,28 @@ export class Receiver {
   readonly undecryptableByUser = new Map<string, number>();
   readonly #opts: ReceiverOptions;
   readonly #ssrcs: SsrcMap<Held>;
+  /**
+   * One history for RTP and one for RTCP: nonces are unique per key, but should a server count the two streams
+   * separately, one shared history would take a fresh RTP nonce for a replay of an RTCP one and drop real audio.
+   */
   readonly #replays: ReplayFilter;
+  readonly #rtcpReplays: ReplayFilter;
   #cipher: TransportCipher | null = null;
 
   constructor(opts: ReceiverOptions) {
     this.#opts = opts;
     this.#ssrcs = new SsrcMap<Held>(opts.ssrcMap);
     this.#replays = new ReplayFilter(opts.replayWindow);
+    this.#rtcpReplays = new ReplayFilter(1024);
   }
 
   /** Sets the transport key (op 4 Session Description); null while none is valid. */
   setCipher(cipher: TransportCipher | null): void {
     // Nonces restart under a new key; the same cipher again (a resume) keeps its history.
-    if (cipher !== this.#cipher) this.#replays.reset();
+    if (cipher !== this.#cipher) {
+      this.#replays.reset();
+      this.#rtcpReplays.reset();
+    }
     this.#cipher = cipher;
   }
 
@@ -150,7 +159,7 @@ export class Receiver {
       mappings: this.#ssrcs.size,
       pendingSsrcs: this.#ssrcs.pendingCount,
       held: this.#ssrcs.heldCount,
-      replayWindow: this.#replays.size,
+      replayWindow: this.#replays.size + this.#rtcpReplays.size,
       usersWithFailures: this.undecryptableByUser.size,
     };
   }
@@ -192,7 +201,7 @@ export class Receiver {
         c.rtcpUndecryptable++;
         return;
       }
-      if (opened && !this.#replays.accept(nonceOf(datagram))) {
+      if (opened && !this.#rtcpReplays.accept(nonceOf(datagram))) {
         c.replayed++;
         return;
       }

@@ -7,7 +7,8 @@
  *  - validly encrypted RTP from an SSRC nobody announced (a new SSRC each time: a flood);
  *  - replays: a copy of a datagram the server sent a moment ago (a member's real audio when one was seen, as an
  *    on-path attacker would capture it; otherwise an earlier authenticated hostile datagram);
- *  - RTCP: truncated, forged (bad tag, inconsistent length), and validly encrypted of every type 192..223;
+ *  - RTCP: truncated, forged (bad tag, inconsistent length), and validly encrypted of every type 192..223 except
+ *    200..204, which stay reserved for the 'rtcp' fault's genuine reports (tests count those by type);
  * plus the regular encrypted RTCP Sender/Receiver Reports (the 8-byte RTCP header as AAD) of the 'rtcp' fault.
  */
 import type { Prng } from './prng.ts';
@@ -19,11 +20,13 @@ export type HostileKind =
   | 'ext-overrun' | 'bad-padding' | 'replay' | 'rtcp-truncated' | 'rtcp-forged' | 'rtcp-any-type';
 /**
  * The order the simulator cycles through (datagram i of a burst is kind i % length). 'unknown-ssrc' comes before
- * 'replay' so that even the first burst has an authenticated datagram to replay.
+ * 'replay' so that even the first burst has an authenticated datagram to replay. The kinds that authenticate
+ * ('bad-padding', 'replay') come last, so a short burst stays mostly unauthenticated, as the first five kinds were
+ * (test/simulator.test.ts counts undecryptable arrivals of a 50-datagram burst).
  */
 export const HOSTILE_KINDS: HostileKind[] = [
   'garbage', 'short', 'truncated-rtp', 'bad-tag', 'unknown-ssrc', 'bad-version', 'csrc-overrun', 'ext-overrun',
-  'bad-padding', 'replay', 'rtcp-truncated', 'rtcp-forged', 'rtcp-any-type',
+  'rtcp-truncated', 'rtcp-forged', 'rtcp-any-type', 'bad-padding', 'replay',
 ];
 
 /**
@@ -91,6 +94,12 @@ export function hostileDatagram(kind: HostileKind, prng: Prng, enc: TransportEnc
   }
 }
 
+/** An RTCP packet type in 192..223 other than the SR/RR/SDES/BYE/APP (200..204) the 'rtcp' fault sends. */
+function otherRtcpType(prng: Prng): number {
+  const t = prng.int(192, 218);
+  return t >= 200 ? t + 5 : t;
+}
+
 function build(kind: HostileKind, prng: Prng, enc: TransportEncryptor, knownSsrcs: number[], usedSsrcs: Set<number>, cap: Capture): Buffer {
   const anySsrc = () => (knownSsrcs.length > 0 ? knownSsrcs[prng.int(0, knownSsrcs.length - 1)]! : prng.u32());
   const freshSsrc = () => {
@@ -128,6 +137,7 @@ function build(kind: HostileKind, prng: Prng, enc: TransportEncryptor, knownSsrc
     case 'bad-version': {
       const d = prng.bytes(len(12, 200));
       d[0] = (prng.int(0, 2) === 2 ? 3 : prng.int(0, 1)) << 6 | (d[0]! & 0x3f); // version 0, 1 or 3
+      d[1] = prng.chance(0.5) ? RTP_PAYLOAD_TYPE : otherRtcpType(prng);
       return d;
     }
     case 'csrc-overrun': {
@@ -157,21 +167,21 @@ function build(kind: HostileKind, prng: Prng, enc: TransportEncryptor, knownSsrc
     case 'rtcp-truncated': {
       const d = prng.bytes(prng.int(9, 27)); // shorter than header + tag + nonce
       d[0] = 0x80;
-      d[1] = prng.int(200, 204);
+      d[1] = otherRtcpType(prng);
       return d;
     }
     case 'rtcp-forged': {
       // A proper-looking header whose length field disagrees with the datagram, and a random "tag".
       const d = prng.bytes(len(28, 200));
       d[0] = 0x80;
-      d[1] = prng.int(192, 223);
+      d[1] = otherRtcpType(prng);
       d.writeUInt16BE(Math.floor(d.length / 4) + prng.int(1, 50), 2);
       return d;
     }
     case 'rtcp-any-type': {
       const clear = prng.bytes(4 * prng.int(2, 20));
       clear[0] = 0x80;
-      clear[1] = prng.int(192, 223);
+      clear[1] = otherRtcpType(prng);
       clear.writeUInt16BE(clear.length / 4 - 1, 2);
       return enc.seal(clear.subarray(0, 8), clear.subarray(8));
     }
