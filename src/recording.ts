@@ -217,6 +217,7 @@ export async function runRecording(opts: RecordOptions, observer: RecordingObser
       // What the workers confirmed flushed (each flushes before its status report), never past now.
       journal.flushedMs = Math.max(journal.flushedMs, Math.floor(Math.min(session.now(), pool?.flushedMs ?? 0)));
       journal.tracks = journalTracks();
+      if (receiver) journal.dropped = receiver.drops();
       writeJsonAtomic(join(opts.outDir, JOURNAL_FILE), journal);
     } catch (e) {
       journalBroken = true;
@@ -294,6 +295,7 @@ export async function runRecording(opts: RecordOptions, observer: RecordingObser
   journal.endedAt = new Date(session.startedAtMs + endMs).toISOString();
   journal.durationMs = endMs;
   try {
+    if (receiver) journal.dropped = receiver.drops();
     writeJsonAtomic(join(opts.outDir, JOURNAL_FILE), journal);
   } catch (e) {
     const why = stopError ? `${stopError.message}; then ` : '';
@@ -396,5 +398,7 @@ function reportDrops(receiver: Receiver, observer: RecordingObserver): void {
   if (c.daveUndecryptable) parts.push(`${c.daveUndecryptable} failed DAVE decryption`);
   if (c.unknownSsrc) parts.push(`${c.unknownSsrc} from unknown SSRCs`);
   if (c.rtcpUndecryptable) parts.push(`${c.rtcpUndecryptable} undecryptable RTCP`);
+  if (c.replayed) parts.push(`${c.replayed} replayed or duplicated`);
+  if (c.badPadding) parts.push(`${c.badPadding} with impossible padding`);
   if (parts.length) observer.warn(`skipped datagrams: ${parts.join(', ')}`);
 }

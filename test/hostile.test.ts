@@ -515,7 +515,7 @@ describe('end to end: a recording under heavy hostile traffic', () => {
       // the journal (src/recording.ts, see /work/team/hostile-recording.patch) this part is reported as TODO;
       // as soon as manifest.json has a `dropped` field it is checked strictly.
       const dropped = (manifest as { dropped?: ReceiverDrops }).dropped;
-      await t.test('manifest.json `dropped`: each kind in its field, fields add up to every datagram', { todo: dropped ? false : 'engine does not pass receiver drops to the journal yet' }, () => {
+      await t.test('manifest.json `dropped`: each kind in its field, fields add up to every datagram', () => {
         assert.ok(dropped, `manifest.json carries the receiver's drop counts: ${JSON.stringify(Object.keys(manifest))}`);
         const n = (perBurst / HOSTILE_KINDS.length) * bursts.length; // of each kind
         const expected = new Map<string, number>();

@@ -297,7 +297,6 @@ function checkPrivateDirs(dir: string): void {
 describe('terminal safety', () => {
   test(
     'a user name cannot drive the terminal: no BEL, ESC/CSI/OSC sequences or bidi overrides in what dvrec prints',
-    { todo: 'src/ui prints display names raw in the final summary (stdout) and keeps bidi controls in log lines (see report)' },
     () => {
       assert.ok(printedByHostileRun !== undefined, 'the hostile-names run happened');
       // eslint-disable-next-line no-control-regex
@@ -309,7 +308,7 @@ describe('terminal safety', () => {
 });
 
 describe('output permissions', () => {
-  test('finished tracks and manifest are not readable by other users', { todo: 'finalize.ts and the format writers create finished files 0o644 (see report)' }, async () => {
+  test('finished tracks and manifest are not readable by other users', async () => {
     const sim = await startSimulator({
       seed: 17, guildId: GUILD, channelId: VOICE, botUserId: BOT, token: TOKEN, dave: true,
       members: [member(1, 'ann', 'Ann', 440)],

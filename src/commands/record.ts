@@ -120,6 +120,8 @@ export async function recordCommand(flags: RecordFlags, setReporter: (r: Reporte
   const reporter = createReporter({ json: flags.json === true });
   setReporter(reporter);
   const options = await prepareRecording(flags, process.env, reporter);
+  // The token has been read: take it out of the environment so no child (ffmpeg) inherits it.
+  delete process.env.DISCORD_TOKEN;
   reporter.note(`output: ${options.outDir}`);
   return runWithSignals(options, reporter);
 }

@@ -30,6 +30,12 @@ export const CAPTURE_DIR = '.capture';
 export const JOURNAL_FILE = 'capture.json';
 export const MANIFEST_FILE = 'manifest.json';
 export const WAV_HEADER_BYTES = 44;
+/**
+ * Every file dvrec writes is private to its owner: a recording holds other people's voices. Directories are
+ * created 0700 and files 0600 (an ffmpeg child's output is chmod-ed before it gets its final name).
+ */
+export const PRIVATE_FILE_MODE = 0o600;
+export const PRIVATE_DIR_MODE = 0o700;
 
 export type AudioFormat = 'wav' | 'mp3' | 'flac' | 'opus';
 

@@ -16,7 +16,7 @@
 import { promises as fsp, existsSync } from 'node:fs';
 import { join, basename } from 'node:path';
 import {
-  CAPTURE_DIR, JOURNAL_FILE, MANIFEST_FILE, WAV_HEADER_BYTES,
+  CAPTURE_DIR, PRIVATE_FILE_MODE, JOURNAL_FILE, MANIFEST_FILE, WAV_HEADER_BYTES,
   capturePath, packetLogPath, writeJsonAtomic,
   type AudioFormat, type Journal, type JournalTrack, type Manifest, type ManifestTrack,
 } from './capture-layout.ts';
@@ -245,7 +245,7 @@ export async function finishRecordingWithReport(dir: string, opts: FinishOptions
       if (alreadyFinished[i] || format !== 'wav' || journal.mono || dataBytes > rf64Limit) continue;
       const out = join(dir, fileOf(t.stem));
       const src = d.wav ?? `${out}.partial`;
-      const fh = await fsp.open(src, d.wav ? 'r+' : 'w', 0o644);
+      const fh = await fsp.open(src, d.wav ? 'r+' : 'w', PRIVATE_FILE_MODE);
       try {
         await fh.truncate(WAV_HEADER_BYTES + dataBytes); // extending leaves a hole: reads back as silence
         await fh.write(wavHeader({ sampleRate: SAMPLE_RATE, channels: CHANNELS }, dataBytes), 0, WAV_HEADER_BYTES, 0);
@@ -253,7 +253,7 @@ export async function finishRecordingWithReport(dir: string, opts: FinishOptions
       } finally {
         await fh.close();
       }
-      await fsp.chmod(src, 0o644);
+      await fsp.chmod(src, PRIVATE_FILE_MODE);
       await fsp.rename(src, out);
       encoders[i] = 'wav-in-place';
       finishedInPlace.push(fileOf(t.stem));
@@ -325,8 +325,9 @@ export async function finishRecordingWithReport(dir: string, opts: FinishOptions
       tracks: manifestTracks,
       ...(journal.mix ? { mix: mixName } : {}),
       ...(recovered ? { recovered: true } : {}),
+      ...(journal.dropped ? { dropped: journal.dropped } : {}),
     };
-    writeJsonAtomic(join(dir, MANIFEST_FILE), manifest, 0o644);
+    writeJsonAtomic(join(dir, MANIFEST_FILE), manifest, PRIVATE_FILE_MODE);
 
     // 5. Only now may the captures go.
     await fsp.rm(join(dir, CAPTURE_DIR), { recursive: true, force: true });

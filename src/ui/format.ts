@@ -38,10 +38,14 @@ export function logTimestamp(d: Date): string {
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
 }
 
-/** Removes anything that would move the cursor or colour a terminal: names come from Discord users. */
+/**
+ * Removes anything that would move the cursor, colour or retitle a terminal, or reorder the text around it:
+ * C0/C1 controls (ESC, BEL, CSI...) and the Unicode bidirectional overrides/isolates (a right-to-left
+ * override in a user name would make a log line lie about what follows it). Names come from Discord users.
+ */
 export function stripControl(text: string): string {
   // eslint-disable-next-line no-control-regex
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, '');
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, '');
 }
 
 /** Speaking time per user: tenths of a second while short (`0.8s`), then `3m12s`. */

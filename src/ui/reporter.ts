@@ -12,6 +12,7 @@
  */
 import type { Manifest } from '../sinks/capture-layout.ts';
 import type { RecordingObserver } from '../recording-api.ts';
+import { stripControl } from './format.ts';
 import { detectOutputMode, type OutputMode } from './mode.ts';
 import { Output } from './output.ts';
 import { PlainReporter } from './plain-reporter.ts';
@@ -79,7 +80,7 @@ export function summaryLines(summary: DoneSummary): string[] {
     for (const t of m.tracks) {
       const p = t.packets;
       const lossNote = p.lost > 0 ? `, ${p.lost} lost / ${p.concealed} concealed` : '';
-      lines.push(`  ${t.file}  ${t.displayName} (${t.userId})${lossNote}`);
+      lines.push(`  ${t.file}  ${stripControl(t.displayName)} (${t.userId})${lossNote}`);
     }
     if (m.mix) lines.push(`  ${m.mix}  everyone mixed`);
     lines.push(`  manifest.json`);

@@ -15,6 +15,7 @@ import { ffmpegPcmEncoder, FFMPEG_HINT } from './ffmpeg.ts';
 import { toPlanarFloat } from './pcm-source.ts';
 import { OggOpusPcmEncoder, OPUS_RATES } from './ogg-opus.ts';
 import type { AudioFormat } from '../capture-layout.ts';
+import { PRIVATE_FILE_MODE } from '../capture-layout.ts';
 
 export interface PcmEncoder {
   write(samples: Int16Array): Promise<void>;
@@ -113,7 +114,7 @@ class LameWasmEncoder implements PcmEncoder {
       sampleRate: this.o.sampleRate,
       bitrate: this.o.bitrateKbps as (typeof MP3_BITRATES)[number],
     });
-    this.fh = await fsp.open(this.out, 'w', 0o644);
+    this.fh = await fsp.open(this.out, 'w', PRIVATE_FILE_MODE);
   }
 
   async write(samples: Int16Array): Promise<void> {
@@ -193,7 +194,7 @@ class LibFlacEncoder implements PcmEncoder {
       (m) => { this.meta = m; },
     );
     if (status !== 0) throw new DvrecError(`libFLAC init failed (status ${status})`, ExitCode.ENCODER);
-    this.fh = await fsp.open(this.out, 'w', 0o644);
+    this.fh = await fsp.open(this.out, 'w', PRIVATE_FILE_MODE);
   }
 
   private async drain() {

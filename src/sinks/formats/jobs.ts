@@ -5,6 +5,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import type { AudioFormat } from '../capture-layout.ts';
+import { PRIVATE_FILE_MODE } from '../capture-layout.ts';
 import { readPcm, downmix, type PcmSource } from './pcm-source.ts';
 import { openEncoder, type EncoderName } from './encoders.ts';
 import { copyPacketLog } from './ogg-opus.ts';
@@ -62,6 +63,8 @@ export async function runJob(job: Job, onProgress: (done: number) => void): Prom
     } else {
       encoder = await runPcmJob(job, partial, onProgress);
     }
+    // ffmpeg creates its output with the umask's mode: make it private before it gets its final name.
+    await fsp.chmod(partial, PRIVATE_FILE_MODE);
     await fsp.rename(partial, job.out);
     onProgress(1);
     return { out: job.out, encoder };

@@ -20,6 +20,7 @@ import { randomInt } from 'node:crypto';
 import opus from '@discordjs/opus';
 import { OggWriter } from './ogg.ts';
 import { opusPacketSamples, SILENCE_FRAMES, EMPTY_FRAMES } from './opus-packet.ts';
+import { PRIVATE_FILE_MODE } from '../capture-layout.ts';
 
 const { OpusEncoder } = opus;
 
@@ -107,7 +108,7 @@ export async function copyPacketLog(opts: {
   comments?: string[];
   onProgress?: (done: number) => void;
 }): Promise<CopyResult> {
-  const fh: FileHandle = await fsp.open(opts.out, 'w', 0o644);
+  const fh: FileHandle = await fsp.open(opts.out, 'w', PRIVATE_FILE_MODE);
   const result: CopyResult = { packets: 0, silenceFrames: 0, dropped: 0 };
   try {
     const ogg = new OggWriter(fh, randomInt(0, 2 ** 32 - 1));
@@ -183,7 +184,7 @@ export class OggOpusPcmEncoder {
   }
 
   private async open(): Promise<void> {
-    this.fh = await fsp.open(this.out, 'w', 0o644);
+    this.fh = await fsp.open(this.out, 'w', PRIVATE_FILE_MODE);
     this.ogg = new OggWriter(this.fh, randomInt(0, 2 ** 32 - 1));
     this.enc = new OpusEncoder(this.rate, this.channels);
     this.enc.setBitrate(this.bitrateKbps * 1000);

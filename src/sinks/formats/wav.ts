@@ -10,6 +10,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
+import { PRIVATE_FILE_MODE } from '../capture-layout.ts';
 
 /** Largest PCM payload a RIFF/WAVE file can describe. */
 export const RIFF_MAX_DATA_BYTES = 0xffff_ffff - 36;
@@ -85,7 +86,7 @@ export class WavWriter {
 
   async write(samples: Int16Array): Promise<void> {
     if (!this.fh) {
-      this.fh = await fsp.open(this.path, 'w', 0o644);
+      this.fh = await fsp.open(this.path, 'w', PRIVATE_FILE_MODE);
       await this.fh.write(this.header);
     }
     await this.fh.write(new Uint8Array(samples.buffer, samples.byteOffset, samples.byteLength));
@@ -93,7 +94,7 @@ export class WavWriter {
 
   async finish(): Promise<void> {
     if (!this.fh) {
-      this.fh = await fsp.open(this.path, 'w', 0o644);
+      this.fh = await fsp.open(this.path, 'w', PRIVATE_FILE_MODE);
       await this.fh.write(this.header);
     }
     await this.fh.close();
