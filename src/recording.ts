@@ -18,6 +18,7 @@ import { Receiver } from './receiver/receiver.ts';
 import { VoiceSession, type SessionState } from './receiver/voice-session.ts';
 import { WorkerPool } from './pool/pool.ts';
 import { finishRecording } from './sinks/finalize.ts';
+import type { StreamedMp3 } from './sinks/mp3-stream.ts';
 import { trackStem } from './sinks/naming.ts';
 import {
   CAPTURE_DIR, JOURNAL_FILE, capturePath, ensureCaptureDir, writeJsonAtomic,
@@ -157,7 +158,13 @@ export async function runRecording(opts: RecordOptions, observer: RecordingObser
         s.on('state', (next: SessionState) => {
           if (next.status === 'ready' && next.readyCount === 1) {
             // t=0: the pool's clock starts here, before the first decryptable datagram can arrive.
-            pool = new WorkerPool({ dir: opts.outDir, keepOpus: opts.format === 'opus', t0EpochMs: s.startedAtMs });
+            pool = new WorkerPool({
+              dir: opts.outDir,
+              keepOpus: opts.format === 'opus',
+              t0EpochMs: s.startedAtMs,
+              // MP3 is encoded while recording, so that only a short tail is left at stop.
+              ...(opts.format === 'mp3' ? { mp3: { bitrateKbps: opts.bitrateKbps, mono: opts.mono } } : {}),
+            });
             hooks.onPool?.(pool);
             pool.on('workerRestarted', (i) => observer.warn(`decoder worker ${i.index} restarted (${i.error ?? `exit ${i.exitCode}`}); ${i.userIds.length} track(s) continue`));
             pool.on('trackError', (i) => {
@@ -279,8 +286,10 @@ export async function runRecording(opts: RecordOptions, observer: RecordingObser
   // ---- finish ----
   const stats = pool ? await pool.cleanup(endMs) : new Map();
   await pool?.close().catch(() => undefined);
+  const streamedMp3: StreamedMp3[] = [];
   for (const t of router?.tracks.values() ?? []) {
     const s = stats.get(t.userId);
+    if (s?.mp3?.state === 'done') streamedMp3.push({ stem: t.stem, path: s.mp3.path, frames: s.mp3.frames, bitrateKbps: s.mp3.bitrateKbps, mono: s.mp3.mono });
     if (s) {
       t.packets = { received: s.received, lost: s.lost, concealed: s.concealed, late: s.late, duplicate: s.duplicate, undecryptable: s.undecryptable };
       if (s.startOffsetMs !== null) t.startOffsetMs = s.startOffsetMs;
@@ -310,6 +319,7 @@ export async function runRecording(opts: RecordOptions, observer: RecordingObser
       ...(opts.ffmpegPath !== undefined ? { ffmpegPath: opts.ffmpegPath } : {}),
       force: opts.force,
       durationMs: endMs,
+      streamedMp3,
       onProgress: (p) => observer.convertProgress(p),
     });
   } catch (e) {

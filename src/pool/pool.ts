@@ -27,6 +27,7 @@ import { CAPTURE_DIR } from '../sinks/capture-layout.ts';
 import type { AudioPacket, AudioSink, RtcpPacket, TrackStats } from '../sinks/types.ts';
 import { emptyStats } from '../sinks/types.ts';
 import type { TrackResume } from '../sinks/track.ts';
+import type { Mp3StreamReport } from '../sinks/mp3-stream.ts';
 import { RECORD_HEADER_BYTES, type FromWorker, type ToWorker, type TrackStatusReport, type WorkerInit } from './protocol.ts';
 
 export interface WorkerPoolOptions {
@@ -46,6 +47,12 @@ export interface WorkerPoolOptions {
   batchMs?: number;
   /** Maximum age of unflushed audio in a worker (ms). Default 250. */
   flushMs?: number;
+  /**
+   * Output is MP3: each worker stream-encodes its tracks while recording (src/sinks/mp3-stream.ts), so at stop
+   * only the tail is left. `maxStreams` (pool-wide, default 48 ≈ 62 MiB of encoder RSS) caps the encoders;
+   * `budgetMsPerTick` (default 5 of every 10 ms tick) caps their CPU. Tracks beyond are encoded after stop.
+   */
+  mp3?: { bitrateKbps: number; mono: boolean; maxStreams?: number; budgetMsPerTick?: number };
 }
 
 /** Final per-user figures from {@link WorkerPool.cleanup}. */
@@ -54,6 +61,8 @@ export type PoolTrackStats = TrackStats & {
   activeMs: number;
   bytes: number;
   ssrcs: number[];
+  /** The streamed MP3's outcome (pools with `mp3` only). */
+  mp3?: Mp3StreamReport;
 };
 
 /** Live per-user figures from {@link WorkerPool.status}. */
@@ -64,6 +73,8 @@ export interface PoolTrackStatus {
   received: number;
   lost: number;
   concealed: number;
+  /** Sample frames of this user's track already stream-encoded to MP3 (pools with `mp3` only). */
+  mp3EncodedFrames?: number;
 }
 
 export interface WorkerPoolEvents {
@@ -79,6 +90,8 @@ interface TrackEntry {
   stem: string;
   worker: number;
   last: TrackStatusReport | null;
+  /** Latest streamed-MP3 progress (frames encoded). */
+  mp3Frames?: number;
 }
 
 const MIN_BATCH = 16 * 1024;
@@ -120,7 +133,7 @@ function safeStem(userId: string): string {
 }
 
 export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioSink {
-  private readonly opts: Required<Omit<WorkerPoolOptions, 't0EpochMs' | 'workers'>>;
+  private readonly opts: Required<Omit<WorkerPoolOptions, 't0EpochMs' | 'workers' | 'mp3'>>;
   private readonly init: WorkerInit;
   private readonly slots: WorkerSlot[] = [];
   private readonly byUser = new Map<string, TrackEntry>();
@@ -160,6 +173,14 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
       flushMs: this.opts.flushMs,
     };
     const n = Math.max(1, options.workers ?? availableParallelism());
+    if (options.mp3) {
+      this.init.mp3 = {
+        bitrateKbps: options.mp3.bitrateKbps,
+        mono: options.mp3.mono,
+        maxStreams: Math.ceil((options.mp3.maxStreams ?? 48) / n),
+        budgetMsPerTick: options.mp3.budgetMsPerTick ?? 5,
+      };
+    }
     for (let i = 0; i < n; i++) this.slots.push(new WorkerSlot(this.spawn(i)));
     this.timer = setInterval(() => this.flushBatches(), this.opts.batchMs);
     this.timer.unref();
@@ -274,6 +295,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
         received: l?.received ?? 0,
         lost: l?.lost ?? 0,
         concealed: l?.concealed ?? 0,
+        ...(e.mp3Frames !== undefined ? { mp3EncodedFrames: e.mp3Frames } : {}),
       });
     }
     return out;
@@ -310,6 +332,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
         activeMs: base.activeMs,
         bytes: base.bytes,
         ssrcs: [...base.ssrcs],
+        ...(l?.mp3 !== undefined ? { mp3: l.mp3 } : {}),
       });
     }
     return out;
@@ -378,6 +401,12 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
         break;
       case 'closed':
         slot?.pendingClose?.();
+        break;
+      case 'mp3Progress':
+        for (const p of m.tracks) {
+          const e = this.byId.get(p.trackId);
+          if (e !== undefined && e.worker === index) e.mp3Frames = p.encodedFrames;
+        }
         break;
       case 'trackError': {
         const e = this.byId.get(m.trackId);

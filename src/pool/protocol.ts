@@ -7,6 +7,7 @@
  *   u32 trackId | u32 ssrc | u16 sequence | u16 opusLength | u32 timestamp | f64 arrivalMs | opus bytes
  */
 import type { TrackResume, TrackSummary } from '../sinks/track.ts';
+import type { Mp3Progress, Mp3StreamConfig, Mp3StreamReport } from '../sinks/mp3-stream.ts';
 
 export const RECORD_HEADER_BYTES = 24;
 
@@ -22,6 +23,8 @@ export interface WorkerInit {
   tickMs: number;
   statusMs: number;
   flushMs: number;
+  /** Set when the output is MP3: stream-encode each track while recording (see src/sinks/mp3-stream.ts). */
+  mp3?: Mp3StreamConfig;
 }
 
 export type ToWorker =
@@ -36,6 +39,8 @@ export interface TrackStatusReport extends TrackSummary {
   trackId: number;
   speaking: boolean;
   writtenEnd: number;
+  /** The track's streamed MP3 (pools with `mp3` only): live progress, and at cleanup the outcome. */
+  mp3?: Mp3StreamReport;
 }
 
 export type FromWorker =
@@ -47,4 +52,6 @@ export type FromWorker =
   | { type: 'status'; tracks: TrackStatusReport[]; flushedMs: number }
   | { type: 'cleaned'; tracks: TrackStatusReport[] }
   | { type: 'closed' }
+  /** Streamed-MP3 progress, sent by the encoder pump (also while no audio flows). */
+  | Mp3Progress
   | { type: 'trackError'; trackId: number; code: string | undefined; message: string };

@@ -9,6 +9,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { OpusWasm } from '../sinks/opus-decoder.ts';
 import { Track, type TrackPacket } from '../sinks/track.ts';
 import { capturePath, packetLogPath } from '../sinks/capture-layout.ts';
+import { Mp3Streams } from '../sinks/mp3-stream.ts';
 import { RECORD_HEADER_BYTES, type FromWorker, type ToWorker, type TrackStatusReport, type WorkerInit } from './protocol.ts';
 
 const init = workerData as WorkerInit;
@@ -17,6 +18,8 @@ const wasm = new OpusWasm();
 const tracks = new Map<number, Track>();
 const failed = new Set<number>();
 const hrT0 = BigInt(init.hrT0);
+/** Streaming MP3 encoders (output format mp3 only): fed from the captures on ticks, after the audio work. */
+const mp3 = init.mp3 ? new Mp3Streams(init.dir, init.mp3, (m) => post(m)) : null;
 /**
  * In wall mode ticks run `slackMs` behind real time: a packet reaches us up to one batch interval after its
  * arrival, and a gap's deadline must be judged by arrival times, not by when the batch happened to land.
@@ -65,7 +68,10 @@ function lastChance(t: Track, fn: (t: Track) => void): void {
 }
 
 function report(trackId: number, t: Track): TrackStatusReport {
-  return { trackId, speaking: t.speaking, writtenEnd: t.writtenEnd, ...t.summary() };
+  const r: TrackStatusReport = { trackId, speaking: t.speaking, writtenEnd: t.writtenEnd, ...t.summary() };
+  const m = mp3?.report(trackId);
+  if (m !== undefined) r.mp3 = m;
+  return r;
 }
 
 function onBatch(buf: ArrayBuffer, len: number, batchNow: number): void {
@@ -130,12 +136,15 @@ function schedule(): void {
   k++;
   const delay = Math.max(0, start + k * init.tickMs - performance.now());
   timer = setTimeout(() => {
+    const lateMs = performance.now() - (start + k * init.tickMs);
     tick();
     const t = performance.now();
     if (init.clock === 'wall' && t - lastStatus >= init.statusMs) {
       lastStatus = t;
       status();
     }
+    // Encoding gets what is left of the tick, and nothing when the tick was late (packets first).
+    mp3?.pump(lateMs);
     schedule();
   }, delay);
 }
@@ -158,6 +167,7 @@ port.on('message', (m: ToWorker) => {
           resume: m.resume,
         });
         tracks.set(m.trackId, t);
+        mp3?.add(m.trackId, m.stem, capturePath(init.dir, m.stem), t, m.resume !== undefined);
       } catch (err) {
         const e = err as NodeJS.ErrnoException;
         post({ type: 'trackError', trackId: m.trackId, code: e.code, message: e.message });
@@ -174,6 +184,7 @@ port.on('message', (m: ToWorker) => {
       for (const [id, t] of tracks) {
         if (failed.has(id)) lastChance(t, (tr) => tr.finish(m.endMs));
         else guard(id, t, (tr) => tr.finish(m.endMs));
+        mp3?.finish(id, Math.max(0, Math.round(m.endMs * 48)), !failed.has(id));
         out.push(report(id, t));
       }
       post({ type: 'cleaned', tracks: out });
@@ -186,6 +197,7 @@ port.on('message', (m: ToWorker) => {
         else guard(id, t, (tr) => tr.close());
       }
       tracks.clear();
+      mp3?.closeAll();
       post({ type: 'closed' });
       port.close();
       break;

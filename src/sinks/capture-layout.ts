@@ -118,6 +118,11 @@ export interface ManifestTrack {
   ssrcs: number[];
   startOffsetMs: number;
   packets: { received: number; lost: number; concealed: number; late: number; duplicate: number; undecryptable: number };
+  /**
+   * What produced the file: 'wav-in-place', 'ffmpeg', 'lame-wasm', 'lame-wasm-stream' (MP3 encoded while
+   * recording), 'libflac-js', 'libopus', 'opus-copy' (src/sinks/formats/encoders.ts EncoderName).
+   */
+  encoder?: string;
 }
 
 export interface Manifest {

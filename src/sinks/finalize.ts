@@ -31,6 +31,7 @@ import { runJobs } from './formats/pool.ts';
 import type { Job } from './formats/jobs.ts';
 import type { EncoderName } from './formats/encoders.ts';
 import { DEFAULT_MP3_BITRATE_KBPS } from './formats/encoders.ts';
+import { MP3_STREAM_SUFFIX, type StreamedMp3 } from './mp3-stream.ts';
 
 export interface FinishOptions {
   /** --ffmpeg PATH; `false` uses embedded encoders only (no discovery). */
@@ -44,6 +45,12 @@ export interface FinishOptions {
   concurrency?: number;
   /** Test hook: PCM bytes above which WAV becomes RF64 (default: the RIFF limit, ~4 GiB). */
   rf64Limit?: number;
+  /**
+   * MP3 tracks the pool workers encoded while recording and finished at stop (see mp3-stream.ts). Adopted
+   * (renamed into place) when they match the recording exactly; anything else, and every streamed file when
+   * this is absent (`convert DIR` after a crash), is deleted and encoded from the captures.
+   */
+  streamedMp3?: StreamedMp3[];
 }
 
 /** What the finisher did, per track: the CLI prints it after `convert DIR`. */
@@ -260,7 +267,25 @@ export async function finishRecordingWithReport(dir: string, opts: FinishOptions
       d.wav = null; // the capture is now the output
     }
 
-    // 3b. Everything else is a job.
+    // 3b. MP3 encoded while recording: only a stream finished at a clean stop, for exactly this length and
+    // these settings, is trusted. Every other streamed file (a crash, a replaced worker) is deleted.
+    const streamed = new Map((opts.streamedMp3 ?? []).map((s) => [s.stem, s]));
+    for (let i = 0; i < tracks.length; i++) {
+      const { t } = tracks[i]!;
+      const s = streamed.get(t.stem);
+      if (!s || alreadyFinished[i] || format !== 'mp3' || encoders[i] !== 'already-finished') continue;
+      if (s.frames !== totalFrames || s.bitrateKbps !== bitrateKbps || s.mono !== journal.mono) continue;
+      if (!((await sizeOf(s.path)) ?? 0)) continue;
+      await fsp.chmod(s.path, PRIVATE_FILE_MODE);
+      await fsp.rename(s.path, join(dir, fileOf(t.stem)));
+      encoders[i] = 'lame-wasm-stream';
+      finishedInPlace.push(fileOf(t.stem));
+    }
+    for (const name of await fsp.readdir(dir)) {
+      if (name.endsWith(MP3_STREAM_SUFFIX)) await fsp.rm(join(dir, name), { force: true });
+    }
+
+    // 3c. Everything else is a job.
     const pcmSource = (i: number) => {
       const d = disk[i]!;
       const finished = join(dir, fileOf(tracks[i]!.t.stem));
@@ -270,7 +295,7 @@ export async function finishRecordingWithReport(dir: string, opts: FinishOptions
     };
     for (let i = 0; i < tracks.length; i++) {
       const { t } = tracks[i]!;
-      if (alreadyFinished[i] || encoders[i] === 'wav-in-place') continue;
+      if (alreadyFinished[i] || encoders[i] === 'wav-in-place' || encoders[i] === 'lame-wasm-stream') continue;
       const d = disk[i]!;
       const out = join(dir, fileOf(t.stem));
       if (format === 'opus' && (d.pkt || !d.wav)) {
@@ -314,6 +339,7 @@ export async function finishRecordingWithReport(dir: string, opts: FinishOptions
       ssrcs: t.ssrcs,
       startOffsetMs: startOffsets[i]!,
       packets: t.packets ?? emptyStats(),
+      ...(encoders[i] !== 'already-finished' ? { encoder: encoders[i] } : {}),
     }));
     const manifest: Manifest = {
       guildId: journal.guildId,

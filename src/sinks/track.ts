@@ -17,6 +17,14 @@ import { CaptureWriter } from './capture-writer.ts';
 import { opusPacketSamples, type OpusStreamDecoder, type OpusWasm } from './opus-decoder.ts';
 
 const SAMPLES_PER_MS = SAMPLE_RATE / 1000;
+/**
+ * Positions this far behind the track's clock are final even where nothing was written (a pause): the jitter
+ * buffer releases everything within its playout delay (later packets are dropped as late) and a new spurt
+ * or stream is anchored on its arrival, so no write lands this far back. Without it a streaming encoder
+ * would stall at the start of every pause. Should a write ever land there anyway, it falls below the
+ * encoder's watermark, the track flags it (protectedViolated) and the encoder gives up its stream.
+ */
+const SETTLED_MS = 2000;
 
 /** A packet as the track sees it (AudioPacket without the userId). */
 export interface TrackPacket extends JitterPacket {
@@ -94,6 +102,16 @@ export class Track {
   /** Recording time at which the last non-silent frame was released. */
   private lastVoiceMs = -Infinity;
   private closed = false;
+  /**
+   * Final-PCM watermark, as of the last {@link flush}: the writer's end (every write lands at or after it:
+   * emit trims), or SETTLED_MS behind the track's clock if that is later (a pause). A streaming encoder may
+   * read up to here.
+   */
+  private durable = 0;
+  /** Frames below this were already read by a streaming encoder (see mp3-stream.ts). */
+  protectedEnd = 0;
+  /** Set if a write ever landed below `protectedEnd` (then the streamed encode is not trusted). */
+  protectedViolated = false;
 
   constructor(opts: TrackOptions) {
     this.wasm = opts.wasm;
@@ -144,9 +162,16 @@ export class Track {
     this.writer.flushIfDue(nowMs);
   }
 
-  /** Flushes pending writes to the file now. */
+  /** Flushes pending writes to the file now (and so advances the final-PCM watermark). */
   flush(): void {
     this.writer.flush();
+    const settled = Math.floor((this.nowMs - SETTLED_MS) * SAMPLES_PER_MS);
+    this.durable = Math.max(this.durable, this.writer.writtenEnd, Number.isFinite(settled) ? settled : 0);
+  }
+
+  /** Sample frames below this are on disk and will not change (as of the last flush). */
+  get durableEnd(): number {
+    return this.durable;
   }
 
   get speaking(): boolean {
@@ -302,6 +327,7 @@ export class Track {
       pcm = pcm.subarray(skip);
       pos = floor;
     }
+    if (pos < this.protectedEnd) this.protectedViolated = true;
     if (this.startPos === null) this.startPos = pos;
     this.activeSamples += pcm.length / BYTES_PER_SAMPLE_FRAME;
     this.writer.write(pos, pcm, this.nowMs);

@@ -16,13 +16,20 @@ import { toPlanarFloat } from './pcm-source.ts';
 import { OggOpusPcmEncoder, OPUS_RATES } from './ogg-opus.ts';
 import type { AudioFormat } from '../capture-layout.ts';
 import { PRIVATE_FILE_MODE } from '../capture-layout.ts';
+import { MP3_BITRATES, LAME_TOTAL_DELAY } from './mp3-params.ts';
+
+export { MP3_BITRATES, DEFAULT_MP3_BITRATE_KBPS, LAME_TOTAL_DELAY } from './mp3-params.ts';
 
 export interface PcmEncoder {
   write(samples: Int16Array): Promise<void>;
   finish(): Promise<void>;
 }
 
-export type EncoderName = 'dvrec-wav' | 'ffmpeg' | 'lame-wasm' | 'libflac-js' | 'libopus' | 'opus-copy';
+/**
+ * Who produced a file. 'lame-wasm-stream' is the same LAME build as 'lame-wasm', run by the pool workers while
+ * recording (../mp3-stream.ts): only the tail was encoded after stop.
+ */
+export type EncoderName = 'dvrec-wav' | 'ffmpeg' | 'lame-wasm' | 'lame-wasm-stream' | 'libflac-js' | 'libopus' | 'opus-copy';
 
 export interface EncoderOptions {
   format: AudioFormat;
@@ -37,12 +44,6 @@ export interface EncoderOptions {
   /** Test hook: force the RF64 path for small files. */
   rf64Limit?: number;
 }
-
-/** MP3 bitrates LAME accepts in CBR mode. */
-export const MP3_BITRATES = [8, 16, 24, 32, 40, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320] as const;
-
-/** Default MP3 bitrate: 128 kbps CBR stereo is transparent for speech and what Craig-style recorders ship. */
-export const DEFAULT_MP3_BITRATE_KBPS = 128;
 
 export function openEncoder(out: string, o: EncoderOptions): { encoder: PcmEncoder; name: EncoderName } {
   const tagArgs = Object.entries(o.tags ?? {}).flatMap(([k, v]) => ['-metadata', `${k}=${v}`]);
@@ -79,14 +80,6 @@ export function openEncoder(out: string, o: EncoderOptions): { encoder: PcmEncod
   }
 }
 
-/**
- * MP3 codec delay with LAME: 576 samples of encoder delay + 529 of decoder (filterbank) delay. ffmpeg writes
- * a LAME/Info tag that lets gapless decoders remove it; this embedded LAME build writes none, so every decoder
- * would play the track 1105 samples (23 ms) late. To keep tracks aligned to t=0, that many samples are dropped
- * from the start of the input instead (the first 23 ms after the connection became ready: in practice silence).
- * The decoded length is then the recording's length rounded up to the next 1152-sample MP3 frame.
- */
-export const LAME_TOTAL_DELAY = 1105;
 
 /** LAME compiled to WebAssembly: MP3 without any binary on the machine. */
 class LameWasmEncoder implements PcmEncoder {
