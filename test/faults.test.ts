@@ -272,6 +272,8 @@ test('--format mp3 from record: MP3 tracks at the right place', async (t) => {
   assert.ok(run.manifest, String(run.error));
   assert.equal(run.manifest.format, 'mp3');
   for (const tr of run.manifest.tracks) assert.ok(tr.file.endsWith('.mp3') && existsSync(join(run.dir, tr.file)), tr.file);
+  // record encodes MP3 while recording (src/sinks/mp3-stream.ts): every track must come from that path here.
+  for (const tr of run.manifest.tracks) assert.equal(tr.encoder, 'lame-wasm-stream', `${tr.file} encoded by ${tr.encoder}`);
   let ff = true;
   try {
     execFileSync('ffmpeg', ['-version'], { stdio: 'ignore' });
