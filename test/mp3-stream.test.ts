@@ -29,6 +29,26 @@ function tmp(): string {
   return mkdtempSync(join(tmpdir(), 'dvrec-mp3s-'));
 }
 
+/** The text frames of an ID3v2.4 tag at the start of an MP3 (UTF-8 text; COMM's language and description skipped). */
+function readId3(b: Buffer): Record<string, string> {
+  assert.equal(b.toString('latin1', 0, 3), 'ID3', 'ID3v2 tag at the start');
+  assert.equal(b[3], 4, 'ID3v2.4');
+  const ss = (o: number) => (b[o]! << 21) | (b[o + 1]! << 14) | (b[o + 2]! << 7) | b[o + 3]!;
+  const end = 10 + ss(6);
+  // The audio follows the tag: an MPEG frame sync.
+  assert.ok(b[end] === 0xff && (b[end + 1]! & 0xe0) === 0xe0, 'MPEG audio right after the tag');
+  const out: Record<string, string> = {};
+  for (let o = 10; o + 10 <= end && b[o] !== 0; ) {
+    const id = b.toString('latin1', o, o + 4);
+    const size = ss(o + 4);
+    const body = b.subarray(o + 10, o + 10 + size);
+    assert.equal(body[0], 3, `${id}: UTF-8`);
+    out[id] = (id === 'COMM' ? body.subarray(body.indexOf(0, 4) + 1) : body.subarray(1)).toString('utf8');
+    o += 10 + size;
+  }
+  return out;
+}
+
 async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
   const t = Date.now();
   while (!cond()) {
@@ -159,6 +179,12 @@ test('MP3 streamed while recording: encoded before stop, tail at stop, same file
     // Same encoder, same input, same settings: the streamed file is byte for byte the after-stop one.
     for (const f of ['alice.mp3', 'bob.mp3']) {
       assert.ok(readFileSync(join(dir, f)).equals(readFileSync(join(dir2, f))), `${f}: streamed = after-stop encode`);
+    }
+    // Tagged (ID3v2.4 in the room the stream reserved): whose track it is, as on the ffmpeg path.
+    for (const [f, userId] of [['alice.mp3', A], ['bob.mp3', B]] as const) {
+      const tags = readId3(readFileSync(join(dir, f)));
+      const j = journal(stats).tracks.find((t) => t.userId === userId)!;
+      assert.deepEqual(tags, { TIT2: j.displayName, TPE1: j.username, COMM: `Discord user ${userId}` }, f);
     }
     assertTracks(await decodeMp3(join(dir, 'alice.mp3')), await decodeMp3(join(dir, 'bob.mp3')), capA, capB, 'streamed');
     rmSync(dir2, { recursive: true, force: true });

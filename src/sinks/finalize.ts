@@ -32,6 +32,7 @@ import type { Job } from './formats/jobs.ts';
 import type { EncoderName } from './formats/encoders.ts';
 import { DEFAULT_MP3_BITRATE_KBPS } from './formats/encoders.ts';
 import { MP3_STREAM_SUFFIX, type StreamedMp3 } from './mp3-stream.ts';
+import { ID3_RESERVED_BYTES, id3v2Tag } from './formats/id3.ts';
 
 export interface FinishOptions {
   /** --ffmpeg PATH; `false` uses embedded encoders only (no discovery). */
@@ -276,6 +277,13 @@ export async function finishRecordingWithReport(dir: string, opts: FinishOptions
       if (!s || alreadyFinished[i] || format !== 'mp3' || encoders[i] !== 'already-finished') continue;
       if (s.frames !== totalFrames || s.bitrateKbps !== bitrateKbps || s.mono !== journal.mono) continue;
       if (!((await sizeOf(s.path)) ?? 0)) continue;
+      // The stream reserved the tag's room at its start; the names are final now.
+      const fh = await fsp.open(s.path, 'r+');
+      try {
+        await fh.write(id3v2Tag(tagsOf(t)), 0, ID3_RESERVED_BYTES, 0);
+      } finally {
+        await fh.close();
+      }
       await fsp.chmod(s.path, PRIVATE_FILE_MODE);
       await fsp.rename(s.path, join(dir, fileOf(t.stem)));
       encoders[i] = 'lame-wasm-stream';

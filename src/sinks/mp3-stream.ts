@@ -32,6 +32,7 @@ import type { WasmMediaEncoder } from 'wasm-media-encoders';
 import { BYTES_PER_SAMPLE_FRAME } from './types.ts';
 import { PRIVATE_FILE_MODE, WAV_HEADER_BYTES } from './capture-layout.ts';
 import { LAME_TOTAL_DELAY, MP3_BITRATES, type Mp3Bitrate } from './formats/mp3-params.ts';
+import { id3v2Tag } from './formats/id3.ts';
 
 /** Suffix of a streamed MP3 that is not (yet) a finished track. */
 export const MP3_STREAM_SUFFIX = '.mp3.streaming.partial';
@@ -153,6 +154,8 @@ export class Mp3Stream {
     this.cfg = cfg;
     try {
       this.outFd = openSync(outPath, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, PRIVATE_FILE_MODE);
+      // Room for the ID3 tag, which the finisher fills in at the stop when the names are final (formats/id3.ts).
+      writeFully(this.outFd, id3v2Tag({}));
     } catch (e) {
       this.fail(`cannot create ${outPath}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
       return;

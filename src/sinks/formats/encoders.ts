@@ -17,6 +17,7 @@ import { OggOpusPcmEncoder, OPUS_RATES } from './ogg-opus.ts';
 import type { AudioFormat } from '../capture-layout.ts';
 import { PRIVATE_FILE_MODE } from '../capture-layout.ts';
 import { MP3_BITRATES, LAME_TOTAL_DELAY } from './mp3-params.ts';
+import { id3v2Tag } from './id3.ts';
 
 export { MP3_BITRATES, DEFAULT_MP3_BITRATE_KBPS, LAME_TOTAL_DELAY } from './mp3-params.ts';
 
@@ -108,6 +109,8 @@ class LameWasmEncoder implements PcmEncoder {
       bitrate: this.o.bitrateKbps as (typeof MP3_BITRATES)[number],
     });
     this.fh = await fsp.open(this.out, 'w', PRIVATE_FILE_MODE);
+    // Tagged like the ffmpeg path, in the same reserved-size layout as a streamed MP3 (formats/id3.ts).
+    if (this.o.tags && Object.keys(this.o.tags).length) await this.fh.write(id3v2Tag(this.o.tags));
   }
 
   async write(samples: Int16Array): Promise<void> {
