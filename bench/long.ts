@@ -27,17 +27,16 @@
 import { mkdirSync, linkSync, readdirSync, rmSync, statSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as yieldLoop, setTimeout as sleep } from 'node:timers/promises';
-import opus from '@discordjs/opus';
 import { WorkerPool } from '../src/pool/pool.ts';
 import { CAPTURE_DIR, JOURNAL_FILE, writeJsonAtomic, type AudioFormat, type Journal } from '../src/sinks/capture-layout.ts';
 import { finishRecording } from '../src/sinks/finalize.ts';
 import type { StreamedMp3 } from '../src/sinks/mp3-stream.ts';
 import { findFfmpeg } from '../src/sinks/formats/ffmpeg.ts';
 import { threadCpuByName } from './proc.ts';
+import { opusLoop } from '../src/simulator/opus-cache.ts';
 
-const { OpusEncoder } = opus;
+/** Samples per 20 ms frame (RTP timestamp step). */
 const FRAME = 960;
-const LOOP_FRAMES = 250; // 5 s
 /** The streamed feed may run at most this far ahead of the slowest track's encoder (seconds of audio). */
 const STREAM_LAG_S = 5;
 
@@ -114,27 +113,13 @@ export interface StreamResult {
   peakRssMiB: number;
 }
 
-/** A voiced tone (as the test fixtures use: a steady sine would make Opus's VAD stop coding FEC). */
+/**
+ * Each speaker's 5 s loop of real Opus: the simulator's own voiced tone and encoder settings (VoIP, voice, FEC on,
+ * 64 kbps stereo), so the long run decodes what the capacity run's members send. A non-integer pitch gives the
+ * 5 s loop (src/simulator/opus-cache.ts).
+ */
 export function encodeLoop(freq: number): Buffer[] {
-  const enc = new OpusEncoder(48_000, 2);
-  enc.setBitrate(64_000);
-  enc.applyEncoderCTL(4012, 1); // OPUS_SET_INBAND_FEC
-  enc.applyEncoderCTL(4014, 10); // OPUS_SET_PACKET_LOSS_PERC
-  const out: Buffer[] = [];
-  const pcm = Buffer.alloc(FRAME * 4);
-  for (let f = 0; f < LOOP_FRAMES; f++) {
-    for (let i = 0; i < FRAME; i++) {
-      const n = f * FRAME + i;
-      const v = Math.round(
-        8000 * (0.75 + 0.25 * Math.sin((2 * Math.PI * 7 * n) / 48_000)) *
-          Math.sin((2 * Math.PI * freq * n) / 48_000 + 2 * Math.sin((2 * Math.PI * 3 * n) / 48_000)),
-      );
-      pcm.writeInt16LE(v, i * 4);
-      pcm.writeInt16LE(v, i * 4 + 2);
-    }
-    out.push(enc.encode(pcm));
-  }
-  return out;
+  return opusLoop({ kind: 'tone', hz: freq + 0.5, amplitude: 0.25 });
 }
 
 interface Feeder {
@@ -173,7 +158,7 @@ function makeFeeder(speakers: number): Feeder {
           sequence: (seq0[i]! + k) & 0xffff,
           timestamp: (ts0[i]! + k * FRAME) >>> 0,
           arrivalMs: at,
-          opus: loops[i]![k % LOOP_FRAMES]!,
+          opus: loops[i]![k % loops[i]!.length]!,
         });
       }
     },
