@@ -31,6 +31,8 @@ export type { RecordOptions, RecordingObserver } from './recording-api.ts';
 
 /** How often the journal, status and stop conditions are refreshed. */
 const HEARTBEAT_MS = 1000;
+/** How soon after a new user's first packet the journal lists their track (writes are coalesced). */
+const NEW_TRACK_JOURNAL_MS = 100;
 /**
  * Space held back in the output directory while recording (`.capture/.reserve`), released when a write fails
  * for lack of space: it lets the final journal, the WAV header patches and the manifest still be written on a
@@ -121,6 +123,8 @@ export async function runRecording(opts: RecordOptions, observer: RecordingObser
   let pool: WorkerPool | undefined;
   let router: TrackRouter | undefined;
   let receiver: Receiver | undefined;
+  /** A journal write scheduled for new tracks (see scheduleJournal). */
+  let journalSoon: NodeJS.Timeout | undefined;
   let stopRequested: StopReason | undefined;
   /** Why an 'error' stop happened: thrown once the captured audio is finished (exit code ≠ 0). */
   let stopError: DvrecError | undefined;
@@ -179,7 +183,7 @@ export async function runRecording(opts: RecordOptions, observer: RecordingObser
                 ExitCode.OUTPUT,
               ));
             });
-            router = new TrackRouter(pool, s, () => writeJournalSafe());
+            router = new TrackRouter(pool, s, () => scheduleJournal());
           } else if (next.status === 'ready') {
             observer.phase({ phase: 'recording', startedAt: new Date(s.startedAtMs).toISOString() });
           } else if (next.status === 'reconnecting') {
@@ -218,6 +222,18 @@ export async function runRecording(opts: RecordOptions, observer: RecordingObser
     tracks: [],
   };
   let journalBroken = false;
+  /**
+   * A new track is journalled soon, not at once: when hundreds of members start speaking together, one
+   * synchronous rewrite per new user (each listing every track so far) stalled the main thread for hundreds
+   * of milliseconds, long enough for the kernel's socket buffer to overflow and drop audio. A capture that a
+   * crash leaves unjournalled is still finished by `convert DIR` (as an orphan named by its stem).
+   */
+  function scheduleJournal(): void {
+    journalSoon ??= setTimeout(() => {
+      journalSoon = undefined;
+      writeJournalSafe();
+    }, NEW_TRACK_JOURNAL_MS);
+  }
   function writeJournalSafe(): void {
     if (journalBroken) return;
     try {
@@ -279,6 +295,7 @@ export async function runRecording(opts: RecordOptions, observer: RecordingObser
   const endMs = Math.max(0, Math.round(session.now()));
   clearInterval(heartbeat);
   clearTimeout(durationTimer);
+  clearTimeout(journalSoon);
   stop.removeEventListener('abort', onAbort);
   observer.phase({ phase: 'stopping', reason });
   session.close();
