@@ -6,6 +6,11 @@
  * first sight. Packets are appended to one ArrayBuffer per worker and transferred every ~10 ms or when the
  * buffer fills: no per-packet postMessage.
  *
+ * Wake-ups are the fixed cost of a thread on a virtual machine (~0.1 ms of CPU each, measured), so while audio
+ * flows the batches are sent from the packet path itself (the first packet that finds the batch ≥ batchMs old
+ * sends every worker its batch) and the workers tick when a batch lands: no timer fires on either side. A
+ * fallback timer sends what is pending when the traffic stops.
+ *
  * A worker that dies (throws, is killed, runs out of memory) is replaced; its users' tracks continue in the
  * same capture files, because writes are positional and the writer never writes behind what is on disk.
  * Only the packets in flight to the dead worker (≤ one batch, plus its jitter buffers and ≤ flushMs of
@@ -43,7 +48,10 @@ export interface WorkerPoolOptions {
   clock?: 'wall' | 'packets';
   /** Jitter-buffer hold for reordered packets (ms). Default 60. */
   playoutDelayMs?: number;
-  /** Batch interval (ms). Default 10. */
+  /**
+   * Batch interval (ms). Default 20: each batch wakes a worker, and a cross-thread wake-up is the largest cost
+   * the main thread has per batch on a virtual machine; 20 ms is still far inside the 60 ms playout hold.
+   */
   batchMs?: number;
   /** Maximum age of unflushed audio in a worker (ms). Default 250. */
   flushMs?: number;
@@ -139,7 +147,10 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
   private readonly byUser = new Map<string, TrackEntry>();
   private readonly byId = new Map<number, TrackEntry>();
   private nextTrackId = 1;
+  /** Fallback flush when packets stop (wall clock), or the periodic flush (packets clock). */
   private timer: NodeJS.Timeout;
+  /** Recording-clock arrival of the oldest packet not yet sent to its worker (wall clock mode); +∞ when none. */
+  private batchStartMs = Infinity;
   private closing = false;
   private cleaned = false;
   private maxArrivalMs = -Infinity;
@@ -153,7 +164,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
       keepOpus: options.keepOpus,
       clock: options.clock ?? 'wall',
       playoutDelayMs: options.playoutDelayMs ?? 60,
-      batchMs: options.batchMs ?? 10,
+      batchMs: options.batchMs ?? 20,
       flushMs: options.flushMs ?? 250,
     };
     mkdirSync(join(options.dir, CAPTURE_DIR), { recursive: true, mode: 0o700 });
@@ -168,7 +179,8 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
       clock: this.opts.clock,
       hrT0: hrT0.toString(),
       playoutDelayMs: this.opts.playoutDelayMs,
-      tickMs: 10,
+      // Workers tick on every batch; their own timer only runs when batches stop.
+      tickMs: this.opts.batchMs,
       statusMs: 500,
       flushMs: this.opts.flushMs,
     };
@@ -178,11 +190,18 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
         bitrateKbps: options.mp3.bitrateKbps,
         mono: options.mp3.mono,
         maxStreams: Math.ceil((options.mp3.maxStreams ?? 48) / n),
-        budgetMsPerTick: options.mp3.budgetMsPerTick ?? 5,
+        // Half of each tick, at most, for encoding.
+        budgetMsPerTick: options.mp3.budgetMsPerTick ?? this.opts.batchMs / 2,
       };
     }
     for (let i = 0; i < n; i++) this.slots.push(new WorkerSlot(this.spawn(i)));
-    this.timer = setInterval(() => this.flushBatches(), this.opts.batchMs);
+    if (this.opts.clock === 'wall') {
+      // Fires only when packets stop: 1.5 × batchMs after a batch's first packet, so steady traffic always wins.
+      this.timer = setTimeout(() => this.onFallbackTimer(), Math.ceil(this.opts.batchMs * 1.5));
+    } else {
+      // Packets clock (fed faster than real time): batch by real time, or every packet would be its own batch.
+      this.timer = setInterval(() => this.flushBatches(), this.opts.batchMs);
+    }
     this.timer.unref();
   }
 
@@ -264,6 +283,18 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
     slot.bytes.set(packet.opus, o + RECORD_HEADER_BYTES);
     slot.len += need;
     if (packet.arrivalMs > this.maxArrivalMs) this.maxArrivalMs = packet.arrivalMs;
+    if (this.opts.clock === 'wall') {
+      if (this.batchStartMs === Infinity) {
+        // The first packet of a batch arms the fallback; steady traffic re-arms it before it can fire.
+        this.batchStartMs = packet.arrivalMs;
+        this.timer.refresh();
+      } else if (packet.arrivalMs - this.batchStartMs >= this.opts.batchMs) this.flushBatches();
+    }
+  }
+
+  /** Traffic stopped with packets pending: send them. Not re-armed until the next packet (idle = no wake-ups). */
+  private onFallbackTimer(): void {
+    if (!this.closing) this.flushBatches();
   }
 
   /** Counts packets of a user that the receiver could not decrypt (reported in the user's TrackStats). */
@@ -342,7 +373,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
-    clearInterval(this.timer);
+    clearTimeout(this.timer);
     await Promise.all(
       this.slots.map(
         (slot) =>
@@ -365,6 +396,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
   }
 
   private flushBatches(): void {
+    this.batchStartMs = Infinity;
     for (const slot of this.slots) this.flushSlot(slot);
   }
 

@@ -54,7 +54,7 @@ export interface Mp3StreamConfig {
   mono: boolean;
   /** At most this many streamed encoders in this worker; further tracks are encoded after stop. */
   maxStreams: number;
-  /** CPU milliseconds of encoding per worker tick, at most (the tick is 10 ms). */
+  /** CPU milliseconds of encoding per worker tick, at most (a worker ticks once per batch, every ~20 ms). */
   budgetMsPerTick: number;
 }
 

@@ -13,6 +13,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { CHANNELS, FRAME_SAMPLES, SAMPLE_RATE } from './types.ts';
+import { loadNativeOpus, nativeOpusUnavailable } from './opus-native.ts';
 
 /** The slice of the WebAssembly JS API we use (tsconfig's lib has no DOM/WebAssembly typings). */
 interface WasmApi {
@@ -52,8 +53,47 @@ function wasmDir(): string {
   return join(dirname(require.resolve('@evan/opus/package.json')), 'wasm');
 }
 
+/**
+ * One RTP stream's stateful decoder. Every method returns a view of s16le interleaved stereo PCM that is only
+ * valid until the next call on ANY decoder of the same {@link OpusDecoders} (copy it before decoding again), or
+ * null when libopus rejects the packet.
+ */
+export interface StreamDecoder {
+  /** Normal decode of one packet (any frame size up to 120 ms). */
+  decode(packet: Uint8Array): Uint8Array | null;
+  /** Recovers the frame lost right before `next` from `next`'s in-band FEC (PLC when it carries none). */
+  decodeFec(next: Uint8Array, frameSamples?: number): Uint8Array | null;
+  /** Packet-loss concealment: `frameSamples` of plausible continuation. */
+  conceal(frameSamples?: number): Uint8Array | null;
+  /** Forget history (e.g. after a long pause). */
+  reset(): void;
+  /** Releases the state; the decoder is unusable afterwards. */
+  free(): void;
+}
+
+/** A thread's source of decoders: native libopus when built, else libopus in WebAssembly (same output). */
+export interface OpusDecoders {
+  readonly kind: 'native' | 'wasm';
+  newDecoder(): StreamDecoder;
+}
+
+/**
+ * The decoders a worker uses: native unless DVREC_OPUS=wasm (or the addon is missing); DVREC_OPUS=native makes a
+ * missing addon an error instead of a silent fallback (CI and benchmarks use it to be sure what they measure).
+ */
+export function createOpusDecoders(): OpusDecoders {
+  const want = process.env.DVREC_OPUS;
+  if (want !== 'wasm') {
+    const native = loadNativeOpus();
+    if (native !== null) return native;
+    if (want === 'native') throw new Error(`DVREC_OPUS=native, but the native Opus decoder is ${nativeOpusUnavailable}`);
+  }
+  return new OpusWasm();
+}
+
 /** One libopus WebAssembly instance with shared scratch buffers for input packets and output PCM. */
-export class OpusWasm {
+export class OpusWasm implements OpusDecoders {
+  readonly kind = 'wasm' as const;
   readonly simd: boolean;
   private readonly ex: OpusExports;
   private readonly inPtr: number;
@@ -142,7 +182,7 @@ export class OpusWasm {
  * decoder of the same {@link OpusWasm}; copy it (the capture writer does) before decoding again.
  * They return null if libopus rejects the packet (counted as undecodable by the caller).
  */
-export class OpusStreamDecoder {
+export class OpusStreamDecoder implements StreamDecoder {
   private readonly wasm: OpusWasm;
   private st: number;
 

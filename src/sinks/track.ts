@@ -14,7 +14,7 @@ import { BYTES_PER_SAMPLE_FRAME, FRAME_SAMPLES, SAMPLE_RATE, emptyStats } from '
 import { JitterBuffer, type JitterPacket, type Release } from './jitter-buffer.ts';
 import { StreamClock, type ClockSample } from './clock.ts';
 import { CaptureWriter } from './capture-writer.ts';
-import { opusPacketSamples, type OpusStreamDecoder, type OpusWasm } from './opus-decoder.ts';
+import { opusPacketSamples, type StreamDecoder, type OpusDecoders } from './opus-decoder.ts';
 
 const SAMPLES_PER_MS = SAMPLE_RATE / 1000;
 /**
@@ -57,7 +57,7 @@ export interface TrackResume {
 export interface TrackOptions {
   capturePath: string;
   packetLogPath?: string;
-  wasm: OpusWasm;
+  wasm: OpusDecoders;
   playoutDelayMs?: number;
   /** Longest gap concealed with FEC/PLC (ms). Default 100. */
   maxConcealMs?: number;
@@ -70,7 +70,7 @@ export interface TrackOptions {
 interface Stream {
   ssrc: number;
   jb: JitterBuffer<TrackPacket>;
-  decoder: OpusStreamDecoder;
+  decoder: StreamDecoder;
   clock: StreamClock;
   /** Extended timestamp just past the last released packet's audio, or null before the first. */
   endExt: number | null;
@@ -89,7 +89,7 @@ function isSilenceFrame(opus: Uint8Array): boolean {
 export class Track {
   readonly stats: TrackStats;
   private readonly writer: CaptureWriter;
-  private readonly wasm: OpusWasm;
+  private readonly wasm: OpusDecoders;
   private readonly streams = new Map<number, Stream>();
   private readonly ssrcs: number[];
   private readonly delayMs: number;

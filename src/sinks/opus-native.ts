@@ -1,0 +1,125 @@
+/**
+ * Native libopus (native/opus-fec.c, built by `npm install` when a compiler is present) behind the same
+ * interface as the WebAssembly decoder: {@link OpusDecoders.newDecoder} → {@link StreamDecoder}.
+ *
+ * Same libopus as the wasm build: the same PCM for every decoded and FEC-recovered frame (PLC may differ a little,
+ * see test/opus-native.test.ts), for ~1/3 less CPU per packet, which is most of what a recorder spends. Absent
+ * addon → `loadNativeOpus()` returns null and the caller uses wasm.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CHANNELS, FRAME_SAMPLES } from './types.ts';
+import type { OpusDecoders, StreamDecoder } from './opus-decoder.ts';
+
+/** The addon's exports (see native/opus-fec.c). */
+interface OpusAddon {
+  create(): object;
+  decode(decoder: object, packet: Uint8Array | null, decodeFec: number, out: Int16Array, frameSize: number): number;
+  reset(decoder: object): void;
+  version(): string;
+}
+
+/** 120 ms at 48 kHz: the longest frame a packet can hold. */
+const MAX_FRAME_SAMPLES = 5760;
+const MAX_PACKET_BYTES = 8192;
+
+/** Where `npm install` leaves the addon: <package root>/build/Release/dvrec_opus.node (from src/sinks or dist/src/sinks). */
+function addonPath(): string | null {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    const p = join(dir, 'build', 'Release', 'dvrec_opus.node');
+    if (existsSync(p)) return p;
+    if (existsSync(join(dir, 'package.json'))) return null;
+    dir = dirname(dir);
+  }
+  return null;
+}
+
+let cached: OpusAddon | null | undefined;
+/** Why the addon is not in use (for `dvrec doctor`), once {@link loadNativeOpus} returned null. */
+export let nativeOpusUnavailable = '';
+
+/** The addon, or null when it was not built or does not load here. */
+function addon(): OpusAddon | null {
+  if (cached !== undefined) return cached;
+  cached = null;
+  const p = addonPath();
+  if (p === null) nativeOpusUnavailable = 'not built (npm install builds it when a C compiler is present)';
+  else {
+    try {
+      cached = createRequire(import.meta.url)(p) as OpusAddon;
+    } catch (e) {
+      nativeOpusUnavailable = `does not load: ${(e as Error).message.split('\n')[0]}`;
+    }
+  }
+  return cached;
+}
+
+/** Native decoders for one thread; null when the addon is unavailable. */
+export function loadNativeOpus(): NativeOpus | null {
+  const a = addon();
+  return a === null ? null : new NativeOpus(a);
+}
+
+export class NativeOpus implements OpusDecoders {
+  readonly kind = 'native' as const;
+  readonly version: string;
+  /** Shared output: every decoder of this instance writes here (the same contract as the wasm decoder's view). */
+  readonly #out = new Int16Array(MAX_FRAME_SAMPLES * CHANNELS);
+  readonly #bytes = new Uint8Array(this.#out.buffer);
+  readonly #addon: OpusAddon;
+
+  constructor(a: OpusAddon) {
+    this.#addon = a;
+    this.version = a.version();
+  }
+
+  newDecoder(): StreamDecoder {
+    return new NativeStreamDecoder(this.#addon, this.#out, this.#bytes);
+  }
+}
+
+/** One stream's native decoder state; its PCM lands in the owning {@link NativeOpus}'s shared output buffer. */
+class NativeStreamDecoder implements StreamDecoder {
+  readonly #addon: OpusAddon;
+  readonly #out: Int16Array;
+  readonly #bytes: Uint8Array;
+  /** The native handle; null after free() (the handle's finalizer releases the state once unreachable). */
+  #st: object | null;
+
+  constructor(addon: OpusAddon, out: Int16Array, bytes: Uint8Array) {
+    this.#addon = addon;
+    this.#out = out;
+    this.#bytes = bytes;
+    this.#st = addon.create();
+  }
+
+  decode(packet: Uint8Array): Uint8Array | null {
+    return this.#run(packet, MAX_FRAME_SAMPLES, 0);
+  }
+
+  decodeFec(next: Uint8Array, frameSamples = FRAME_SAMPLES): Uint8Array | null {
+    return this.#run(next, frameSamples, 1);
+  }
+
+  conceal(frameSamples = FRAME_SAMPLES): Uint8Array | null {
+    return this.#run(null, frameSamples, 0);
+  }
+
+  reset(): void {
+    if (this.#st !== null) this.#addon.reset(this.#st);
+  }
+
+  free(): void {
+    this.#st = null;
+  }
+
+  #run(data: Uint8Array | null, frameSize: number, fec: number): Uint8Array | null {
+    if (this.#st === null) throw new Error('opus: decoder used after free()');
+    if (data !== null && (data.length === 0 || data.length > MAX_PACKET_BYTES)) return null;
+    const n = this.#addon.decode(this.#st, data, fec, this.#out, frameSize);
+    return n <= 0 ? null : this.#bytes.subarray(0, n * CHANNELS * 2);
+  }
+}
