@@ -337,7 +337,9 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
   });
   const exitCode = await new Promise<number>((resolve) => {
     const guard = setTimeout(() => rec.kill('SIGKILL'), (o.seconds + 600) * 1000);
-    rec.once('exit', (code) => {
+    // 'close', not 'exit': the last stdout lines (the done event with a manifest of hundreds of tracks, ~0.3 MB)
+    // may still be in the pipe when the process has exited.
+    rec.once('close', (code) => {
       clearTimeout(guard);
       resolve(code ?? -1);
     });
@@ -377,7 +379,7 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
 
   if (o.kind === 'dvrec') {
     const m = got.manifest;
-    if (!m) problems.push('no manifest');
+    if (!m) problems.push(`no manifest (exit ${exitCode}${stderr.trim() ? `: ${stderr.trim().split('\n').slice(-2).join(' | ')}` : ''})`);
     else {
       tracks = m.tracks.length;
       for (const t of m.tracks) {
