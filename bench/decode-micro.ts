@@ -1,11 +1,13 @@
 /**
  * Where the time per packet goes, in isolation: decoding the same real Opus packets (64 kbps stereo 20 ms,
- * FEC on, as Discord clients send) with the decoder the pool uses (libopus in WebAssembly, SIMD build when
- * the CPU has it) and with native libopus (@discordjs/opus), single thread, no I/O.
+ * FEC on, as Discord clients send) with the decoders the pool can use (dvrec's native libopus addon, and libopus
+ * in WebAssembly, SIMD build when the CPU has it, the fallback) and with @discordjs/opus (the baseline's native
+ * libopus), single thread, no I/O.
  */
 import { createCipheriv, createDecipheriv, createSecretKey, randomBytes } from 'node:crypto';
 import opus from '@discordjs/opus';
 import { OpusWasm } from '../src/sinks/opus-decoder.ts';
+import { loadNativeOpus } from '../src/sinks/opus-native.ts';
 import { encodeLoop } from './long.ts';
 
 const { OpusEncoder } = opus;
@@ -14,7 +16,10 @@ export interface DecodeMicro {
   packets: number;
   wasmSimdUsPerPacket: number | null;
   wasmUsPerPacket: number;
+  /** @discordjs/opus (the baseline's decoder). */
   nativeUsPerPacket: number;
+  /** dvrec's own native addon (native/opus-fec.c), the pool's decoder where it is built; null when it is not. */
+  dvrecNativeUsPerPacket: number | null;
   /** Transport decryption (aes-256-gcm, one decipher per datagram): key passed as a Buffer vs a KeyObject. */
   gcmBufferKeyUs: number;
   gcmKeyObjectUs: number;
@@ -76,8 +81,20 @@ export function decodeMicro(rounds = 16): DecodeMicro {
   const nat = time(() => {
     for (let r = 0; r < rounds; r++) for (const p of loop) native.decode(p);
   }) / n;
+  const dvrecNative = loadNativeOpus();
+  let own: number | null = null;
+  if (dvrecNative) {
+    const d = dvrecNative.newDecoder();
+    for (let r = 0; r < 4; r++) for (const p of loop) d.decode(p);
+    own = time(() => {
+      for (let r = 0; r < rounds; r++) for (const p of loop) d.decode(p);
+    }) / n;
+  }
   const gcm = gcmMicro(n * 2);
-  return { packets: n, wasmSimdUsPerPacket: simd, wasmUsPerPacket: plain, nativeUsPerPacket: nat, gcmBufferKeyUs: gcm.buffer, gcmKeyObjectUs: gcm.keyObject };
+  return {
+    packets: n, wasmSimdUsPerPacket: simd, wasmUsPerPacket: plain, nativeUsPerPacket: nat, dvrecNativeUsPerPacket: own,
+    gcmBufferKeyUs: gcm.buffer, gcmKeyObjectUs: gcm.keyObject,
+  };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) console.log(decodeMicro(Number(process.argv[2] ?? 8)));

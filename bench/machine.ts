@@ -2,6 +2,8 @@
 import { cpus, totalmem, release } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
+import { createOpusDecoders } from '../src/sinks/opus-decoder.ts';
+import { loadNativeOpus } from '../src/sinks/opus-native.ts';
 
 export interface Machine {
   cpuModel: string;
@@ -10,6 +12,8 @@ export interface Machine {
   node: string;
   kernel: string;
   ffmpeg: string | null;
+  /** The Opus decoder the pool uses here (DVREC_OPUS and whether the native addon was built decide). */
+  opusDecoder: string;
 }
 
 export function machine(): Machine {
@@ -38,5 +42,6 @@ export function machine(): Machine {
     node: process.version,
     kernel: `Linux ${release()}`,
     ffmpeg,
+    opusDecoder: createOpusDecoders().kind === 'native' ? `native addon (${loadNativeOpus()?.version ?? 'libopus'})` : 'libopus WebAssembly',
   };
 }

@@ -33,6 +33,11 @@ const f = (x: number | null | undefined, d = 1): string => (x === null || x === 
 const mark = (ok: boolean | null): string => (ok === null ? '' : ok ? '✅' : '❌');
 
 /** Largest passing step of a ladder (steps are run in increasing order after the fixed ones). */
+/** The decoder the pool uses on this machine: the native addon when built, else wasm (SIMD when available). */
+function poolDecodeUs(u: DecodeMicro): number {
+  return u.dvrecNativeUsPerPacket ?? u.wasmSimdUsPerPacket ?? u.wasmUsPerPacket;
+}
+
 function capacity(steps: StepResult[]): { n: number; step: StepResult | undefined; firstFail: StepResult | undefined } {
   const ok = steps.filter((s) => s.ok).sort((a, b) => b.speakers - a.speakers);
   const fail = steps.filter((s) => !s.ok).sort((a, b) => a.speakers - b.speakers);
@@ -103,7 +108,7 @@ export function renderReport(r: BenchResults, wallS: number): { table: string; m
   out.push('# dvrec benchmarks', '');
   out.push(
     `Machine: ${m.cpuModel}, ${m.cores} cores, ${m.ramGiB} GiB RAM, ${m.kernel}, Node ${m.node}` +
-      `${m.ffmpeg ? `, ${m.ffmpeg}` : ', no ffmpeg'}  `,
+      `${m.ffmpeg ? `, ${m.ffmpeg}` : ', no ffmpeg'}, Opus decoder: ${m.opusDecoder}  `,
     `Date: ${r.date}  `,
     `Command: \`${r.command}\` (${r.quick ? 'quick run' : 'full run'}, ${f(wallS / 60, 1)} min)`,
     '',
@@ -185,6 +190,16 @@ export function renderReport(r: BenchResults, wallS: number): { table: string; m
     }
   }
 
+  /** Where one packet's CPU went in a step, by thread (µs per packet), from the recorder's per-thread CPU. */
+  function perPacket(step: StepResult | undefined): string {
+    if (!step || !step.threadCores) return '';
+    const pps = step.speakers * 50;
+    const us = (cores: number | undefined): string => f(((cores ?? 0) / pps) * 1e6, 1);
+    const tc = step.threadCores;
+    return `Per packet at ${step.speakers} speakers: ${us(tc.WorkerThread)} µs in the pool workers (jitter buffer, decode, writes), ` +
+      `${us(tc.MainThread)} µs on the main thread (receive, decrypt, route, batch), ${us(tc.V8Worker)} µs in V8’s helper threads (GC). `;
+  }
+
   // ---- micro ----
   if (r.micro) {
     const u = r.micro;
@@ -193,17 +208,20 @@ export function renderReport(r: BenchResults, wallS: number): { table: string; m
       table(
         ['what (one 20 ms stereo 64 kbps Opus packet)', 'CPU µs'],
         [
-          ['decode, libopus WebAssembly SIMD (the pool’s decoder)', f(u.wasmSimdUsPerPacket, 1)],
+          ['decode, dvrec’s native libopus addon (the pool’s decoder where built)', u.dvrecNativeUsPerPacket === null ? 'not built' : f(u.dvrecNativeUsPerPacket, 1)],
+          ['decode, libopus WebAssembly SIMD (the pool’s fallback)', f(u.wasmSimdUsPerPacket, 1)],
           ['decode, libopus WebAssembly (no SIMD)', f(u.wasmUsPerPacket, 1)],
-          ['decode, native libopus (@discordjs/opus, the baseline’s)', f(u.nativeUsPerPacket, 1)],
+          ['decode, @discordjs/opus (native libopus, the baseline’s)', f(u.nativeUsPerPacket, 1)],
           ['transport decrypt aes256-gcm, key as Buffer (createDecipheriv per packet)', f(u.gcmBufferKeyUs, 1)],
-          ['transport decrypt aes256-gcm, key as KeyObject', f(u.gcmKeyObjectUs, 1)],
+          ['transport decrypt aes256-gcm, key as KeyObject (dvrec)', f(u.gcmKeyObjectUs, 1)],
         ],
       ),
       '',
-      `One speaker-hour is 180,000 packets: at ${f(u.wasmSimdUsPerPacket, 1)} µs, decoding alone is ` +
-        `${f((u.wasmSimdUsPerPacket ?? u.wasmUsPerPacket) * 0.18, 1)} CPU-s per speaker-hour; native libopus would be ` +
-        `${f(u.nativeUsPerPacket * 0.18, 1)}.`,
+      `One speaker-hour is 180,000 packets: at ${f(poolDecodeUs(u), 1)} µs (the pool’s decoder here), decoding alone is ` +
+        `${f(poolDecodeUs(u) * 0.18, 1)} CPU-s per speaker-hour; with the WebAssembly fallback it would be ` +
+        `${f((u.wasmSimdUsPerPacket ?? u.wasmUsPerPacket) * 0.18, 1)}. The native addon and the WebAssembly build are the same libopus ` +
+        '(1.3.1), with the same output for every decoded and FEC-recovered frame; @discordjs/opus is faster still per call ' +
+        'but cannot decode FEC, so it cannot repair a lost packet from the next one.',
       '',
     );
   }
@@ -266,18 +284,9 @@ export function renderReport(r: BenchResults, wallS: number): { table: string; m
           ? `At ${fail.speakers} speakers the recorder used ${f(fail.recorderCores, 2)} cores and the simulator ` +
             `${f(fail.simCores, 2)} of the box's ${m.cores} (${fail.problems.join('; ')}). `
           : '') +
-        'The box is out of CPU: every packet costs dvrec its Opus decode in the pool (see the per-packet table) plus, on the main thread, ' +
-        'receiving, transport decryption and routing; the simulator needs its own share to encrypt and send, on the same 2 cores. ' +
-        'Profile of `dvrec record` at 100 speakers (node --cpu-prof, all threads, after the KeyObject fix below): the workers spend ~75 % ' +
-        'of their busy time inside libopus (wasm; ~58 µs per packet in situ against ~45 µs in isolation: cache pressure from many decoders), ' +
-        '~4 % in pwrite, the rest in ticks and the jitter buffer; the main thread costs ~19 µs per packet: `postMessage` ~30 % (cross-thread ' +
-        'wake-ups charged to it: a shared-memory packet ring that removes those messages was tried and saved within run-to-run noise, so it ' +
-        'was not kept), AES-GCM ~15 %, the journal rename once a second ~4 %, receiver/replay filter/SSRC map/routing ~1–1.5 % each. ' +
-        'An earlier profile at 200 speakers had ~47 % of the main thread in `prepareSecretKey` under `createDecipheriv` (a raw key ' +
-        're-validated per datagram); transport decryption now uses a KeyObject made once per session. ' +
-        'Decoding 500 speakers alone needs ~1.1–1.5 cores of the 2, before receiving anything and before the simulator, so 500 live-decoded ' +
-        'speakers with the simulator on the same box is out of reach; recording Opus first and decoding after stop (as Craig does) would ' +
-        'trade that for a stop → WAV time that grows with the length.',
+        perPacket(fail ?? at(r.dvrec, dv.n)) +
+        'Every packet costs dvrec its Opus decode in a pool worker plus, on the main thread, receiving, transport decryption and ' +
+        'routing; the simulator needs its own share to encrypt and send, on the same cores.',
     );
   }
   if (r.dvrec.length) {
@@ -285,24 +294,14 @@ export function renderReport(r: BenchResults, wallS: number): { table: string; m
     if (d100 && d100.cpuPerSpeakerHour > TARGET.cpuPerSpeakerHour) {
       notes.push(
         `**CPU ${f(d100.cpuPerSpeakerHour)} CPU-s per speaker-hour at 100 speakers > ${TARGET.cpuPerSpeakerHour}.** ` +
-          (r.micro
-            ? `Decoding alone costs ${f((r.micro.wasmSimdUsPerPacket ?? r.micro.wasmUsPerPacket) * 0.18, 1)} CPU-s per speaker-hour in wasm ` +
-              `(${f(r.micro.nativeUsPerPacket * 0.18, 1)} native), so ${TARGET.cpuPerSpeakerHour} leaves almost nothing for receiving, decrypting and writing. `
-            : '') +
-          (L ? `The sink stack alone (pool workers, long run) is ${f(L.workerCpuPerSpeakerHour, 1)}. ` : '') +
-          (r.micro
-            ? `Transport decryption already uses a KeyObject made once per session (${f(r.micro.gcmBufferKeyUs, 1)} → ` +
-              `${f(r.micro.gcmKeyObjectUs, 1)} µs per packet against a raw key). `
-            : '') +
-          'The workers wake every 10 ms to release jitter-buffer deadlines, which is most of the fixed cost at 10 speakers. ' +
-          'Below ~12 CPU-s the decoder itself would have to change: libopus in wasm is the one decoder here that exposes FEC decoding ' +
-          '(@discordjs/opus cannot), and an Opus decoder is stateful, so ordinary packets cannot go to a native decoder and losses to wasm.',
+          (r.micro ? `Decoding alone costs ${f(poolDecodeUs(r.micro) * 0.18, 1)} CPU-s per speaker-hour with the pool’s decoder. ` : '') +
+          perPacket(d100),
       );
     }
     if (d100 && d100.peakRssMiB >= TARGET.rss100) {
       notes.push(
         `**Peak RSS ${f(d100.peakRssMiB, 0)} MiB at 100 speakers ≥ ${TARGET.rss100}.** Most of it is fixed: at 10 speakers the peak is ` +
-          `${f(at(r.dvrec, 10)?.peakRssMiB, 0)} MiB (discord.js, @discordjs/voice + davey, one V8 isolate and a wasm libopus per pool worker).`,
+          `${f(at(r.dvrec, 10)?.peakRssMiB, 0)} MiB (discord.js, @discordjs/voice + davey, and one V8 isolate per pool worker).`,
       );
     }
   }
