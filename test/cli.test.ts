@@ -14,7 +14,7 @@ import { buildProgram, type Actions } from '../src/commands/program.ts';
 import { expandOutTemplate } from '../src/commands/options.ts';
 import { validateRecordFlags, type RecordFlags } from '../src/commands/record.ts';
 import { ExitCode } from '../src/errors.ts';
-import { ANSI, ROOT, baseEnv, connectionCounter, runCli } from './cli-helpers.ts';
+import { ANSI, PLAIN_ERROR, ROOT, baseEnv, connectionCounter, runCli } from './cli-helpers.ts';
 
 const G = '1180000000000000001';
 const C = '1180000000000000002';
@@ -23,11 +23,12 @@ const TOKEN = 'MTE4MDAwMDAwMDAwMDAwMDAwMw.Gabcde.cli-test-token-never-printed-12
 const work = mkdtempSync(join(tmpdir(), 'dvrec-cli-'));
 after(() => rmSync(work, { recursive: true, force: true }));
 
+/** One line on stderr: without a TTY, `<timestamp> dvrec: <message>` (src/ui/error-line.ts). */
 function assertOneLineError(stderr: string, pattern: RegExp): void {
   const lines = stderr.split('\n').filter((l) => l !== '');
   assert.equal(lines.length, 1, `expected one line on stderr, got:\n${stderr}`);
-  assert.match(lines[0]!, /^dvrec: /);
-  assert.match(lines[0]!, pattern);
+  assert.match(lines[0]!, PLAIN_ERROR);
+  assert.match(lines[0]!.replace(PLAIN_ERROR, ''), pattern);
 }
 
 describe('help and version', () => {
@@ -58,6 +59,18 @@ describe('help and version', () => {
     const r = await runCli([]);
     assert.equal(r.code, ExitCode.USAGE);
     assert.match(r.stderr, /Usage: dvrec/);
+  });
+  test('a usage error with --json is the bare `dvrec: ` line (the JSON stream is stdout\'s)', async () => {
+    const r = await runCli(['record', '--json', '--guild', '1']);
+    assert.equal(r.code, ExitCode.USAGE);
+    const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { event: string; exitCode: number; message: string });
+    assert.deepEqual(events.map((e) => [e.event, e.exitCode]), [['error', ExitCode.USAGE]]);
+    assert.match(events[0]!.message, /^--channel is required/);
+    assert.match(r.stderr, /^dvrec: --channel is required/);
+    const early = await runCli(['record', '--json', '--colour']);
+    assert.equal(early.code, ExitCode.USAGE);
+    assert.match(early.stderr, /^dvrec: unknown option '--colour'/);
+    assert.equal(r.stderr.split('\n').filter(Boolean).length, 1);
   });
 });
 
@@ -161,7 +174,7 @@ describe('record: token and output problems are caught before connecting', () =>
       timeoutMs: 90_000,
     });
     assert.equal(r.code, ExitCode.NETWORK, r.stderr);
-    assert.match(r.stderr.trim().split('\n').pop()!, /^dvrec: /);
+    assert.match(r.stderr.trim().split('\n').pop()!, PLAIN_ERROR);
     assert.ok(!(r.stdout + r.stderr).includes(TOKEN), 'token not printed');
     assert.doesNotMatch(r.stdout + r.stderr, ANSI);
   });
@@ -203,7 +216,7 @@ describe('convert', () => {
   test('existing output without --force → OUTPUT; missing input / non-recording dir → INPUT', async () => {
     const r = await runCli(['convert', pcm]);
     assert.equal(r.code, ExitCode.OUTPUT);
-    assertOneLineError(r.stderr.split('\n').filter((l) => l.startsWith('dvrec:')).join('\n'), /already exists/);
+    assertOneLineError(r.stderr.split('\n').filter((l) => PLAIN_ERROR.test(l)).join('\n'), /already exists/);
     const missing = await runCli(['convert', join(work, 'nope.pcm')]);
     assert.equal(missing.code, ExitCode.INPUT);
     assertOneLineError(missing.stderr, /nope\.pcm: no such file or directory/);

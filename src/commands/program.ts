@@ -7,6 +7,7 @@
  * errors never load discord.js or a codec.
  */
 import { Command, Option } from 'commander';
+import { errorLine } from '../ui/error-line.ts';
 import type { ConvertFlags } from './convert.ts';
 import type { DemoFlags } from './demo.ts';
 import type { DoctorFlags } from './doctor.ts';
@@ -55,8 +56,9 @@ export function buildProgram(version: string, actions: Actions = defaultActions)
     .showSuggestionAfterError(true)
     .exitOverride()
     .configureOutput({
-      // One line, `dvrec: ` prefixed, like every other error (commander adds "error: " and a newline hint).
-      outputError: (str, write) => write(`dvrec: ${str.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim()}\n`),
+      // One line, `dvrec: ` prefixed (and timestamped in a log) like every other error; commander adds
+      // "error: " and a newline hint.
+      outputError: (str, write) => write(errorLine(str.replace(/^error: /, ''), { json: process.argv.includes('--json') })),
     })
     .addHelpText(
       'after',
@@ -98,6 +100,7 @@ Exit codes: 0 ok, 1 internal, 2 usage, 3 auth, 4 not found, 5 permission, 6 chan
 The bot token comes from DISCORD_TOKEN or --token-file; it is never printed.
 Ctrl-C (SIGINT), SIGTERM or SIGHUP stops and finishes the files (exit 0); a second one
 quits at once (exit 130) and leaves a capture that \`dvrec convert DIR\` finishes.
+A signal before the recording has started cancels it (exit 130; nothing is left behind).
 
 Examples:
   export DISCORD_TOKEN=...   # or: --token-file ~/.config/dvrec/token
