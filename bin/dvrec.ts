@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 /**
- * dvrec's entry point: parses the command line with commander and hands the values to a command in
- * src/commands. Nothing else happens here; each command is imported only when it runs, so `--help`
- * and option errors never load discord.js or a codec.
+ * dvrec's entry point: checks the Node version, then parses the command line with the commander program
+ * of src/commands/program.ts, which hands the values to a command. Nothing else happens here; each
+ * command is imported only when it runs, so `--help` and option errors never load discord.js or a codec.
  */
-import { Command, CommanderError, Option } from 'commander';
+import { CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,33 +33,8 @@ function packageVersion(): string {
   }
 }
 
-const collect = (value: string, previous: string[] = []) => [...previous, value];
-
-const program = new Command('dvrec')
-  .description('Record every speaker of a Discord voice channel to one aligned track per user.')
-  .version(packageVersion(), '-V, --version', 'print the version and exit')
-  .helpOption('-h, --help', 'show help')
-  .helpCommand('help [command]', 'show help for a command')
-  .showSuggestionAfterError(true)
-  .exitOverride()
-  .configureOutput({
-    // One line, `dvrec: ` prefixed, like every other error (commander adds "error: " and a newline hint).
-    outputError: (str, write) => write(`dvrec: ${str.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim()}\n`),
-  })
-  .addHelpText(
-    'after',
-    `
-Examples:
-  dvrec demo                                   record the built-in local channel (no token needed)
-  DISCORD_TOKEN=... dvrec record --guild 1234567890123456789 --channel 2345678901234567890
-  dvrec record --guild G --channel C --format mp3 --duration 1h30m --stop-when-empty
-  dvrec convert recordings/G-C-2026-11-03T20-00-00   finish a recording that was killed
-  dvrec doctor                                 check codecs, DAVE and ffmpeg on this machine
-
-Environment: DISCORD_TOKEN, DVREC_API_URL, FFMPEG_PATH, NO_COLOR, DVREC_DEBUG=1.
-Exit codes: 0 ok, 1 internal, 2 usage, 3 auth, 4 not found, 5 permission, 6 channel full,
-7 voice rejected, 8 network, 9 output, 10 input, 11 encoder, 130 interrupted.  See: man dvrec`,
-  );
+const { buildProgram } = await import('../src/commands/program.ts');
+const program = buildProgram(packageVersion());
 
 /**
  * node-pre-gyp (which loads @discordjs/opus) parses process.argv as if it were its own command line:
@@ -69,113 +44,6 @@ Exit codes: 0 ok, 1 internal, 2 usage, 3 auth, 4 not found, 5 permission, 6 chan
 program.hook('preAction', () => {
   process.argv.splice(2);
 });
-
-/** Loads the shared runner (exit codes, one-line errors, redaction) only when a command runs. */
-async function runner() {
-  return (await import('../src/commands/run.ts')).runCommand;
-}
-
-program
-  .command('record')
-  .description('join a voice channel and record one track per speaker')
-  .option('--guild <id>', 'server (guild) id')
-  .option('--channel <id>', 'voice channel id')
-  .option('-o, --out <dir>', 'output directory; may use {guild} {channel} {date} {time} {datetime}', 'recordings/{guild}-{channel}-{datetime}')
-  .addOption(new Option('-f, --format <format>', 'wav, mp3, flac or opus').default('wav'))
-  .option('--mono', 'write mono tracks (captures are stereo)')
-  .option('--bitrate <kbps>', 'MP3 bitrate in kbps (default 128)')
-  .option('--mix', 'also write mix.<ext>: everyone mixed into one track')
-  .option('-d, --duration <time>', 'stop after this long: 20 (seconds), 90s, 45m, 1h30m')
-  .option('--max-size <size>', 'stop once the captures hold this much: 500M, 2G')
-  .option('--stop-when-empty [after]', 'stop once no human is in the channel (for 30s by default)')
-  .option('--users <ids>', 'record only these user ids (comma-separated; repeatable)', collect)
-  .option('--ffmpeg <path>', 'ffmpeg executable to use (else FFMPEG_PATH, ffmpeg-static, PATH)')
-  .option('--force', 'record into a directory that already holds a recording')
-  .option('--json', 'print one JSON event per line on stdout')
-  .option('--token-file <file>', 'read the bot token from FILE (else DISCORD_TOKEN)')
-  .option('--api-url <url>', 'Discord REST base, e.g. a local test server (else DVREC_API_URL)')
-  .addHelpText(
-    'after',
-    `
-The bot token comes from DISCORD_TOKEN or --token-file; it is never printed.
-Ctrl-C (SIGINT) or SIGTERM stops and finishes the files; a second one quits at once and
-leaves a capture that \`dvrec convert DIR\` finishes.
-
-Examples:
-  export DISCORD_TOKEN=...   # or: --token-file ~/.config/dvrec/token
-  dvrec record --guild 1234567890123456789 --channel 2345678901234567890
-  dvrec record --guild G --channel C --format mp3 --bitrate 192 --mix --duration 2h
-  dvrec record --guild G --channel C --stop-when-empty 5m --out 'podcast/{date}'
-  dvrec record --guild G --channel C --users 345678901234567890,456789012345678901
-  dvrec record --guild G --channel C --duration 1h --json > events.jsonl`,
-  )
-  .action(async (opts) => {
-    const { recordCommand } = await import('../src/commands/record.ts');
-    await (await runner())((set) => recordCommand(opts, set));
-  });
-
-program
-  .command('convert')
-  .description('finish a recording directory, or convert raw s16le PCM files')
-  .argument('<input...>', 'recording directory (with capture.json) or raw .pcm file(s)')
-  .option('-f, --format <format>', 'raw input: wav, mp3, flac or opus (default wav)')
-  .option('--rate <hz>', 'raw input: sample rate (default 48000)')
-  .option('--channels <n>', 'raw input: interleaved channels, 1 to 8 (default 2)')
-  .option('--mono', 'raw input: downmix to one channel')
-  .option('--bitrate <kbps>', 'raw input: MP3 bitrate in kbps (default 128)')
-  .option('-o, --out <file>', 'output file (one raw input only; default: next to the input)')
-  .option('--force', 'overwrite existing output files')
-  .option('--ffmpeg <path>', 'ffmpeg executable to use')
-  .option('--json', 'print one JSON event per line on stdout')
-  .addHelpText(
-    'after',
-    `
-A recording directory is finished as it was recorded (format, --mono, --mix are in its
-capture.json); the options marked "raw input" are for .pcm files.
-
-Examples:
-  dvrec convert recordings/1234-5678-2026-11-03T20-00-00     finish a killed recording
-  dvrec convert --rate 48000 --channels 2 --format flac capture.pcm
-  dvrec convert -o talk.mp3 --format mp3 --bitrate 96 talk.pcm`,
-  )
-  .action(async (inputs: string[], opts) => {
-    const { convertCommand } = await import('../src/commands/convert.ts');
-    await (await runner())((set) => convertCommand(inputs, opts, set));
-  });
-
-program
-  .command('demo')
-  .description('record the built-in local Discord (no token, no network) and keep the files')
-  .option('-o, --out <dir>', 'output directory (template like record --out)', 'recordings/demo-{datetime}')
-  .option('--seconds <n>', 'how long to record (default 8)')
-  .addOption(new Option('-f, --format <format>', 'wav, mp3, flac or opus').default('wav'))
-  .option('--json', 'print one JSON event per line on stdout')
-  .addHelpText(
-    'after',
-    `
-Starts a simulated Discord in this process (REST, gateway, TLS voice gateway, encrypted RTP,
-DAVE) with four members speaking distinct tones, records it with the real recorder and
-prints where the files are.
-
-Examples:
-  dvrec demo
-  dvrec demo --seconds 20 --format mp3 --out /tmp/dvrec-demo`,
-  )
-  .action(async (opts) => {
-    const { demoCommand } = await import('../src/commands/demo.ts');
-    await (await runner())((set) => demoCommand(opts, set));
-  });
-
-program
-  .command('doctor')
-  .description('check Node, codecs, DAVE, encryption and ffmpeg on this machine')
-  .option('--ffmpeg <path>', 'ffmpeg executable to check')
-  .option('--json', 'print the result as one JSON object')
-  .addHelpText('after', `\nExample:\n  dvrec doctor`)
-  .action(async (opts) => {
-    const { doctorCommand } = await import('../src/commands/doctor.ts');
-    await (await runner())((set) => doctorCommand(opts, set));
-  });
 
 try {
   await program.parseAsync(process.argv);

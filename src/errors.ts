@@ -24,7 +24,7 @@ export const ExitCode = {
   OUTPUT: 9,
   /** Input for convert is missing or malformed. */
   INPUT: 10,
-  /** A format needs an encoder that is not available (e.g. FLAC without ffmpeg). */
+  /** An encoder cannot be used: one failed to load, or the ffmpeg given with --ffmpeg does not run. */
   ENCODER: 11,
   /** A second SIGINT/SIGTERM: stopped at once; the capture is left for `dvrec convert DIR`. */
   INTERRUPTED: 130,

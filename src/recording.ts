@@ -10,8 +10,8 @@
  * One track per USER: the router registers a user with the pool on their first packet and never again, so a
  * new SSRC (rejoin), a resume or a server move all land in the same capture, on the same t=0 clock.
  */
-import { promises as fsp, constants as fsConstants, existsSync, statSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { promises as fsp, constants as fsConstants, existsSync, statSync, rmSync, rmdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { DvrecError, ExitCode, redact } from './errors.ts';
 import type { LiveStatus, RecordingObserver, RecordOptions, StopReason } from './recording-api.ts';
 import { Receiver } from './receiver/receiver.ts';
@@ -115,7 +115,7 @@ class TrackRouter {
  * cleanly and what was captured is finished.
  */
 export async function runRecording(opts: RecordOptions, observer: RecordingObserver, stop: AbortSignal, hooks: RecordingHooks = {}): Promise<Manifest> {
-  await prepareOutDir(opts.outDir, opts.force);
+  const claim = await prepareOutDir(opts.outDir, opts.force);
   const reservePath = join(opts.outDir, CAPTURE_DIR, RESERVE_FILE);
   const releaseReserve = (): void => rmSync(reservePath, { force: true });
   observer.phase({ phase: 'connecting' });
@@ -204,6 +204,9 @@ export async function runRecording(opts: RecordOptions, observer: RecordingObser
     await pool?.cleanup(0).catch(() => undefined);
     await pool?.close().catch(() => undefined);
     releaseReserve();
+    // Refused, unreachable or cancelled before t=0: nothing was captured, so leave no trace of this run
+    // (an empty recordings/<guild>-<channel>-<time>/ per failed cron run helps nobody).
+    if (!router?.tracks.size) releaseOutDir(claim);
     throw e;
   });
 
@@ -362,14 +365,25 @@ function toJournalTrack(t: TrackInfo): JournalTrack {
   };
 }
 
+/** What prepareOutDir made, so that a run which captured nothing can take exactly that away again. */
+interface OutDirClaim {
+  dir: string;
+  /** The topmost directory this run created (`mkdir -p` may create several levels), if any. */
+  createdTop: string | undefined;
+  /** Whether this run created `.capture/`. */
+  createdCaptureDir: boolean;
+}
+
 /** Creates the output directory (private) and refuses to clobber an unfinished recording. */
-async function prepareOutDir(dir: string, force: boolean): Promise<void> {
+async function prepareOutDir(dir: string, force: boolean): Promise<OutDirClaim> {
+  let createdTop: string | undefined;
   try {
-    await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
+    createdTop = await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
     await fsp.access(dir, fsConstants.W_OK);
   } catch (e) {
     throw new DvrecError(`cannot write to ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, ExitCode.OUTPUT);
   }
+  const claim: OutDirClaim = { dir, createdTop, createdCaptureDir: !existsSync(join(dir, CAPTURE_DIR)) };
   if (!force && existsSync(join(dir, JOURNAL_FILE))) {
     throw new DvrecError(`${dir} holds an unfinished recording (${JOURNAL_FILE}); run dvrec convert ${dir}, or use --force`, ExitCode.OUTPUT);
   }
@@ -378,7 +392,34 @@ async function prepareOutDir(dir: string, force: boolean): Promise<void> {
     await fsp.writeFile(join(dir, CAPTURE_DIR, RESERVE_FILE), Buffer.alloc(RESERVE_BYTES), { mode: 0o600 });
   } catch (e) {
     await fsp.rm(join(dir, CAPTURE_DIR, RESERVE_FILE), { force: true }).catch(() => undefined);
+    releaseOutDir(claim);
     throw new DvrecError(`cannot write to ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} (is the disk full?)`, ExitCode.OUTPUT);
+  }
+  return claim;
+}
+
+/**
+ * Removes what prepareOutDir created, for a run that captured nothing: `.capture/` and the directories
+ * `mkdir -p` made, innermost first, each only while it is empty (rmdir, never a recursive delete). A
+ * directory that existed before, or holds anything this run did not put there, is left alone.
+ */
+function releaseOutDir(claim: OutDirClaim): void {
+  rmSync(join(claim.dir, CAPTURE_DIR, RESERVE_FILE), { force: true });
+  if (claim.createdCaptureDir) {
+    try {
+      rmdirSync(join(claim.dir, CAPTURE_DIR));
+    } catch {
+      return; // not empty: something else is in there; keep everything
+    }
+  }
+  if (claim.createdTop === undefined) return;
+  for (let d = claim.dir; ; d = dirname(d)) {
+    try {
+      rmdirSync(d);
+    } catch {
+      return;
+    }
+    if (d === claim.createdTop || dirname(d) === d) return;
   }
 }
 

@@ -4,13 +4,13 @@
  * `dvrec: ...` line, its exit code, no escape codes, and never the token.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ExitCode } from '../src/errors.ts';
 import { startSimulator, type Scenario, type Simulator } from '../src/simulator/index.ts';
-import { ANSI, baseEnv, runCli, type CliResult } from './cli-helpers.ts';
+import { ANSI, baseEnv, collect, errorLines, runCli, silentServer, startCli, waitForOutput, type CliResult } from './cli-helpers.ts';
 
 const GUILD = '1190000000000000001';
 const VOICE = '1190000000000000002';
@@ -47,10 +47,36 @@ function scenario(extra: Partial<Scenario> = {}): Scenario {
 const work = mkdtempSync(join(tmpdir(), 'dvrec-err-'));
 after(() => rmSync(work, { recursive: true, force: true }));
 
+/**
+ * The documented 30 s connect timeout is tested for real, against a server that never answers. It takes
+ * 30 s, so it starts as this file loads and runs alongside the other tests; its test awaits the result.
+ */
+const timeoutRun = (async () => {
+  const server = await silentServer();
+  try {
+    const out = join(work, 'timeout');
+    const started = performance.now();
+    const r = await runCli(['record', '--guild', GUILD, '--channel', VOICE, '--out', out], {
+      env: baseEnv({ DISCORD_TOKEN: TOKEN, DVREC_API_URL: server.url }),
+      timeoutMs: 90_000,
+    });
+    return { ...r, out, seconds: (performance.now() - started) / 1000, connections: server.connections() };
+  } finally {
+    await server.close();
+  }
+})();
+// Awaited by its test; never an unhandled rejection if an earlier test fails the file first.
+timeoutRun.catch(() => {});
+
 let n = 0;
-async function record(sim: Simulator, args: { guild?: string; channel?: string; token?: string }): Promise<CliResult> {
+/**
+ * Runs `dvrec record` against the simulator and checks what every failure must do: one `dvrec:` line, no
+ * escape codes, no token, and no trace on disk (the output directory it was to create does not exist).
+ */
+async function record(sim: Simulator, args: { guild?: string; channel?: string; token?: string; out?: string }): Promise<CliResult> {
+  const out = args.out ?? join(work, `r${n++}`);
   const r = await runCli(
-    ['record', '--guild', args.guild ?? GUILD, '--channel', args.channel ?? VOICE, '--duration', '5', '--out', join(work, `r${n++}`)],
+    ['record', '--guild', args.guild ?? GUILD, '--channel', args.channel ?? VOICE, '--duration', '5', '--out', out],
     {
       env: baseEnv({ DISCORD_TOKEN: args.token ?? TOKEN, DVREC_API_URL: sim.apiUrl, NODE_EXTRA_CA_CERTS: sim.caCertPath }),
       timeoutMs: 60_000,
@@ -60,13 +86,13 @@ async function record(sim: Simulator, args: { guild?: string; channel?: string; 
   assert.ok(!all.includes(TOKEN), 'the token is never printed');
   if (args.token) assert.ok(!all.includes(args.token), 'the given token is never printed');
   assert.doesNotMatch(all, ANSI);
-  const errLines = r.stderr.split('\n').filter((l) => l.startsWith('dvrec: '));
-  assert.equal(errLines.length, 1, `exactly one error line:\n${r.stderr}`);
+  assert.equal(errorLines(r.stderr).length, 1, `exactly one error line:\n${r.stderr}`);
+  if (args.out === undefined) assert.ok(!existsSync(out), `nothing was captured, so ${out} was removed again`);
   return r;
 }
 
 function lastError(r: CliResult): string {
-  return r.stderr.split('\n').filter((l) => l.startsWith('dvrec: ')).pop() ?? '';
+  return errorLines(r.stderr).pop() ?? '';
 }
 
 describe('Discord rejections map to documented exit codes', { concurrency: 2 }, () => {
@@ -119,14 +145,98 @@ describe('voice-level rejections', { concurrency: 2 }, () => {
       await sim.close();
     }
   });
-  test('voice server closes with 4017 (DAVE required) → VOICE_REJECTED', async () => {
-    const sim = await startSimulator(scenario({ rejectVoiceWith: 4017 }));
+  // Discord's voice close codes that refuse a session (not 4014 kicked, not 4015 resumable): each is exit 7
+  // with its code and meaning in the message.
+  const refusals: [number, RegExp][] = [
+    [4017, /4017.*DAVE/],
+    [4016, /4016.*unknown encryption mode/],
+    [4006, /4006.*session no longer valid/],
+    [4012, /4012.*unknown protocol/],
+  ];
+  for (const [code, pattern] of refusals) {
+    test(`voice server closes with ${code} → VOICE_REJECTED`, async () => {
+      const sim = await startSimulator(scenario({ rejectVoiceWith: code }));
+      try {
+        const r = await record(sim, {});
+        assert.equal(r.code, ExitCode.VOICE_REJECTED, r.stderr);
+        assert.match(lastError(r), pattern);
+      } finally {
+        await sim.close();
+      }
+    });
+  }
+});
+
+describe('what a failed run leaves on disk', { concurrency: 2 }, () => {
+  test('nested output directories created for the run are all removed; the parent that existed stays', async () => {
+    const sim = await startSimulator(scenario());
     try {
-      const r = await record(sim, {});
-      assert.equal(r.code, ExitCode.VOICE_REJECTED, r.stderr);
-      assert.match(lastError(r), /4017|DAVE/);
+      const parent = join(work, 'nested');
+      mkdirSync(parent);
+      const r = await record(sim, { guild: '1190000000000000999', out: join(parent, 'a', 'b', '{guild}') });
+      assert.equal(r.code, ExitCode.NOT_FOUND, r.stderr);
+      assert.deepEqual(readdirSync(parent), [], 'a/b/<guild> were created by the run and are gone');
     } finally {
       await sim.close();
+    }
+  });
+  test('a directory that existed before is kept, with what it held, and without dvrec\'s .capture/', async () => {
+    const sim = await startSimulator(scenario());
+    try {
+      const out = join(work, 'existing');
+      mkdirSync(join(out, 'notes'), { recursive: true });
+      writeFileSync(join(out, 'notes', 'agenda.txt'), 'items');
+      const r = await record(sim, { token: 'MTE5MDAwMDAwMDAwMDAwMDAwMw.Gwrong.this-is-not-the-right-token-xyz', out });
+      assert.equal(r.code, ExitCode.AUTH, r.stderr);
+      assert.deepEqual(readdirSync(out, { recursive: true }).map(String).sort(), ['notes', join('notes', 'agenda.txt')]);
+    } finally {
+      await sim.close();
+    }
+  });
+});
+
+describe('when Discord does not answer', { concurrency: 2 }, () => {
+  test('the connection attempt gives up after 30 s → NETWORK, and leaves nothing behind', async () => {
+    const r = await timeoutRun;
+    assert.equal(r.code, ExitCode.NETWORK, r.stderr);
+    assert.ok(r.connections > 0, 'dvrec did try to connect');
+    assert.match(lastError(r), /timed out after 30 s logging in to Discord/);
+    assert.equal(errorLines(r.stderr).length, 1, r.stderr);
+    assert.ok(r.seconds >= 30 && r.seconds < 45, `gave up after ${r.seconds.toFixed(1)} s`);
+    assert.ok(!existsSync(r.out), 'no empty output directory');
+    assert.ok(!(r.stdout + r.stderr).includes(TOKEN));
+  });
+
+  test('a first Ctrl-C while connecting cancels: exit 130, says nothing was recorded, leaves nothing', async () => {
+    const server = await silentServer();
+    try {
+      const out = join(work, 'cancel');
+      const env = baseEnv({ DISCORD_TOKEN: TOKEN, DVREC_API_URL: server.url });
+      // Plain text: the log says it is connecting, then the one error line.
+      const child = startCli(['record', '--guild', GUILD, '--channel', VOICE, '--out', out], { env });
+      const result = collect(child);
+      await waitForOutput(child, (s) => /connecting to Discord/.test(s), 30_000, 'stderr');
+      child.kill('SIGINT');
+      const r = await result;
+      assert.equal(r.code, ExitCode.INTERRUPTED, r.stderr);
+      assert.deepEqual(errorLines(r.stderr), ['dvrec: cancelled by SIGINT while logging in to Discord; nothing was recorded']);
+      assert.doesNotMatch(r.stderr, /finishing the files|dvrec convert/, 'no promise of files to finish');
+      assert.equal(r.stdout, '', 'no file list');
+      assert.ok(!existsSync(out), 'the output directory it had created is removed');
+
+      // --json: the error event says the same, and no `stopping` event promises a stop that finishes files.
+      const jsonChild = startCli(['record', '--guild', GUILD, '--channel', VOICE, '--out', out, '--json'], { env });
+      const jsonResult = collect(jsonChild);
+      await waitForOutput(jsonChild, (s) => /"phase":"connecting"/.test(s));
+      jsonChild.kill('SIGTERM');
+      const j = await jsonResult;
+      assert.equal(j.code, ExitCode.INTERRUPTED, j.stderr);
+      const events = j.stdout.trim().split('\n').map((l) => JSON.parse(l) as { event: string; message?: string; exitCode?: number });
+      assert.deepEqual(events.map((e) => e.event), ['note', 'phase', 'error'], 'output: DIR, connecting, then the error');
+      assert.deepEqual(events[2], { ...events[2], message: 'cancelled by SIGTERM while logging in to Discord; nothing was recorded', exitCode: 130 });
+      assert.ok(!existsSync(out));
+    } finally {
+      await server.close();
     }
   });
 });

@@ -54,6 +54,43 @@ export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: st
   return collect(startCli(args, opts), opts.timeoutMs);
 }
 
+/** The error line of a run without a TTY: `<local timestamp> dvrec: <message>` (see src/ui/error-line.ts). */
+export const PLAIN_ERROR = /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d dvrec: /;
+
+/** The `dvrec: ...` error lines of a plain-mode stderr, without their timestamps. */
+export function errorLines(stderr: string): string[] {
+  return stderr
+    .split('\n')
+    .filter((l) => PLAIN_ERROR.test(l))
+    .map((l) => l.replace(/^\S+ \S+ /, ''));
+}
+
+/**
+ * An HTTP server that accepts connections and never answers: pointed at by DVREC_API_URL, it keeps dvrec
+ * in its "connecting" phase for as long as the test likes (a Discord that does not respond).
+ */
+export async function silentServer(): Promise<{ url: string; connections(): number; close(): Promise<void> }> {
+  const sockets = new Set<import('node:net').Socket>();
+  let n = 0;
+  const server: Server = createServer((s) => {
+    n++;
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => {});
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  return {
+    url: `http://127.0.0.1:${port}/api`,
+    connections: () => n,
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+}
+
 /** Any ANSI/VT escape sequence (CSI, OSC, single-character escapes). */
 // eslint-disable-next-line no-control-regex
 export const ANSI = /\u001b[[\]()#;?]*|\u009b/;
@@ -77,8 +114,8 @@ export async function connectionCounter(): Promise<{ url: string; count(): numbe
   };
 }
 
-/** Waits until `predicate(text so far)` holds for the child's stdout (e.g. a JSON "recording" event). */
-export function waitForOutput(child: ChildProcess, predicate: (stdout: string) => boolean, timeoutMs = 30_000): Promise<void> {
+/** Waits until `predicate(text so far)` holds for the child's stdout (e.g. a JSON "recording" event), or stderr. */
+export function waitForOutput(child: ChildProcess, predicate: (stdout: string) => boolean, timeoutMs = 30_000, stream: 'stdout' | 'stderr' = 'stdout'): Promise<void> {
   let seen = '';
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`timed out waiting for output; got: ${seen}`)), timeoutMs);
@@ -86,11 +123,11 @@ export function waitForOutput(child: ChildProcess, predicate: (stdout: string) =
       seen += d.toString();
       if (predicate(seen)) {
         clearTimeout(timer);
-        child.stdout!.off('data', onData);
+        child[stream]!.off('data', onData);
         resolve();
       }
     };
-    child.stdout!.on('data', onData);
+    child[stream]!.on('data', onData);
     child.on('close', () => {
       clearTimeout(timer);
       if (!predicate(seen)) reject(new Error(`dvrec exited before the expected output; got: ${seen}`));

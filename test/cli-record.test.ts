@@ -5,15 +5,15 @@
  * capture `dvrec convert DIR` finishes.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { after, describe, test, type TestContext } from 'node:test';
 import { spawnSync } from 'node:child_process';
 import { ExitCode } from '../src/errors.ts';
 import type { Manifest } from '../src/sinks/capture-layout.ts';
 import { startSimulator, type Scenario, type Simulator } from '../src/simulator/index.ts';
-import { ANSI, baseEnv, collect, runCli, startCli, waitForOutput } from './cli-helpers.ts';
+import { ANSI, baseEnv, collect, errorLines, runCli, startCli, waitForOutput, type CliResult } from './cli-helpers.ts';
 
 const GUILD = '1200000000000000001';
 const VOICE = '1200000000000000002';
@@ -197,5 +197,71 @@ describe('signals', { concurrency: 2 }, () => {
     } finally {
       await sim.close();
     }
+  });
+});
+
+describe('a recording that stops on an error still reports its files', { concurrency: 2 }, () => {
+  /**
+   * A 1 MiB tmpfs for the output: the disk fills ~2 s into the recording, dvrec stops, and the space it held
+   * back lets it finish the files (see recording.ts, RESERVE_BYTES). Needs the right to mount (root with
+   * CAP_SYS_ADMIN), as the engine-level disk-full test in faults.test.ts; skipped without it.
+   */
+  async function recordOntoFullDisk(
+    t: TestContext,
+    name: string,
+    extra: string[],
+  ): Promise<{ r: CliResult; out: string; sizes: Record<string, number>; manifest: string | undefined } | undefined> {
+    const mnt = join(work, `${name}-mnt`);
+    mkdirSync(mnt);
+    if (spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1024k,mode=0700', 'tmpfs', mnt]).status !== 0) {
+      t.skip('cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)');
+      return undefined;
+    }
+    const sim = await startSimulator(scenario());
+    try {
+      const out = join(mnt, 'rec');
+      const r = await runCli(['record', '--guild', GUILD, '--channel', VOICE, '--out', out, '--duration', '20', ...extra], { env: env(sim) });
+      // The files are read before the tmpfs goes away.
+      const sizes = Object.fromEntries(readdirSync(out).map((f) => [f, statSync(join(out, f)).size]));
+      const manifest = existsSync(join(out, 'manifest.json')) ? readFileSync(join(out, 'manifest.json'), 'utf8') : undefined;
+      t.diagnostic(`files: ${JSON.stringify(sizes)}`);
+      return { r, out, sizes, manifest };
+    } finally {
+      await sim.close();
+      spawnSync('umount', ['-l', mnt]);
+    }
+  }
+
+  test('--json: the done event with the manifest, then the error event; exit 9', async (t) => {
+    const run = await recordOntoFullDisk(t, 'full-json', ['--json']);
+    if (!run) return;
+    const { r, out, sizes, manifest } = run;
+    assert.equal(r.code, ExitCode.OUTPUT, r.stderr);
+    const events = parseEvents(r.stdout);
+    assert.equal(stopReason(events), 'error');
+    const [done, error] = events.slice(-2) as [Event, Event & { message: string; exitCode: number }];
+    assert.equal(done.event, 'done', `done before the error: ${events.map((e) => e.event).join(',')}`);
+    assert.equal(done.dir, out);
+    assert.equal(done.manifest!.tracks.length, 2);
+    for (const tr of done.manifest!.tracks) assert.ok(sizes[tr.file]! > 44 + 48_000 * 4 / 2, `${tr.file} holds audio: ${sizes[tr.file]} bytes`);
+    assert.deepEqual(JSON.parse(manifest!), done.manifest, 'the manifest on disk');
+    assert.equal(error.event, 'error');
+    assert.equal(error.exitCode, ExitCode.OUTPUT);
+    assert.match(error.message, /disk full \((ENOSPC|EDQUOT)\).*stopped at \d+\.\d s; everything captured until then is kept/);
+  });
+
+  test('text: the files are listed on stdout, then the timestamped error line on stderr; exit 9', async (t) => {
+    const run = await recordOntoFullDisk(t, 'full-text', []);
+    if (!run) return;
+    const { r, out } = run;
+    assert.equal(r.code, ExitCode.OUTPUT, r.stderr);
+    assert.match(r.stdout, new RegExp(`^Recorded \\d+\\.\\d s, 2 tracks \\(wav\\) in ${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'));
+    assert.match(r.stdout, /^ {2}Ann-1200000000000000101\.wav {2}Ann/m);
+    assert.match(r.stdout, /^ {2}Ben-1200000000000000102\.wav {2}Ben/m);
+    const errs = errorLines(r.stderr);
+    assert.equal(errs.length, 1, r.stderr);
+    assert.match(errs[0]!, /^dvrec: disk full/);
+    assert.match(r.stderr.trim().split('\n').at(-1)!, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d dvrec: disk full/, 'the error is the last line');
+    for (const line of r.stderr.trim().split('\n')) assert.match(line, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d /, `timestamped: ${line}`);
   });
 });

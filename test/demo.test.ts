@@ -1,15 +1,17 @@
 /**
  * `dvrec demo` as a user on a fresh machine runs it: no token, no network, no TTY. It must leave real,
  * aligned tracks with the demo members' distinct tones, say where they are, and work both in-process
- * (tls.setDefaultCACertificates) and through the child-process fallback (NODE_EXTRA_CA_CERTS).
+ * (tls.setDefaultCACertificates) and through the child-process fallback (NODE_EXTRA_CA_CERTS), and the
+ * way the README starts it: `npx dvrec demo` in the clone, which runs the built package bin (dist/).
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import type { Manifest } from '../src/sinks/capture-layout.ts';
-import { ANSI, baseEnv, runCli } from './cli-helpers.ts';
+import { ANSI, ROOT, baseEnv, collect, runCli } from './cli-helpers.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'dvrec-demo-'));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -93,5 +95,40 @@ describe('dvrec demo', { concurrency: 2 }, () => {
     assert.ok(done?.manifest, 'a done event with the manifest');
     assert.equal(done.manifest.tracks.length, 4);
     checkDemo(out, 3);
+  });
+});
+
+/** The newest modification time of the .ts files under `dir`. */
+function newestSource(dir: string): number {
+  let newest = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile() && e.name.endsWith('.ts')) newest = Math.max(newest, statSync(join(e.parentPath, e.name)).mtimeMs);
+  }
+  return newest;
+}
+
+describe('the README\'s first command', () => {
+  test('`npx --no-install dvrec demo` from the repository root runs the package bin and leaves the files', async () => {
+    // `npm test` builds dist/ before running the tests; `npx dvrec` runs package.json's bin, dist/bin/dvrec.js.
+    const dist = join(ROOT, 'dist', 'bin', 'dvrec.js');
+    assert.ok(existsSync(dist), `${dist} is missing: build first (npm test does: tsc -p tsconfig.json)`);
+    const stale = Math.max(newestSource(join(ROOT, 'src')), newestSource(join(ROOT, 'bin'))) > statSync(dist).mtimeMs;
+    assert.ok(!stale, 'dist/ is older than the sources: build first (npm test does: tsc -p tsconfig.json)');
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> };
+    assert.equal(pkg.bin.dvrec, 'dist/bin/dvrec.js');
+
+    const out = join(work, 'npx');
+    // A fresh clone's shell: no npm_* variables from an enclosing `npm test`, no update check over the network.
+    const child = spawn('npx', ['--no-install', 'dvrec', 'demo', '--seconds', '2', '--out', out], {
+      cwd: ROOT,
+      env: baseEnv({ npm_config_update_notifier: 'false' }),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const r = await collect(child, 90_000);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`^Recorded 2\\.\\d s, 4 tracks \\(wav\\) in ${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'));
+    assert.doesNotMatch(r.stdout + r.stderr, ANSI);
+    const m = checkDemo(out, 2);
+    assert.deepEqual(readdirSync(out).sort(), [...m.tracks.map((t) => t.file), 'manifest.json'].sort(), 'finished tracks and the manifest, nothing else');
   });
 });

@@ -8,7 +8,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { DvrecError, ExitCode, redact } from '../src/errors.ts';
+import { DvrecError, ExitCode, redact, registerSecret } from '../src/errors.ts';
 import {
   checkOutputDir,
   expandOutTemplate,
@@ -265,5 +265,20 @@ describe('failure reporting', () => {
     const dbg = describeFailure(new Error(`leak ${secret}`), { DVREC_DEBUG: '1' });
     assert.match(dbg.stack ?? '', /options\.test\.ts/);
     assert.ok(!dbg.stack!.includes(secret) && !dbg.message.includes(secret));
+  });
+});
+
+describe('the error line', () => {
+  test('timestamped in a log (plain mode), bare at a terminal and with --json; one line, redacted', async () => {
+    const { errorLine } = await import('../src/ui/error-line.ts');
+    const now = new Date(2026, 10, 3, 14, 5, 9);
+    const secret = 'error-line-test-secret-token-0123456789';
+    registerSecret(secret);
+    const tty = { isTTY: true, columns: 80 };
+    assert.equal(errorLine('disk full\nin /rec', { json: false, stream: {}, env: {}, now }), '2026-11-03 14:05:09 dvrec: disk full in /rec\n');
+    assert.equal(errorLine('x', { json: false, stream: tty, env: { NO_COLOR: '1' }, now }), '2026-11-03 14:05:09 dvrec: x\n');
+    assert.equal(errorLine('x', { json: false, stream: tty, env: { TERM: 'xterm' }, now }), 'dvrec: x\n');
+    assert.equal(errorLine('x', { json: true, stream: {}, env: {}, now }), 'dvrec: x\n');
+    assert.equal(errorLine(`bad ${secret}`, { json: true, stream: {}, env: {}, now }), 'dvrec: bad [REDACTED]\n');
   });
 });

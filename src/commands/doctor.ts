@@ -3,8 +3,9 @@
  * package.json): the Node version and its TLS API, the Opus codecs, DAVE, transport crypto, the MP3
  * encoder, and ffmpeg with its encoders. The first thing to run when a recording fails to start.
  *
- * Exit status: 0 when everything needed to record WAV, MP3 and Opus works, ENCODER (11) otherwise.
- * ffmpeg is optional (every format has an embedded encoder; ffmpeg is only faster), so its absence is reported but does not fail.
+ * Exit status: 0 when everything needed to record every format (WAV, MP3, FLAC, Opus) works, ENCODER (11)
+ * otherwise. ffmpeg is optional (every format has an embedded encoder: LAME and libFLAC), so its absence is
+ * reported but does not fail; with an ffmpeg that encodes FLAC, libFLAC is only the fallback.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -23,12 +24,23 @@ export interface DoctorFlags {
 export interface Check {
   name: string;
   ok: boolean;
-  /** Needed for WAV/MP3/Opus recording; optional ones only add features. */
+  /** Needed to record some format; optional ones only add features. */
   required: boolean;
   detail: string;
 }
 
 const require = createRequire(import.meta.url);
+
+/** The part of libflacjs' API the check uses (the package ships no types for its asm.js build). */
+interface LibFlacProbe {
+  isReady(): boolean;
+  on(event: 'ready', cb: () => void): void;
+  create_libflac_encoder(rate: number, ch: number, bps: number, level: number, total: number, verify: boolean, block: number): number;
+  init_encoder_stream(enc: number, write: (d: Uint8Array) => void, meta: () => void): number;
+  FLAC__stream_encoder_process_interleaved(enc: number, buf: Int32Array, frames: number): boolean;
+  FLAC__stream_encoder_finish(enc: number): boolean;
+  FLAC__stream_encoder_delete(enc: number): void;
+}
 
 /** A package's version; walks up from its entry point when its `exports` hide package.json. */
 function version(pkg: string): string {
@@ -105,6 +117,20 @@ export async function runChecks(ffmpegChoice: string | undefined): Promise<Check
       return `${version('wasm-media-encoders')} (MP3 without ffmpeg)`;
     }),
   );
+  const flac = await tryLoad('libflacjs', true, async () => {
+    // The same build the FLAC encoder loads (sinks/formats/encoders.ts), asked to encode 0.1 s of silence.
+    const lib = require('libflacjs/dist/libflac.js') as LibFlacProbe;
+    await new Promise<void>((resolve) => (lib.isReady() ? resolve() : lib.on('ready', () => resolve())));
+    const enc = lib.create_libflac_encoder(48_000, 2, 16, 5, 4800, false, 0);
+    const out: Buffer[] = [];
+    const status = lib.init_encoder_stream(enc, (d) => out.push(Buffer.from(d)), () => {});
+    const ok = status === 0 && lib.FLAC__stream_encoder_process_interleaved(enc, new Int32Array(9600), 4800);
+    lib.FLAC__stream_encoder_finish(enc);
+    lib.FLAC__stream_encoder_delete(enc);
+    if (!ok || Buffer.concat(out).toString('latin1', 0, 4) !== 'fLaC') throw new Error('encoding a test block failed');
+    return `${version('libflacjs')} (FLAC without ffmpeg: encode ok)`;
+  });
+  checks.push(flac);
   try {
     const ff = await findFfmpeg(ffmpegChoice, process.env);
     if (!ff) {
@@ -115,6 +141,8 @@ export async function runChecks(ffmpegChoice: string | undefined): Promise<Check
       const encs = ['flac', 'libmp3lame', 'libopus'].filter(has);
       const v = /ffmpeg version (\S+)/.exec(spawnSync(ff.path, ['-version'], { encoding: 'utf8' }).stdout ?? '')?.[1] ?? '?';
       checks.push({ name: 'ffmpeg', ok: has('flac'), required: false, detail: `${v} at ${ff.path} (${ff.source}); encoders: ${encs.join(', ') || 'none useful'}` });
+      // FLAC is recorded through ffmpeg when it can: then libFLAC is only the fallback.
+      if (has('flac')) flac.required = false;
     }
   } catch (e) {
     checks.push({ name: 'ffmpeg', ok: false, required: false, detail: (e as Error).message });

@@ -8,10 +8,11 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { DvrecError, ExitCode, redact, registerSecret } from '../errors.ts';
-import type { RecordOptions } from '../recording-api.ts';
-import { JOURNAL_FILE, type AudioFormat } from '../sinks/capture-layout.ts';
+import { DvrecError, ExitCode, registerSecret } from '../errors.ts';
+import type { RecordingObserver, RecordOptions } from '../recording-api.ts';
+import { JOURNAL_FILE, type AudioFormat, type Manifest } from '../sinks/capture-layout.ts';
 import { FFMPEG_HINT, findFfmpeg } from '../sinks/formats/ffmpeg.ts';
+import { errorLine } from '../ui/error-line.ts';
 import { createReporter, type Reporter } from '../ui/reporter.ts';
 import {
   checkOutputDir,
@@ -126,25 +127,58 @@ export async function recordCommand(flags: RecordFlags, setReporter: (r: Reporte
   return runWithSignals(options, reporter);
 }
 
-/** Runs the engine with stop signals wired to its AbortSignal; shared with `demo`. */
+/**
+ * Runs the engine with stop signals wired to its AbortSignal; shared with `demo`.
+ *
+ * A first signal once recording has begun stops and finishes the files (exit 0). Before that (logging in,
+ * joining) there is nothing to finish: the signal cancels, the engine removes the output directory it
+ * created, and the exit status is INTERRUPTED (130), as for any command a user interrupts.
+ *
+ * When the recording stops because something broke (disk full, connection lost for good), the engine
+ * still finishes the files and then throws: the summary (or the `done` event with the manifest) is shown
+ * first, and the runner then prints the error and exits with its code.
+ */
 export async function runWithSignals(options: RecordOptions, reporter: Reporter): Promise<number> {
+  let started = false;
+  let finished: Manifest | undefined;
+  let cancelledBy: string | undefined;
+  const observer: RecordingObserver = {
+    phase: (p) => {
+      if (p.phase === 'recording') started = true;
+      if (p.phase === 'done') finished = p.manifest;
+      reporter.phase(p);
+    },
+    status: (s) => reporter.status(s),
+    convertProgress: (p) => reporter.convertProgress(p),
+    warn: (m) => reporter.warn(m),
+  };
   const stops = installStopSignals({
-    onFirst: (sig) => reporter.stopping(sig, options.outDir),
+    onFirst: (sig) => {
+      if (started) reporter.stopping(sig, options.outDir);
+      else cancelledBy = sig; // the engine gives up connecting at once; the runner reports it
+    },
     onSecond: (sig) => {
       reporter.close();
       // Before t=0 there is no journal yet, and nothing to finish: do not send the user to convert.
       const left = existsSync(join(options.outDir, JOURNAL_FILE))
         ? `the capture is kept: run \`dvrec convert ${options.outDir}\` to finish it`
         : 'nothing had been recorded yet';
-      process.stderr.write(redact(`dvrec: second stop signal (${sig}): stopped at once; ${left}\n`));
+      process.stderr.write(errorLine(`second stop signal (${sig}): stopped at once; ${left}`, { json: reporter.mode === 'json' }));
     },
   });
   try {
     // Imported only now: nothing of discord.js, the codecs or the network is loaded before validation passed.
     const { runRecording } = await import('../recording.ts');
-    const manifest = await runRecording(options, reporter, stops.signal);
+    const manifest = await runRecording(options, observer, stops.signal);
     reporter.done({ dir: options.outDir, manifest });
     return ExitCode.OK;
+  } catch (e) {
+    if (cancelledBy !== undefined && !started && e instanceof DvrecError && e.exitCode === ExitCode.INTERRUPTED) {
+      const during = e.message.replace(/^interrupted /, '');
+      throw new DvrecError(`cancelled by ${cancelledBy} ${during}; nothing was recorded`, ExitCode.INTERRUPTED, { cause: e });
+    }
+    if (finished) reporter.done({ dir: options.outDir, manifest: finished });
+    throw e;
   } finally {
     stops.dispose();
   }

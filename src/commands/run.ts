@@ -1,15 +1,14 @@
 /**
  * The one place where a command's outcome becomes an exit status. Expected failures (DvrecError) print
- * `dvrec: <message>` as ONE line on stderr and exit with their documented code; anything else is a bug:
- * exit 1 with a one-line message, the stack only when DVREC_DEBUG=1. Everything is redacted.
+ * `dvrec: <message>` as ONE line on stderr (timestamped in a log, see ui/error-line.ts) and exit with their
+ * documented code; anything else is a bug: exit 1 with a one-line message, the stack only when
+ * DVREC_DEBUG=1. Everything is redacted.
  */
 import { DvrecError, ExitCode, redact } from '../errors.ts';
+import { errorLine, oneLine } from '../ui/error-line.ts';
 import type { Reporter } from '../ui/reporter.ts';
 
-/** Collapses a message to one line: cron mail and log scrapers read errors line by line. */
-export function oneLine(text: string): string {
-  return text.replace(/\s*\n\s*/g, ' ').trim();
-}
+export { oneLine };
 
 /** Maps any thrown value to its exit code and the line to print (without the `dvrec: ` prefix). */
 export function describeFailure(err: unknown, env: NodeJS.ProcessEnv = process.env): { exitCode: number; message: string; stack?: string } {
@@ -33,9 +32,11 @@ export async function runCommand(action: (setReporter: (r: Reporter) => void) =>
     code = (await action((r) => (reporter = r))) ?? ExitCode.OK;
   } catch (err) {
     const f = describeFailure(err);
+    // The reporter closes what it shows (a spinner is marked failed, --json gets an `error` event); the
+    // message itself is printed once, here.
     reporter?.failed(f.message, f.exitCode);
     reporter?.close();
-    process.stderr.write(`dvrec: ${f.message}\n`);
+    process.stderr.write(errorLine(f.message, { json: reporter?.mode === 'json' }));
     if (f.stack) process.stderr.write(f.stack + '\n');
     code = f.exitCode;
   }

@@ -86,8 +86,14 @@ export class PlainReporter implements Reporter {
   convertProgress(p: ConvertProgress): void {
     if (Date.now() - this.#lastProgressAt < PROGRESS_EVERY_MS) return;
     this.#lastProgressAt = Date.now();
-    const done = p.files.length ? p.files.reduce((n, f) => n + f.done, 0) / p.files.length : 0;
-    this.#log(`converting: ${Math.round(done * 100)}%${p.etaMs !== undefined ? `, about ${formatDuration(p.etaMs)} left` : ''}`);
+    const n = p.files.length;
+    const done = n ? p.files.reduce((sum, f) => sum + f.done, 0) / n : 0;
+    const finished = p.files.filter((f) => f.done >= 1).length;
+    // One line per 10 s, not one per file: a log is read afterwards, and 200 tracks would bury it.
+    this.#log(
+      `converting: ${Math.round(done * 100)}% (${finished} of ${n} file${n === 1 ? '' : 's'} done)` +
+        `${p.etaMs !== undefined && finished < n ? `, about ${formatDuration(p.etaMs)} left` : ''}`,
+    );
   }
 
   warn(message: string): void {
@@ -110,7 +116,7 @@ export class PlainReporter implements Reporter {
     for (const line of summaryLines(summary)) this.#out.result(line);
   }
   failed(_message: string, _exitCode: number): void {
-    // The runner prints the one-line `dvrec: ...` error itself; a plain log needs nothing more.
+    // The runner prints the one-line `<time> dvrec: ...` error itself; a plain log needs nothing more.
   }
   close(): void {}
 }
