@@ -15,6 +15,8 @@ import tls from 'node:tls';
 import { ExitCode } from '../errors.ts';
 import { findFfmpeg } from '../sinks/formats/ffmpeg.ts';
 import { createReporter, type Reporter } from '../ui/reporter.ts';
+import { createOpusDecoders } from '../sinks/opus-decoder.ts';
+import { loadNativeOpus, nativeOpusUnavailable } from '../sinks/opus-native.ts';
 
 export interface DoctorFlags {
   ffmpeg?: string;
@@ -95,7 +97,19 @@ export async function runChecks(ffmpegChoice: string | undefined): Promise<Check
   checks.push(
     await tryLoad('@evan/opus', true, async () => {
       require.resolve('@evan/opus/package.json');
-      return `${version('@evan/opus')} (WebAssembly libopus, FEC decoding)`;
+      return `${version('@evan/opus')} (WebAssembly libopus, FEC decoding: the fallback decoder)`;
+    }),
+  );
+  // The recorder's decoder: dvrec's own addon (native libopus with FEC), built by `npm install` where a compiler
+  // is present. Optional: without it the pool decodes with the WebAssembly build (~1.5× the CPU per packet).
+  checks.push(
+    await tryLoad('native decoder', false, async () => {
+      const native = loadNativeOpus();
+      if (native === null) throw new Error(`${nativeOpusUnavailable}; using WebAssembly libopus`);
+      const dec = native.newDecoder();
+      if (dec.conceal(960) === null) throw new Error('decoding a test frame failed');
+      const chosen = createOpusDecoders().kind;
+      return `${native.version} with FEC (build/Release/dvrec_opus.node)${chosen === 'native' ? ', in use' : `, not in use (DVREC_OPUS=${process.env.DVREC_OPUS})`}`;
     }),
   );
   checks.push(
