@@ -134,15 +134,18 @@ export function hasFfmpeg(): boolean {
   }
 }
 
-/** Decodes any file to s16le stereo 48 kHz with ffmpeg (the reference decoder). */
-export function ffmpegDecode(path: string, channels = 2): Int16Array {
+/**
+ * Decodes any file to s16le with ffmpeg, `channels` channels at `rate` Hz (default stereo 48 kHz): a second,
+ * independent decoder beside test/decoders.ts where ffmpeg is installed.
+ */
+export function ffmpegDecode(path: string, channels = 2, rate = RATE): Int16Array {
   // Opus through libopus (the reference decoder, used by browsers and VLC) when ffmpeg has it: ffmpeg's
   // native decoder renders a member's very first 20 ms frame differently (see EMPTY_FRAMES in opus-packet.ts).
   if (path.endsWith('.opus')) {
-    const r = spawnSync('ffmpeg', ['-v', 'error', '-c:a', 'libopus', '-i', path, '-f', 's16le', '-ac', String(channels), '-ar', '48000', '-'], { maxBuffer: 1 << 30 });
+    const r = spawnSync('ffmpeg', ['-v', 'error', '-c:a', 'libopus', '-i', path, '-f', 's16le', '-ac', String(channels), '-ar', String(rate), '-'], { maxBuffer: 1 << 30 });
     if (r.status === 0) return new Int16Array(r.stdout.buffer, r.stdout.byteOffset, r.stdout.length / 2);
   }
-  const r = spawnSync('ffmpeg', ['-v', 'error', '-i', path, '-f', 's16le', '-ac', String(channels), '-ar', '48000', '-'], {
+  const r = spawnSync('ffmpeg', ['-v', 'error', '-i', path, '-f', 's16le', '-ac', String(channels), '-ar', String(rate), '-'], {
     maxBuffer: 1 << 30,
   });
   if (r.status !== 0) throw new Error(`ffmpeg could not decode ${path}: ${r.stderr}`);
@@ -178,12 +181,12 @@ export function onset(x: Float32Array, from = 0, threshold = 0.05): number {
   return -1;
 }
 
-/** Dominant frequency of x[from, from+len) by a Goertzel scan (50..4000 Hz, 5 Hz steps). */
-export function dominantHz(x: Float32Array, from: number, len: number): number {
+/** Dominant frequency of x[from, from+len) by a Goertzel scan (50..4000 Hz, 5 Hz steps); x sampled at `rate`. */
+export function dominantHz(x: Float32Array, from: number, len: number, rate = RATE): number {
   let best = 0;
   let bestHz = 0;
-  for (let hz = 50; hz <= 4000; hz += 5) {
-    const w = (2 * Math.PI * hz) / RATE;
+  for (let hz = 50; hz <= Math.min(4000, rate / 2); hz += 5) {
+    const w = (2 * Math.PI * hz) / rate;
     const coeff = 2 * Math.cos(w);
     let s1 = 0;
     let s2 = 0;

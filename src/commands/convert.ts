@@ -55,7 +55,7 @@ export async function convertCommand(inputs: string[], flags: ConvertFlags, setR
   const format: AudioFormat = parseFormat(flags.format ?? 'wav');
   const rate = flags.rate !== undefined ? parseRate(flags.rate) : 48_000;
   const channels = flags.channels !== undefined ? parseChannels(flags.channels) : 2;
-  const bitrateKbps = parseBitrate(flags.bitrate, format);
+  const bitrateKbps = parseBitrate(flags.bitrate, format, rate);
   const items = classifyInputs(inputs);
   const dirs = items.filter((i) => i.kind === 'dir');
   const raws = items.filter((i) => i.kind === 'raw');

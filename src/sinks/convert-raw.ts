@@ -9,7 +9,8 @@ import type { AudioFormat, Manifest } from './capture-layout.ts';
 import type { ConvertProgress } from '../recording-api.ts';
 import { findFfmpeg } from './formats/ffmpeg.ts';
 import { runJobs } from './formats/pool.ts';
-import { DEFAULT_MP3_BITRATE_KBPS, MP3_BITRATES, type EncoderName } from './formats/encoders.ts';
+import type { EncoderName } from './formats/encoders.ts';
+import { MP3_SAMPLE_RATES, defaultMp3BitrateAt, formatBitrates, mp3BitratesAt } from './formats/mp3-params.ts';
 import { OPUS_RATES } from './formats/ogg-opus.ts';
 import { finishRecordingWithReport, asOutputError, type FinishOptions, type FinishReport } from './finalize.ts';
 
@@ -53,7 +54,7 @@ export async function convertRaw(input: string, opts: ConvertRawOptions): Promis
   const format = parseFormat(opts.format);
   const rate = opts.rate ?? 48_000;
   const channels = opts.channels ?? 2;
-  const bitrateKbps = opts.bitrateKbps ?? DEFAULT_MP3_BITRATE_KBPS;
+  const bitrateKbps = opts.bitrateKbps ?? defaultMp3BitrateAt(rate);
   if (!Number.isInteger(rate) || rate < 1000 || rate > 384_000) throw new DvrecError(`--rate ${rate}: expected 1000..384000 Hz`, ExitCode.USAGE);
   if (!Number.isInteger(channels) || channels < 1 || channels > 8) throw new DvrecError(`--channels ${channels}: expected 1..8`, ExitCode.USAGE);
   const outChannels = opts.mono ? 1 : channels;
@@ -61,8 +62,11 @@ export async function convertRaw(input: string, opts: ConvertRawOptions): Promis
     throw new DvrecError(`${format} holds 1 or 2 channels; use --mono or wav/flac for ${channels}`, ExitCode.USAGE);
   }
   if (opts.mono && channels !== 2 && channels !== 1) throw new DvrecError('--mono downmixes stereo input only', ExitCode.USAGE);
-  if (format === 'mp3' && !(MP3_BITRATES as readonly number[]).includes(bitrateKbps)) {
-    throw new DvrecError(`--bitrate ${bitrateKbps}: MP3 bitrates are ${MP3_BITRATES.join(', ')} kbps`, ExitCode.USAGE);
+  if (format === 'mp3' && !MP3_SAMPLE_RATES.includes(rate)) {
+    throw new DvrecError(`mp3 needs --rate ${MP3_SAMPLE_RATES.join('/')}, got ${rate} (use wav or flac, or resample first)`, ExitCode.USAGE);
+  }
+  if (format === 'mp3' && !mp3BitratesAt(rate).includes(bitrateKbps)) {
+    throw new DvrecError(`--bitrate ${bitrateKbps}: MP3 bitrates at ${rate} Hz are ${formatBitrates(mp3BitratesAt(rate))} kbps`, ExitCode.USAGE);
   }
   if (format === 'opus' && !OPUS_RATES.includes(rate)) {
     throw new DvrecError(`opus needs --rate ${OPUS_RATES.join('/')}, got ${rate}`, ExitCode.USAGE);

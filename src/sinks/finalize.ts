@@ -30,7 +30,7 @@ import { opusPacketSamples } from './formats/opus-packet.ts';
 import { runJobs } from './formats/pool.ts';
 import type { Job } from './formats/jobs.ts';
 import type { EncoderName } from './formats/encoders.ts';
-import { DEFAULT_MP3_BITRATE_KBPS } from './formats/encoders.ts';
+import { DEFAULT_MP3_BITRATE_KBPS, nearestMp3Bitrate } from './formats/mp3-params.ts';
 import { MP3_STREAM_SUFFIX, type StreamedMp3 } from './mp3-stream.ts';
 import { ID3_RESERVED_BYTES, id3v2Tag } from './formats/id3.ts';
 
@@ -223,7 +223,8 @@ export async function finishRecordingWithReport(dir: string, opts: FinishOptions
 
   const needsFfmpeg = format === 'mp3' || format === 'flac';
   const ffmpeg = needsFfmpeg ? await findFfmpeg(opts.ffmpegPath) : null;
-  const bitrateKbps = journal.bitrateKbps || DEFAULT_MP3_BITRATE_KBPS;
+  // A journal of an older dvrec may hold a bitrate the encoders do not both support (56): finished at the next one up.
+  const bitrateKbps = format === 'mp3' ? nearestMp3Bitrate(journal.bitrateKbps || DEFAULT_MP3_BITRATE_KBPS, SAMPLE_RATE) : (journal.bitrateKbps || DEFAULT_MP3_BITRATE_KBPS);
   const rf64Limit = opts.rf64Limit ?? RIFF_MAX_DATA_BYTES;
   const dataBytes = totalFrames * BYTES_PER_SAMPLE_FRAME;
 
