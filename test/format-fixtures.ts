@@ -3,8 +3,9 @@
  * says (src/sinks/capture-layout.ts), from real Opus (tones encoded with libopus, decoded back to PCM) placed
  * at known positions, with holes for silence; plus decoders and signal measurements for the outputs.
  */
-import { promises as fsp, openSync, writeSync, closeSync, existsSync } from 'node:fs';
+import { promises as fsp, openSync, writeSync, closeSync, existsSync, mkdtempSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import opus from '@discordjs/opus';
 import {
@@ -126,11 +127,42 @@ export async function writeRecordingDir(dir: string, o: FixtureOptions): Promise
   return pcmByStem;
 }
 
+/** Whether `ffmpeg` runs from this process's PATH (the "with ffmpeg" tests need it; `needs()` in strict.ts). */
 export function hasFfmpeg(): boolean {
   try {
     return spawnSync('ffmpeg', ['-version'], { stdio: 'ignore' }).status === 0;
   } catch {
     return false;
+  }
+}
+
+/**
+ * An environment in which dvrec can find no ffmpeg at all: PATH is one empty directory, FFMPEG_PATH is unset,
+ * and the ffmpeg-static package is skipped (DVREC_NO_FFMPEG_STATIC=1; on a machine where its download worked
+ * it would be found otherwise). For child processes; {@link withoutFfmpeg} for this one.
+ */
+export function noFfmpegEnv(base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...base, PATH: mkdtempSync(join(tmpdir(), 'dvrec-noffmpeg-')), DVREC_NO_FFMPEG_STATIC: '1' };
+  delete env.FFMPEG_PATH;
+  return env;
+}
+
+/** Runs `fn` with this process's environment as {@link noFfmpegEnv} makes it, then restores it. */
+export async function withoutFfmpeg<T>(fn: () => Promise<T>): Promise<T> {
+  const keys = ['PATH', 'FFMPEG_PATH', 'DVREC_NO_FFMPEG_STATIC'] as const;
+  const saved = Object.fromEntries(keys.map((k) => [k, process.env[k]]));
+  const env = noFfmpegEnv();
+  for (const k of keys) {
+    if (env[k] === undefined) delete process.env[k];
+    else process.env[k] = env[k];
+  }
+  try {
+    return await fn();
+  } finally {
+    for (const k of keys) {
+      if (saved[k] === undefined) delete process.env[k];
+      else process.env[k] = saved[k];
+    }
   }
 }
 
