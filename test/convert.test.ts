@@ -17,6 +17,7 @@ import {
 } from './format-fixtures.ts';
 import { decodeAudio, decodeInterleaved } from './decoders.ts';
 import { needs } from './strict.ts';
+import { runCli } from './cli-helpers.ts';
 
 const FF = hasFfmpeg();
 const tmp = () => mkdtempSync(join(tmpdir(), 'dvrec-conv-'));
@@ -159,3 +160,36 @@ test('convert DIR: not a recording, or already finished', async () => {
   await assert.rejects(convertDir(dir, { force: false }), isErr(ExitCode.INPUT, /not a dvrec recording directory/));
   await assert.rejects(convertDir(join(dir, 'nope'), { force: false }), isErr(ExitCode.INPUT, /no such directory/));
 });
+
+test('dvrec convert checks every input before converting any: a bad, clashing or duplicate later input leaves nothing written', async () => {
+  const dir = tmp();
+  const good = join(dir, 'good.pcm');
+  rawTone(good, 440, 0.2, 48_000, 2);
+  const odd = join(dir, 'odd.pcm');
+  writeFileSync(odd, Buffer.alloc(4 * 100 + 3));
+  const r1 = await runCli(['convert', good, odd]);
+  assert.equal(r1.code, ExitCode.INPUT, r1.stderr);
+  assert.match(r1.stderr, /odd\.pcm: 403 bytes is not a whole number/);
+  assert.ok(!existsSync(join(dir, 'good.wav')), 'good.pcm was not converted before odd.pcm was found bad');
+  // Two inputs that would write one file.
+  const twin = join(dir, 'good.raw');
+  rawTone(twin, 440, 0.2, 48_000, 2);
+  const r2 = await runCli(['convert', good, twin]);
+  assert.equal(r2.code, ExitCode.USAGE, r2.stderr);
+  assert.match(r2.stderr, /would both be written to .*good\.wav/);
+  assert.ok(!existsSync(join(dir, 'good.wav')));
+  // A recording directory whose finished track is already there (no --force), after a good raw input.
+  const rec = join(dir, 'rec');
+  await writeRecordingDir(rec, { format: 'wav', durationMs: 1000, tracks: [{ stem: 'a', userId: '1', hz: 500, spurts: [{ atMs: 100, durationMs: 300 }] }] });
+  writeFileSync(join(rec, 'a.wav'), 'precious');
+  const r3 = await runCli(['convert', good, rec]);
+  assert.equal(r3.code, ExitCode.OUTPUT, r3.stderr);
+  assert.match(r3.stderr, /a\.wav already exists/);
+  assert.ok(!existsSync(join(dir, 'good.wav')), 'the good input was not converted before the bad one was found');
+  assert.ok(existsSync(join(rec, 'capture.json')) && readFileSync(join(rec, 'a.wav'), 'utf8') === 'precious');
+  // And once the inputs are right, both are done.
+  const r4 = await runCli(['convert', good, rec, '--force']);
+  assert.equal(r4.code, 0, r4.stderr);
+  assert.ok(existsSync(join(dir, 'good.wav')) && existsSync(join(rec, 'manifest.json')));
+});
+

@@ -12,7 +12,7 @@ import { runJobs } from './formats/pool.ts';
 import type { EncoderName } from './formats/encoders.ts';
 import { MP3_SAMPLE_RATES, defaultMp3BitrateAt, formatBitrates, mp3BitratesAt } from './formats/mp3-params.ts';
 import { OPUS_RATES } from './formats/ogg-opus.ts';
-import { finishRecordingWithReport, asOutputError, type FinishOptions, type FinishReport } from './finalize.ts';
+import { finishRecordingWithReport, planFinish, asOutputError, type FinishOptions, type FinishPlan, type FinishReport } from './finalize.ts';
 
 export const FORMATS: readonly AudioFormat[] = ['wav', 'mp3', 'flac', 'opus'];
 
@@ -49,8 +49,28 @@ export function parseFormat(format: string): AudioFormat {
   return format as AudioFormat;
 }
 
+/** A raw conversion whose every input and output was checked: {@link runRawPlan} only encodes. */
+export interface RawPlan {
+  input: string;
+  out: string;
+  format: AudioFormat;
+  rate: number;
+  channels: number;
+  frames: number;
+  bitrateKbps: number;
+  opts: ConvertRawOptions;
+}
+
 /** Converts a raw s16le PCM file. */
 export async function convertRaw(input: string, opts: ConvertRawOptions): Promise<ConvertRawResult> {
+  return runRawPlan(await planRaw(input, opts));
+}
+
+/**
+ * Checks everything a raw conversion needs (values, the input's size, the output's directory and name) without
+ * writing anything, so several inputs can all be checked before the first is converted.
+ */
+export async function planRaw(input: string, opts: ConvertRawOptions): Promise<RawPlan> {
   const format = parseFormat(opts.format);
   const rate = opts.rate ?? 48_000;
   const channels = opts.channels ?? 2;
@@ -106,12 +126,17 @@ export async function convertRaw(input: string, opts: ConvertRawOptions): Promis
   } catch (e) {
     if (e instanceof DvrecError) throw e; // ENOENT: fine
   }
+  return { input: resolve(input), out, format, rate, channels, frames, bitrateKbps, opts };
+}
 
+/** Encodes a checked conversion. */
+export async function runRawPlan(plan: RawPlan): Promise<ConvertRawResult> {
+  const { input, out, format, rate, channels, frames, bitrateKbps, opts } = plan;
   const ffmpeg = format === 'mp3' || format === 'flac' ? await findFfmpeg(opts.ffmpegPath) : null;
   try {
     const [r] = await runJobs(
       [{
-        kind: 'pcm', out, format, sources: [{ path: resolve(input), dataOffset: 0, channels, frames }], mix: false,
+        kind: 'pcm', out, format, sources: [{ path: input, dataOffset: 0, channels, frames }], mix: false,
         sampleRate: rate, mono: !!opts.mono && channels === 2, bitrateKbps, ffmpeg: ffmpeg?.path ?? null,
       }],
       { onProgress: opts.onProgress, concurrency: 1, label: () => basename(out) },
@@ -127,11 +152,16 @@ export interface ConvertDirResult {
   report: FinishReport;
 }
 
+/** Checks a recording directory as {@link convertDir} will finish it, writing nothing (see finalize.ts planFinish). */
+export async function planDir(dir: string, opts: FinishOptions): Promise<FinishPlan> {
+  return planFinish(dir, opts);
+}
+
 /**
  * Finishes a recording directory left by a killed or crashed `record`: every track from what is on disk
  * (to the last whole sample frame written), the manifest (with `recovered: true`), then the captures removed.
- * Also finishes a cleanly stopped directory whose finishing was interrupted.
+ * Also finishes a cleanly stopped directory whose finishing was interrupted. `plan`: from {@link planDir}.
  */
-export async function convertDir(dir: string, opts: FinishOptions): Promise<ConvertDirResult> {
-  return finishRecordingWithReport(dir, opts);
+export async function convertDir(dir: string, opts: FinishOptions, plan?: FinishPlan): Promise<ConvertDirResult> {
+  return finishRecordingWithReport(dir, opts, plan);
 }
