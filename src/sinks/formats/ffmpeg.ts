@@ -45,7 +45,7 @@ function executable(path: string): boolean {
 }
 
 /** The ffmpeg-static package's binary when it is installed and executable, else null. */
-export async function fromFfmpegStatic(): Promise<string | null> {
+async function fromFfmpegStatic(): Promise<string | null> {
   try {
     // A variable specifier keeps tsc from requiring the optional package's types.
     const name = 'ffmpeg-static';

@@ -1,7 +1,7 @@
 /**
  * MP3 parameters, the one source for CLI validation (commands/options.ts, convert-raw.ts), both encoders
  * (encoders.ts after stop, ../mp3-stream.ts while recording), and the lists in the README and the man page
- * (test/mp3-params.test.ts compares them). Kept apart so a pool worker does not load ffmpeg/Ogg/FLAC code.
+ * (test/mp3.test.ts compares them). Kept apart so a pool worker does not load ffmpeg/Ogg/FLAC code.
  *
  * What is allowed is what BOTH encoders produce exactly as asked, so a recording can always be finished with or
  * without ffmpeg: the Layer III bitrates of the MPEG version a sample rate belongs to (ISO 11172-3, 13818-3, and
