@@ -1,6 +1,8 @@
 /**
  * `dvrec convert`: raw PCM to every format (decoded back and compared), its error paths with their exit
  * codes, and `convert DIR` on a crashed recording directory (no endedAt, torn last frame, an orphan capture).
+ * Outputs are decoded without ffmpeg (test/decoders.ts), and checked with ffmpeg too where it is installed; the
+ * "without ffmpeg" cases run where dvrec can find none (PATH, FFMPEG_PATH and ffmpeg-static all hidden).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,8 +10,14 @@ import { mkdtempSync, writeFileSync, appendFileSync, existsSync, readFileSync, r
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { convertRaw, convertDir } from '../src/sinks/convert-raw.ts';
+import { findFfmpeg } from '../src/sinks/formats/ffmpeg.ts';
 import { DvrecError, ExitCode } from '../src/errors.ts';
-import { writeRecordingDir, ffmpegDecode, hasFfmpeg, channel, onset, dominantHz, msToFrame, type FixtureTrack } from './format-fixtures.ts';
+import {
+  writeRecordingDir, ffmpegDecode, hasFfmpeg, withoutFfmpeg, channel, onset, dominantHz, msToFrame, type FixtureTrack,
+} from './format-fixtures.ts';
+import { decodeAudio, decodeInterleaved } from './decoders.ts';
+import { needs } from './strict.ts';
+import { runCli } from './cli-helpers.ts';
 
 const FF = hasFfmpeg();
 const tmp = () => mkdtempSync(join(tmpdir(), 'dvrec-conv-'));
@@ -30,30 +38,44 @@ const isErr = (code: number, re?: RegExp) => (e: unknown) => e instanceof DvrecE
 
 for (const format of ['wav', 'mp3', 'flac', 'opus'] as const) {
   for (const ffmpeg of format === 'mp3' || format === 'flac' ? [true, false] : [false]) {
-    test(`convert raw.pcm → ${format} ${ffmpeg ? 'with' : 'without'} ffmpeg`, { skip: !FF && 'decoding needs ffmpeg' }, async () => {
+    test(`convert raw.pcm → ${format} ${ffmpeg ? 'with' : 'without'} ffmpeg`, async (t) => {
+      if (ffmpeg && needs(t, FF, 'no ffmpeg to encode with')) return;
       const dir = tmp();
       const input = join(dir, 'raw.pcm');
       const frames = rawTone(input, 660, 1.5, 48_000, 2);
-      const r = await convertRaw(input, { format, force: false, ffmpegPath: ffmpeg ? undefined : false });
+      // Without: nothing to find (PATH, FFMPEG_PATH, ffmpeg-static hidden), so discovery itself must fall back.
+      const r = ffmpeg
+        ? await convertRaw(input, { format, force: false })
+        : await withoutFfmpeg(async () => {
+            assert.equal(await findFfmpeg(undefined), null, 'ffmpeg is hidden');
+            return convertRaw(input, { format, force: false });
+          });
       assert.equal(r.out, join(dir, `raw.${format}`));
       assert.equal(r.encoder, { wav: 'dvrec-wav', opus: 'libopus', mp3: ffmpeg ? 'ffmpeg' : 'lame-wasm', flac: ffmpeg ? 'ffmpeg' : 'libflac-js' }[format]);
       assert.equal(r.durationMs, 1500);
-      const x = channel(ffmpegDecode(r.out), 2);
-      assert.ok(Math.abs(x.length - frames) <= (format === 'mp3' ? 1152 : 960), `${x.length} vs ${frames}`);
-      assert.ok(Math.abs(onset(x) - msToFrame(250)) <= 120, `onset ${onset(x)}`);
-      assert.equal(dominantHz(x, msToFrame(500), msToFrame(500)), 660);
+      const decoded: [string, Float32Array][] = [['registry decoder', channel(await decodeInterleaved(r.out), 2)]];
+      if (FF) decoded.push(['ffmpeg', channel(ffmpegDecode(r.out), 2)]);
+      for (const [by, x] of decoded) {
+        // Every format gives back exactly the input's length (MP3: the LAME tag; Opus: pre-skip + end trimming).
+        assert.equal(x.length, frames, `${by}: ${x.length} vs ${frames}`);
+        assert.ok(Math.abs(onset(x) - msToFrame(250)) <= 120, `${by}: onset ${onset(x)}`);
+        assert.equal(dominantHz(x, msToFrame(500), msToFrame(500)), 660, by);
+      }
     });
   }
 }
 
-test('convert raw: other rates and channel counts (16 kHz mono → flac, 44.1 kHz stereo → mono wav)', { skip: !FF && 'needs ffmpeg' }, async () => {
+test('convert raw: other rates and channel counts (16 kHz mono → flac, 44.1 kHz stereo → mono wav)', async () => {
   const dir = tmp();
   const a = join(dir, 'a.raw');
   rawTone(a, 500, 1, 16_000, 1);
   const r = await convertRaw(a, { format: 'flac', rate: 16_000, channels: 1, force: false, ffmpegPath: false });
-  const x = channel(ffmpegDecode(r.out, 1), 1); // resampled to 48 kHz by the decoder
-  assert.ok(Math.abs(x.length - 48_000) <= 48);
-  assert.equal(dominantHz(x, 24_000, 12_000), 500);
+  const f = await decodeAudio(r.out);
+  assert.equal(f.sampleRate, 16_000);
+  assert.equal(f.channels.length, 1);
+  assert.equal(f.frames, 16_000);
+  assert.equal(dominantHz(f.channels[0]!, 8_000, 4_000, 16_000), 500);
+  assert.ok(Math.abs(onset(f.channels[0]!) - 4_000) <= 40, `onset ${onset(f.channels[0]!)}`);
   const b = join(dir, 'b.raw');
   rawTone(b, 800, 1, 44_100, 2);
   const w = await convertRaw(b, { format: 'wav', rate: 44_100, channels: 2, mono: true, out: join(dir, 'b-mono.wav'), force: false });
@@ -61,6 +83,9 @@ test('convert raw: other rates and channel counts (16 kHz mono → flac, 44.1 kH
   assert.equal(h.readUInt16LE(22), 1);
   assert.equal(h.readUInt32LE(24), 44_100);
   assert.equal(h.readUInt32LE(40), 44_100 * 2);
+  const m = await decodeAudio(w.out);
+  assert.equal(m.frames, 44_100);
+  assert.equal(dominantHz(m.channels[0]!, 22_050, 11_025, 44_100), 800);
 });
 
 test('convert raw: bad input gets a clear error and its exit code', async () => {
@@ -90,13 +115,14 @@ const CRASH_TRACKS: FixtureTrack[] = [
 ];
 
 for (const format of ['wav', 'mp3', 'opus'] as const) {
-  test(`convert DIR recovers a crashed ${format} recording up to its last written frame`, { skip: !FF && 'needs ffmpeg' }, async () => {
+  test(`convert DIR recovers a crashed ${format} recording up to its last written frame`, async () => {
     const dir = tmp();
     // Journal heartbeat at 2 s; alice's capture reaches ~3.5 s (the partial last second), torn mid-frame.
     const src = await writeRecordingDir(dir, { format, flushedMs: 2000, tracks: CRASH_TRACKS, tornBytes: 2 });
     const aliceEnd = src.get('alice')!.length / 2 - 1; // the torn frame is dropped
     if (format === 'opus') appendFileSync(join(dir, '.capture', 'alice.opus.pkt'), Buffer.from([1, 2, 3, 4, 200, 0, 9])); // torn record
-    const { manifest, report } = await convertDir(dir, { force: false, ffmpegPath: format === 'mp3' ? false : undefined });
+    // No ffmpeg anywhere: finishing a crashed recording must not depend on one.
+    const { manifest, report } = await withoutFfmpeg(() => convertDir(dir, { force: false }));
     assert.equal(manifest.recovered, true);
     assert.equal(report.recovered, true);
     assert.equal(report.lengthFrom, 'captures');
@@ -113,7 +139,7 @@ for (const format of ['wav', 'mp3', 'opus'] as const) {
     assert.ok(readdirSync(dir).includes('manifest.json'));
     const lengths: number[] = [];
     for (const [i, t] of CRASH_TRACKS.entries()) {
-      const x = channel(ffmpegDecode(join(dir, manifest.tracks[i]!.file)), 2);
+      const x = channel(await decodeInterleaved(join(dir, manifest.tracks[i]!.file)), 2);
       lengths.push(x.length);
       const s = channel(src.get(t.stem)!, 2);
       for (const sp of t.spurts) {
@@ -122,8 +148,10 @@ for (const format of ['wav', 'mp3', 'opus'] as const) {
         assert.equal(dominantHz(x, msToFrame(sp.atMs + 60), msToFrame(200)), t.hz);
       }
     }
-    const n = msToFrame(manifest.durationMs);
-    for (const len of lengths) assert.ok(Math.abs(len - n) <= (format === 'mp3' ? 1152 : 960), `length ${len} vs ${n}`);
+    // Every track exactly as long as the recording: up to alice's last whole frame (Opus: her packet log, which
+    // holds the packet of the frame the WAV capture tore, whole).
+    const total = format === 'opus' ? src.get('alice')!.length / 2 : aliceEnd;
+    for (const len of lengths) assert.equal(len, total, `length ${len} vs ${total}`);
   });
 }
 
@@ -132,3 +160,36 @@ test('convert DIR: not a recording, or already finished', async () => {
   await assert.rejects(convertDir(dir, { force: false }), isErr(ExitCode.INPUT, /not a dvrec recording directory/));
   await assert.rejects(convertDir(join(dir, 'nope'), { force: false }), isErr(ExitCode.INPUT, /no such directory/));
 });
+
+test('dvrec convert checks every input before converting any: a bad, clashing or duplicate later input leaves nothing written', async () => {
+  const dir = tmp();
+  const good = join(dir, 'good.pcm');
+  rawTone(good, 440, 0.2, 48_000, 2);
+  const odd = join(dir, 'odd.pcm');
+  writeFileSync(odd, Buffer.alloc(4 * 100 + 3));
+  const r1 = await runCli(['convert', good, odd]);
+  assert.equal(r1.code, ExitCode.INPUT, r1.stderr);
+  assert.match(r1.stderr, /odd\.pcm: 403 bytes is not a whole number/);
+  assert.ok(!existsSync(join(dir, 'good.wav')), 'good.pcm was not converted before odd.pcm was found bad');
+  // Two inputs that would write one file.
+  const twin = join(dir, 'good.raw');
+  rawTone(twin, 440, 0.2, 48_000, 2);
+  const r2 = await runCli(['convert', good, twin]);
+  assert.equal(r2.code, ExitCode.USAGE, r2.stderr);
+  assert.match(r2.stderr, /would both be written to .*good\.wav/);
+  assert.ok(!existsSync(join(dir, 'good.wav')));
+  // A recording directory whose finished track is already there (no --force), after a good raw input.
+  const rec = join(dir, 'rec');
+  await writeRecordingDir(rec, { format: 'wav', durationMs: 1000, tracks: [{ stem: 'a', userId: '1', hz: 500, spurts: [{ atMs: 100, durationMs: 300 }] }] });
+  writeFileSync(join(rec, 'a.wav'), 'precious');
+  const r3 = await runCli(['convert', good, rec]);
+  assert.equal(r3.code, ExitCode.OUTPUT, r3.stderr);
+  assert.match(r3.stderr, /a\.wav already exists/);
+  assert.ok(!existsSync(join(dir, 'good.wav')), 'the good input was not converted before the bad one was found');
+  assert.ok(existsSync(join(rec, 'capture.json')) && readFileSync(join(rec, 'a.wav'), 'utf8') === 'precious');
+  // And once the inputs are right, both are done.
+  const r4 = await runCli(['convert', good, rec, '--force']);
+  assert.equal(r4.code, 0, r4.stderr);
+  assert.ok(existsSync(join(dir, 'good.wav')) && existsSync(join(rec, 'manifest.json')));
+});
+

@@ -3,8 +3,9 @@
  * says (src/sinks/capture-layout.ts), from real Opus (tones encoded with libopus, decoded back to PCM) placed
  * at known positions, with holes for silence; plus decoders and signal measurements for the outputs.
  */
-import { promises as fsp, openSync, writeSync, closeSync, existsSync } from 'node:fs';
+import { promises as fsp, openSync, writeSync, closeSync, existsSync, mkdtempSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import opus from '@discordjs/opus';
 import {
@@ -126,6 +127,7 @@ export async function writeRecordingDir(dir: string, o: FixtureOptions): Promise
   return pcmByStem;
 }
 
+/** Whether `ffmpeg` runs from this process's PATH (the "with ffmpeg" tests need it; `needs()` in strict.ts). */
 export function hasFfmpeg(): boolean {
   try {
     return spawnSync('ffmpeg', ['-version'], { stdio: 'ignore' }).status === 0;
@@ -134,15 +136,48 @@ export function hasFfmpeg(): boolean {
   }
 }
 
-/** Decodes any file to s16le stereo 48 kHz with ffmpeg (the reference decoder). */
-export function ffmpegDecode(path: string, channels = 2): Int16Array {
+/**
+ * An environment in which dvrec can find no ffmpeg at all: PATH is one empty directory, FFMPEG_PATH is unset,
+ * and the ffmpeg-static package is skipped (DVREC_NO_FFMPEG_STATIC=1; on a machine where its download worked
+ * it would be found otherwise). For child processes; {@link withoutFfmpeg} for this one.
+ */
+export function noFfmpegEnv(base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...base, PATH: mkdtempSync(join(tmpdir(), 'dvrec-noffmpeg-')), DVREC_NO_FFMPEG_STATIC: '1' };
+  delete env.FFMPEG_PATH;
+  return env;
+}
+
+/** Runs `fn` with this process's environment as {@link noFfmpegEnv} makes it, then restores it. */
+export async function withoutFfmpeg<T>(fn: () => Promise<T>): Promise<T> {
+  const keys = ['PATH', 'FFMPEG_PATH', 'DVREC_NO_FFMPEG_STATIC'] as const;
+  const saved = Object.fromEntries(keys.map((k) => [k, process.env[k]]));
+  const env = noFfmpegEnv();
+  for (const k of keys) {
+    if (env[k] === undefined) delete process.env[k];
+    else process.env[k] = env[k];
+  }
+  try {
+    return await fn();
+  } finally {
+    for (const k of keys) {
+      if (saved[k] === undefined) delete process.env[k];
+      else process.env[k] = saved[k];
+    }
+  }
+}
+
+/**
+ * Decodes any file to s16le with ffmpeg, `channels` channels at `rate` Hz (default stereo 48 kHz): a second,
+ * independent decoder beside test/decoders.ts where ffmpeg is installed.
+ */
+export function ffmpegDecode(path: string, channels = 2, rate = RATE): Int16Array {
   // Opus through libopus (the reference decoder, used by browsers and VLC) when ffmpeg has it: ffmpeg's
   // native decoder renders a member's very first 20 ms frame differently (see EMPTY_FRAMES in opus-packet.ts).
   if (path.endsWith('.opus')) {
-    const r = spawnSync('ffmpeg', ['-v', 'error', '-c:a', 'libopus', '-i', path, '-f', 's16le', '-ac', String(channels), '-ar', '48000', '-'], { maxBuffer: 1 << 30 });
+    const r = spawnSync('ffmpeg', ['-v', 'error', '-c:a', 'libopus', '-i', path, '-f', 's16le', '-ac', String(channels), '-ar', String(rate), '-'], { maxBuffer: 1 << 30 });
     if (r.status === 0) return new Int16Array(r.stdout.buffer, r.stdout.byteOffset, r.stdout.length / 2);
   }
-  const r = spawnSync('ffmpeg', ['-v', 'error', '-i', path, '-f', 's16le', '-ac', String(channels), '-ar', '48000', '-'], {
+  const r = spawnSync('ffmpeg', ['-v', 'error', '-i', path, '-f', 's16le', '-ac', String(channels), '-ar', String(rate), '-'], {
     maxBuffer: 1 << 30,
   });
   if (r.status !== 0) throw new Error(`ffmpeg could not decode ${path}: ${r.stderr}`);
@@ -178,12 +213,12 @@ export function onset(x: Float32Array, from = 0, threshold = 0.05): number {
   return -1;
 }
 
-/** Dominant frequency of x[from, from+len) by a Goertzel scan (50..4000 Hz, 5 Hz steps). */
-export function dominantHz(x: Float32Array, from: number, len: number): number {
+/** Dominant frequency of x[from, from+len) by a Goertzel scan (50..4000 Hz, 5 Hz steps); x sampled at `rate`. */
+export function dominantHz(x: Float32Array, from: number, len: number, rate = RATE): number {
   let best = 0;
   let bestHz = 0;
-  for (let hz = 50; hz <= 4000; hz += 5) {
-    const w = (2 * Math.PI * hz) / RATE;
+  for (let hz = 50; hz <= Math.min(4000, rate / 2); hz += 5) {
+    const w = (2 * Math.PI * hz) / rate;
     const coeff = 2 * Math.cos(w);
     let s1 = 0;
     let s2 = 0;

@@ -1,22 +1,26 @@
 /**
  * The finisher and every format, end to end: recording directories written in the capture layout from real
- * Opus, finished by finishRecording(), decoded again (ffmpeg, or registry decoders when ffmpeg is absent) and
- * compared with the source signal: length, dominant frequency per spurt, onset positions (alignment).
+ * Opus, finished by finishRecording(), decoded again without ffmpeg (test/decoders.ts: registry decoders and an
+ * Ogg parser) and, where ffmpeg is installed, with ffmpeg too, and compared with the source signal: length,
+ * dominant frequency per spurt, onset positions (alignment). "without ffmpeg" runs where dvrec can find none.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, existsSync, writeFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
+import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { finishRecording, finishRecordingWithReport } from '../src/sinks/finalize.ts';
 import { MIX_CEILING } from '../src/sinks/formats/mix.ts';
 import { DvrecError, ExitCode } from '../src/errors.ts';
 import type { ConvertProgress } from '../src/recording-api.ts';
+import { findFfmpeg } from '../src/sinks/formats/ffmpeg.ts';
 import {
-  writeRecordingDir, ffmpegDecode, firstDifference, hasFfmpeg, channel, onset, dominantHz, rms, msToFrame,
+  writeRecordingDir, ffmpegDecode, firstDifference, hasFfmpeg, withoutFfmpeg, channel, onset, dominantHz, rms, msToFrame,
   type FixtureTrack,
 } from './format-fixtures.ts';
+import { decodeInterleaved } from './decoders.ts';
+import { needs } from './strict.ts';
 
 const FF = hasFfmpeg();
 const tmp = () => mkdtempSync(join(tmpdir(), 'dvrec-fmt-'));
@@ -27,33 +31,6 @@ const TRACKS: FixtureTrack[] = [
 ];
 const DURATION_MS = 4000;
 const N = msToFrame(DURATION_MS);
-
-/** Decodes without ffmpeg, with registry decoders (devDependencies). Returns interleaved stereo s16. */
-async function decodeWithoutFfmpeg(path: string): Promise<Int16Array> {
-  const data = new Uint8Array(readFileSync(path));
-  let ch: Float32Array[];
-  if (path.endsWith('.mp3')) {
-    const { MPEGDecoder } = await import('mpg123-decoder');
-    const d = new MPEGDecoder();
-    await d.ready;
-    ch = d.decode(data).channelData;
-    d.free();
-  } else {
-    const { FLACDecoder } = await import('@wasm-audio-decoders/flac');
-    const d = new FLACDecoder();
-    await d.ready;
-    ch = (await d.decodeFile(data)).channelData;
-    d.free();
-  }
-  const out = new Int16Array(ch[0]!.length * 2);
-  for (let i = 0; i < ch[0]!.length; i++) {
-    out[2 * i] = Math.round(ch[0]![i]! * 32767);
-    out[2 * i + 1] = Math.round((ch[1] ?? ch[0]!)[i]! * 32767);
-  }
-  return out;
-}
-
-const decode = (path: string) => ffmpegDecode(path);
 
 /** Compares a decoded track with the source capture PCM: length, per-spurt frequency and onset. */
 function assertTrackMatches(decoded: Int16Array, source: Int16Array, t: FixtureTrack, lengthTolerance: number, label: string) {
@@ -74,18 +51,6 @@ function assertTrackMatches(decoded: Int16Array, source: Int16Array, t: FixtureT
   assert.ok(rms(x, msToFrame(quietFrom), msToFrame(at - quietFrom - 10)) < 0.002, `${label}: silence before speech`);
 }
 
-async function withoutFfmpegOnPath<T>(fn: () => Promise<T>): Promise<T> {
-  const saved = { PATH: process.env.PATH, FFMPEG_PATH: process.env.FFMPEG_PATH };
-  process.env.PATH = dirname(process.execPath); // node only: no ffmpeg reachable
-  delete process.env.FFMPEG_PATH;
-  try {
-    return await fn();
-  } finally {
-    process.env.PATH = saved.PATH;
-    if (saved.FFMPEG_PATH !== undefined) process.env.FFMPEG_PATH = saved.FFMPEG_PATH;
-  }
-}
-
 const cases: { format: 'wav' | 'mp3' | 'flac' | 'opus'; ffmpeg: boolean }[] = [
   { format: 'wav', ffmpeg: false },
   { format: 'opus', ffmpeg: false },
@@ -97,13 +62,19 @@ const cases: { format: 'wav' | 'mp3' | 'flac' | 'opus'; ffmpeg: boolean }[] = [
 
 for (const c of cases) {
   const name = `${c.format} ${c.ffmpeg ? 'with ffmpeg' : 'without ffmpeg'}: aligned equal-length tracks + mix decode to the source`;
-  test(name, { skip: c.ffmpeg && !FF ? 'no ffmpeg on this machine' : false }, async () => {
+  test(name, async (t) => {
+    if (c.ffmpeg && needs(t, FF, 'no ffmpeg to encode with')) return;
     const dir = tmp();
     const src = await writeRecordingDir(dir, { format: c.format, mix: true, durationMs: DURATION_MS, tracks: TRACKS });
     const progress: ConvertProgress[] = [];
     const run = () => finishRecordingWithReport(dir, { force: false, onProgress: (p) => progress.push(p) });
-    // Embedded encoders: discovery really finds nothing (PATH without ffmpeg, FFMPEG_PATH unset).
-    const { manifest, report } = c.ffmpeg || c.format === 'wav' || c.format === 'opus' ? await run() : await withoutFfmpegOnPath(run);
+    // Without: discovery really finds nothing (PATH, FFMPEG_PATH and ffmpeg-static hidden).
+    const { manifest, report } = c.ffmpeg
+      ? await run()
+      : await withoutFfmpeg(async () => {
+          assert.equal(await findFfmpeg(undefined), null, 'ffmpeg is hidden');
+          return run();
+        });
 
     const expectEncoder = { wav: 'wav-in-place', opus: 'opus-copy', mp3: c.ffmpeg ? 'ffmpeg' : 'lame-wasm', flac: c.ffmpeg ? 'ffmpeg' : 'libflac-js' }[c.format];
     assert.deepEqual(report.tracks.map((t) => t.encoder), [expectEncoder, expectEncoder]);
@@ -117,28 +88,24 @@ for (const c of cases) {
     assert.deepEqual(readdirSync(dir).sort(), ['alice', 'bob', 'manifest', 'mix'].map((s) => (s === 'manifest' ? 'manifest.json' : `${s}.${c.format}`)).sort());
     assert.ok(progress.length >= 2 && progress.at(-1)!.files.every((f) => f.done === 1), 'progress reaches 1 for every file');
 
-    const lengthTol = c.format === 'mp3' && !c.ffmpeg ? 1152 : 960;
-    for (const [i, t] of TRACKS.entries()) {
-      const file = join(dir, manifest.tracks[i]!.file);
-      if (!FF && (c.format === 'wav' || c.format === 'opus')) continue; // decoded with ffmpeg only
-      const decoded = FF ? decode(file) : await decodeWithoutFfmpeg(file);
-      assertTrackMatches(decoded, src.get(t.stem)!, t, lengthTol, `${c.format}/${t.stem}`);
-      if (!c.ffmpeg && (c.format === 'mp3' || c.format === 'flac')) {
-        // And with the registry decoder too: the file is standard, not just ffmpeg-readable.
-        assertTrackMatches(await decodeWithoutFfmpeg(file), src.get(t.stem)!, t, lengthTol, `${c.format}/${t.stem} (wasm decoder)`);
+    // Decoded by registry decoders (no ffmpeg), and by ffmpeg as well where it is installed: a standard file.
+    const decoders: [string, (f: string) => Promise<Int16Array>][] = [['registry decoder', (f) => decodeInterleaved(f)]];
+    if (FF) decoders.push(['ffmpeg', async (f) => ffmpegDecode(f)]);
+    for (const [by, decode] of decoders) {
+      for (const [i, t] of TRACKS.entries()) {
+        // Every format is exactly the recording's length (MP3: the LAME tag; Opus: end trimming).
+        assertTrackMatches(await decode(join(dir, manifest.tracks[i]!.file)), src.get(t.stem)!, t, 0, `${c.format}/${t.stem} (${by})`);
       }
-    }
-    if (FF) {
-      const mix = channel(decode(join(dir, manifest.mix!)), 2);
-      assert.ok(Math.abs(mix.length - N) <= lengthTol);
+      const mix = channel(await decode(join(dir, manifest.mix!)), 2);
+      assert.equal(mix.length, N, `mix length (${by})`);
       for (const t of TRACKS) for (const sp of t.spurts) {
-        assert.equal(dominantHz(mix, msToFrame(sp.atMs + 100), msToFrame(300)), t.hz, `mix holds ${t.stem} at ${sp.atMs} ms`);
+        assert.equal(dominantHz(mix, msToFrame(sp.atMs + 100), msToFrame(300)), t.hz, `mix holds ${t.stem} at ${sp.atMs} ms (${by})`);
       }
     }
   });
 }
 
-test('wav: header patched in place, mono downmix, RF64 beyond the size limit', { skip: !FF && 'no ffmpeg' }, async () => {
+test('wav: header patched in place, mono downmix, RF64 beyond the size limit', async () => {
   const dir = tmp();
   const src = await writeRecordingDir(dir, { format: 'wav', durationMs: DURATION_MS, tracks: TRACKS });
   await finishRecording(dir, { force: false });
@@ -157,7 +124,7 @@ test('wav: header patched in place, mono downmix, RF64 beyond the size limit', {
   await finishRecording(mono, { force: false });
   const m = readFileSync(join(mono, 'bob.wav'));
   assert.equal(m.readUInt16LE(22), 1, 'one channel');
-  const mx = channel(ffmpegDecode(join(mono, 'bob.wav'), 1), 1);
+  const mx = channel(await decodeInterleaved(join(mono, 'bob.wav'), 1), 1);
   assert.equal(mx.length, N);
   assert.equal(dominantHz(mx, msToFrame(1900), msToFrame(300)), 1000);
 
@@ -168,12 +135,12 @@ test('wav: header patched in place, mono downmix, RF64 beyond the size limit', {
   assert.equal(r.toString('ascii', 0, 4), 'RF64');
   assert.equal(r.toString('ascii', 12, 16), 'ds64');
   assert.equal(Number(r.readBigUInt64LE(28)), N * 4);
-  const rx = ffmpegDecode(join(big, 'bob.wav'));
+  const rx = await decodeInterleaved(join(big, 'bob.wav'));
   assert.equal(rx.length, N * 2);
   assert.equal(firstDifference(rx.subarray(0, src.get('bob')!.length), src.get('bob')!), -1);
 });
 
-test('mix is level-safe: overlapping loud speakers never clip, a lone speaker is untouched', { skip: !FF && 'no ffmpeg' }, async () => {
+test('mix is level-safe: overlapping loud speakers never clip, a lone speaker is untouched', async () => {
   const dir = tmp();
   const tracks: FixtureTrack[] = [
     { stem: 'a', userId: '1', hz: 300, spurts: [{ atMs: 200, durationMs: 2000 }] },
@@ -182,7 +149,7 @@ test('mix is level-safe: overlapping loud speakers never clip, a lone speaker is
   ];
   const src = await writeRecordingDir(dir, { format: 'wav', mix: true, durationMs: 3600, tracks, amplitude: 0.7 });
   await finishRecording(dir, { force: false });
-  const mix = ffmpegDecode(join(dir, 'mix.wav'));
+  const mix = await decodeInterleaved(join(dir, 'mix.wav'));
   let peak = 0;
   for (const v of mix) peak = Math.max(peak, Math.abs(v));
   assert.ok(peak <= MIX_CEILING, `peak ${peak} <= ceiling ${MIX_CEILING}`);

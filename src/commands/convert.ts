@@ -2,8 +2,9 @@
  * `dvrec convert INPUT...`: turns raw PCM files into audio files, or finishes a recording directory whose
  * process was killed (its journal and captures are crash-safe; see sinks/capture-layout.ts).
  *
- * Inputs are checked (exist, kind) and every flag validated before any conversion starts, so a typo in
- * the third argument does not leave the first two converted and the rest not.
+ * Every flag and every input (exists, kind, byte count, output name and directory, journal, never-overwrite) is
+ * checked before any conversion starts, so a problem with the third argument does not leave the first two
+ * converted and the rest not.
  */
 import { existsSync, statSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
@@ -55,7 +56,7 @@ export async function convertCommand(inputs: string[], flags: ConvertFlags, setR
   const format: AudioFormat = parseFormat(flags.format ?? 'wav');
   const rate = flags.rate !== undefined ? parseRate(flags.rate) : 48_000;
   const channels = flags.channels !== undefined ? parseChannels(flags.channels) : 2;
-  const bitrateKbps = parseBitrate(flags.bitrate, format);
+  const bitrateKbps = parseBitrate(flags.bitrate, format, rate);
   const items = classifyInputs(inputs);
   const dirs = items.filter((i) => i.kind === 'dir');
   const raws = items.filter((i) => i.kind === 'raw');
@@ -77,38 +78,57 @@ export async function convertCommand(inputs: string[], flags: ConvertFlags, setR
   // No format needs ffmpeg (embedded encoders); an explicit --ffmpeg must run (findFfmpeg throws ENCODER).
   if (flags.ffmpeg !== undefined) await findFfmpeg(flags.ffmpeg, process.env);
 
-  const { convertRaw, convertDir } = await import('../sinks/convert-raw.ts');
+  const { planRaw, runRawPlan, planDir, convertDir } = await import('../sinks/convert-raw.ts');
   const onProgress = (p: ConvertProgress) => reporter.convertProgress(p);
+  const dirOptions = {
+    force: flags.force === true,
+    ...(flags.ffmpeg !== undefined ? { ffmpegPath: flags.ffmpeg } : {}),
+    onProgress,
+  };
+  // Check every input (sizes, outputs, journals, never-overwrite) before converting any: a bad third input
+  // must not leave the first two converted and the rest not.
+  const plans = [];
+  const outputs = new Map<string, string>();
   for (const item of items) {
     if (item.kind === 'dir') {
-      reporter.begin(`Finishing ${item.path}`);
-      const { manifest, report } = await convertDir(item.path, {
-        force: flags.force === true,
-        ...(flags.ffmpeg !== undefined ? { ffmpegPath: flags.ffmpeg } : {}),
-        onProgress,
-      });
+      plans.push({ kind: 'dir' as const, path: item.path, plan: await planDir(item.path, dirOptions) });
+      continue;
+    }
+    const plan = await planRaw(item.path, {
+      format,
+      rate,
+      channels,
+      mono: flags.mono === true,
+      ...(flags.out !== undefined ? { out: flags.out } : {}),
+      force: flags.force === true,
+      bitrateKbps,
+      ...(flags.ffmpeg !== undefined ? { ffmpegPath: flags.ffmpeg } : {}),
+      onProgress,
+    });
+    const other = outputs.get(plan.out);
+    if (other !== undefined) {
+      throw new DvrecError(`${other} and ${item.path} would both be written to ${plan.out}; convert them one at a time with --out`, ExitCode.USAGE);
+    }
+    outputs.set(plan.out, item.path);
+    plans.push({ kind: 'raw' as const, path: item.path, plan });
+  }
+
+  for (const p of plans) {
+    if (p.kind === 'dir') {
+      reporter.begin(`Finishing ${p.path}`);
+      const { manifest, report } = await convertDir(p.path, dirOptions, p.plan);
       const how = report.recovered
         ? `recovered ${(report.durationMs / 1000).toFixed(1)} s (length from ${report.lengthFrom})`
         : `finished ${(report.durationMs / 1000).toFixed(1)} s`;
-      reporter.end(true, `${basename(item.path)}: ${how}`);
+      reporter.end(true, `${basename(p.path)}: ${how}`);
       for (const t of report.tracks.filter((t) => t.orphan)) {
         reporter.warn(`${t.file}: found on disk but not in the journal (joined after its last write); kept`);
       }
-      reporter.done({ dir: item.path, manifest });
+      reporter.done({ dir: p.path, manifest });
     } else {
-      reporter.begin(`Converting ${basename(item.path)}`);
-      const r = await convertRaw(item.path, {
-        format,
-        rate,
-        channels,
-        mono: flags.mono === true,
-        ...(flags.out !== undefined ? { out: flags.out } : {}),
-        force: flags.force === true,
-        bitrateKbps,
-        ...(flags.ffmpeg !== undefined ? { ffmpegPath: flags.ffmpeg } : {}),
-        onProgress,
-      });
-      reporter.end(true, `Converted ${basename(item.path)}: ${(r.durationMs / 1000).toFixed(1)} s of ${r.format} (${r.encoder})`);
+      reporter.begin(`Converting ${basename(p.path)}`);
+      const r = await runRawPlan(p.plan);
+      reporter.end(true, `Converted ${basename(p.path)}: ${(r.durationMs / 1000).toFixed(1)} s of ${r.format} (${r.encoder})`);
       reporter.done({ dir: dirname(r.out), files: [r.out] });
     }
   }

@@ -11,6 +11,7 @@ import { dirname, resolve } from 'node:path';
 import { DvrecError, ExitCode, registerSecret } from '../errors.ts';
 import type { AudioFormat } from '../sinks/capture-layout.ts';
 import { JOURNAL_FILE, MANIFEST_FILE } from '../sinks/capture-layout.ts';
+import { DEFAULT_MP3_BITRATE_KBPS, MP3_SAMPLE_RATES, defaultMp3BitrateAt, formatBitrates, mp3BitratesAt } from '../sinks/formats/mp3-params.ts';
 
 function usage(message: string): DvrecError {
   return new DvrecError(message, ExitCode.USAGE);
@@ -90,17 +91,20 @@ export function parseFormat(value: string): AudioFormat {
   return v as AudioFormat;
 }
 
-/** The bitrates LAME accepts for 48 kHz MPEG-1 Layer III. */
-const MP3_BITRATES = [32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320];
 /** MP3 bitrate used when --bitrate is not given (also recorded in the journal for a later convert). */
-export const DEFAULT_BITRATE_KBPS = 128;
+export const DEFAULT_BITRATE_KBPS = DEFAULT_MP3_BITRATE_KBPS;
 
 /**
  * Parses `--bitrate` (kbps, `128` or `128k`). Only MP3 is encoded with a bitrate: WAV and FLAC are
  * lossless and Opus output keeps the packets Discord sent, untouched, so a bitrate there is a mistake.
+ * The allowed values depend on the sample rate (`rate`: 48000 for a recording, `--rate` for raw input) and
+ * come from the one table both MP3 encoders honour (sinks/formats/mp3-params.ts).
  */
-export function parseBitrate(value: string | undefined, format: AudioFormat): number {
-  if (value === undefined) return DEFAULT_BITRATE_KBPS;
+export function parseBitrate(value: string | undefined, format: AudioFormat, rate = 48_000): number {
+  if (format === 'mp3' && !MP3_SAMPLE_RATES.includes(rate)) {
+    throw usage(`--format mp3 needs --rate ${MP3_SAMPLE_RATES.join(', ')} (got ${rate}; use wav or flac, or resample first)`);
+  }
+  if (value === undefined) return format === 'mp3' ? defaultMp3BitrateAt(rate) : DEFAULT_BITRATE_KBPS;
   const m = /^(\d+)\s*(?:k|kbps|kbit\/s)?$/i.exec(value.trim());
   if (!m) throw usage(`--bitrate: '${value}' is not a bitrate in kbps (e.g. 128 or 192k)`);
   const kbps = Number(m[1]);
@@ -108,8 +112,10 @@ export function parseBitrate(value: string | undefined, format: AudioFormat): nu
     const why = format === 'opus' ? 'keeps the Opus packets Discord sent, without re-encoding' : 'is lossless';
     throw usage(`--bitrate applies to --format mp3 only (${format} ${why})`);
   }
-  if (!MP3_BITRATES.includes(kbps)) {
-    throw usage(`--bitrate: ${kbps} kbps is not an MP3 bitrate (choose ${MP3_BITRATES.join(', ')})`);
+  const allowed = mp3BitratesAt(rate);
+  if (!allowed.includes(kbps)) {
+    const at = rate === 48_000 ? '' : ` at ${rate} Hz`;
+    throw usage(`--bitrate: ${kbps} kbps is not an MP3 bitrate${at} (choose ${formatBitrates(allowed)})`);
   }
   return kbps;
 }

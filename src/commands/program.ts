@@ -70,7 +70,7 @@ Examples:
   dvrec convert recordings/G-C-2026-11-03T20-00-00   finish a recording that was killed
   dvrec doctor                                 check codecs, DAVE and ffmpeg on this machine
 
-Environment: DISCORD_TOKEN, DVREC_API_URL, FFMPEG_PATH, CI, NO_COLOR, TERM=dumb, DVREC_DEBUG=1.
+Environment: DISCORD_TOKEN, DVREC_API_URL, FFMPEG_PATH, DVREC_NO_FFMPEG_STATIC=1, DVREC_OPUS=native|wasm, CI, NO_COLOR, TERM=dumb, DVREC_DEBUG=1 (see the manual).
 Exit codes: 0 ok, 1 internal, 2 usage, 3 auth, 4 not found, 5 permission, 6 channel full,
 7 voice rejected, 8 network, 9 output, 10 input, 11 encoder, 130 interrupted.  See: man dvrec`,
     );

@@ -12,7 +12,10 @@
  *                             so nothing has to be written for silence and a crash leaves a valid prefix.
  *   .capture/<stem>.opus.pkt  (only with --format opus) the received Opus packets: repeated records of
  *                             [u32 LE sample position][u16 LE length][payload]; `position` is where the
- *                             packet's first sample lands on the recording clock.
+ *                             packet's first sample lands on the recording clock. Positions past 2^32
+ *                             (24.8 h) are written as a record [u32 LE high word][u16 LE 0xFFFF] without
+ *                             payload ({@link PACKET_LOG_EPOCH}), which adds high × 2^32 to the positions
+ *                             of the records after it.
  *   <stem>.wav|mp3|flac|opus  finished tracks (written at stop, or by `dvrec convert DIR`)
  *   mix.<ext>                 (with --mix) everyone mixed
  *   manifest.json             written last, on a clean finish
@@ -30,6 +33,8 @@ export const CAPTURE_DIR = '.capture';
 export const JOURNAL_FILE = 'capture.json';
 export const MANIFEST_FILE = 'manifest.json';
 export const WAV_HEADER_BYTES = 44;
+/** Length field of a packet-log record that sets the high 32 bits of the positions that follow (no payload). */
+export const PACKET_LOG_EPOCH = 0xffff;
 /**
  * Every file dvrec writes is private to its owner: a recording holds other people's voices. Directories are
  * created 0700 and files 0600 (an ffmpeg child's output is chmod-ed before it gets its final name).

@@ -9,7 +9,7 @@
  */
 import { closeSync, constants, fstatSync, ftruncateSync, openSync, writeSync } from 'node:fs';
 import { BYTES_PER_SAMPLE_FRAME, CHANNELS, SAMPLE_RATE } from './types.ts';
-import { WAV_HEADER_BYTES } from './capture-layout.ts';
+import { PACKET_LOG_EPOCH, WAV_HEADER_BYTES } from './capture-layout.ts';
 
 const PENDING_BYTES = 64 * 1024;
 const OPEN_FLAGS = constants.O_RDWR | constants.O_CREAT;
@@ -53,7 +53,7 @@ function writeFully(fd: number, buf: Uint8Array, len: number, pos: number | null
 }
 
 export interface CaptureWriterOptions {
-  /** Also log the Opus packets to this path (`[u32 LE position][u16 LE len][payload]` records). */
+  /** Also log the Opus packets to this path (`[u32 LE position][u16 LE len][payload]` records; see capture-layout.ts). */
   packetLogPath?: string;
   /** Maximum age of unflushed audio (ms of the caller's clock). Default 250. */
   flushMs?: number;
@@ -78,6 +78,8 @@ export class CaptureWriter {
   private log: Buffer | null = null;
   private logLen = 0;
   private logSince = Infinity;
+  /** High 32 bits of the positions the log's last epoch record set (a log starts at 0). */
+  private logHigh = 0;
   /** One past the last sample frame written (or pending), from this writer or found on disk. */
   writtenEnd: number;
   /** PCM bytes written by this writer instance (plus any carried over by the caller). */
@@ -121,17 +123,27 @@ export class CaptureWriter {
     if (end > this.writtenEnd) this.writtenEnd = end;
   }
 
-  /** Appends one Opus packet record to the packet log (no-op without one). */
+  /**
+   * Appends one Opus packet record to the packet log (no-op without one). Positions are sample frames, 2^32 of
+   * which is 24.8 hours: beyond that an epoch record carries the high word (capture-layout.ts).
+   */
   logPacket(pos: number, opus: Uint8Array, nowMs: number): void {
-    if (this.logFd === null || pos < 0 || pos > 0xffffffff || opus.length > 0xffff) return;
-    const need = 6 + opus.length;
+    if (this.logFd === null || pos < 0 || !Number.isSafeInteger(pos) || opus.length >= PACKET_LOG_EPOCH) return;
+    const high = Math.floor(pos / 2 ** 32);
+    const need = 6 + opus.length + (high !== this.logHigh ? 6 : 0);
     if (this.log === null) this.log = Buffer.allocUnsafe(PENDING_BYTES);
     if (this.logLen + need > PENDING_BYTES) this.flushLog();
     if (this.logLen === 0) this.logSince = nowMs;
-    this.log.writeUInt32LE(pos, this.logLen);
+    if (high !== this.logHigh) {
+      this.log.writeUInt32LE(high, this.logLen);
+      this.log.writeUInt16LE(PACKET_LOG_EPOCH, this.logLen + 4);
+      this.logLen += 6;
+      this.logHigh = high;
+    }
+    this.log.writeUInt32LE(pos % 2 ** 32, this.logLen);
     this.log.writeUInt16LE(opus.length, this.logLen + 4);
     this.log.set(opus, this.logLen + 6);
-    this.logLen += need;
+    this.logLen += 6 + opus.length;
   }
 
   /** Flushes pending data older than flushMs. */

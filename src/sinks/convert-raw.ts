@@ -9,9 +9,10 @@ import type { AudioFormat, Manifest } from './capture-layout.ts';
 import type { ConvertProgress } from '../recording-api.ts';
 import { findFfmpeg } from './formats/ffmpeg.ts';
 import { runJobs } from './formats/pool.ts';
-import { DEFAULT_MP3_BITRATE_KBPS, MP3_BITRATES, type EncoderName } from './formats/encoders.ts';
+import type { EncoderName } from './formats/encoders.ts';
+import { MP3_SAMPLE_RATES, defaultMp3BitrateAt, formatBitrates, mp3BitratesAt } from './formats/mp3-params.ts';
 import { OPUS_RATES } from './formats/ogg-opus.ts';
-import { finishRecordingWithReport, asOutputError, type FinishOptions, type FinishReport } from './finalize.ts';
+import { finishRecordingWithReport, planFinish, asOutputError, type FinishOptions, type FinishPlan, type FinishReport } from './finalize.ts';
 
 export const FORMATS: readonly AudioFormat[] = ['wav', 'mp3', 'flac', 'opus'];
 
@@ -48,12 +49,32 @@ export function parseFormat(format: string): AudioFormat {
   return format as AudioFormat;
 }
 
+/** A raw conversion whose every input and output was checked: {@link runRawPlan} only encodes. */
+export interface RawPlan {
+  input: string;
+  out: string;
+  format: AudioFormat;
+  rate: number;
+  channels: number;
+  frames: number;
+  bitrateKbps: number;
+  opts: ConvertRawOptions;
+}
+
 /** Converts a raw s16le PCM file. */
 export async function convertRaw(input: string, opts: ConvertRawOptions): Promise<ConvertRawResult> {
+  return runRawPlan(await planRaw(input, opts));
+}
+
+/**
+ * Checks everything a raw conversion needs (values, the input's size, the output's directory and name) without
+ * writing anything, so several inputs can all be checked before the first is converted.
+ */
+export async function planRaw(input: string, opts: ConvertRawOptions): Promise<RawPlan> {
   const format = parseFormat(opts.format);
   const rate = opts.rate ?? 48_000;
   const channels = opts.channels ?? 2;
-  const bitrateKbps = opts.bitrateKbps ?? DEFAULT_MP3_BITRATE_KBPS;
+  const bitrateKbps = opts.bitrateKbps ?? defaultMp3BitrateAt(rate);
   if (!Number.isInteger(rate) || rate < 1000 || rate > 384_000) throw new DvrecError(`--rate ${rate}: expected 1000..384000 Hz`, ExitCode.USAGE);
   if (!Number.isInteger(channels) || channels < 1 || channels > 8) throw new DvrecError(`--channels ${channels}: expected 1..8`, ExitCode.USAGE);
   const outChannels = opts.mono ? 1 : channels;
@@ -61,8 +82,11 @@ export async function convertRaw(input: string, opts: ConvertRawOptions): Promis
     throw new DvrecError(`${format} holds 1 or 2 channels; use --mono or wav/flac for ${channels}`, ExitCode.USAGE);
   }
   if (opts.mono && channels !== 2 && channels !== 1) throw new DvrecError('--mono downmixes stereo input only', ExitCode.USAGE);
-  if (format === 'mp3' && !(MP3_BITRATES as readonly number[]).includes(bitrateKbps)) {
-    throw new DvrecError(`--bitrate ${bitrateKbps}: MP3 bitrates are ${MP3_BITRATES.join(', ')} kbps`, ExitCode.USAGE);
+  if (format === 'mp3' && !MP3_SAMPLE_RATES.includes(rate)) {
+    throw new DvrecError(`mp3 needs --rate ${MP3_SAMPLE_RATES.join('/')}, got ${rate} (use wav or flac, or resample first)`, ExitCode.USAGE);
+  }
+  if (format === 'mp3' && !mp3BitratesAt(rate).includes(bitrateKbps)) {
+    throw new DvrecError(`--bitrate ${bitrateKbps}: MP3 bitrates at ${rate} Hz are ${formatBitrates(mp3BitratesAt(rate))} kbps`, ExitCode.USAGE);
   }
   if (format === 'opus' && !OPUS_RATES.includes(rate)) {
     throw new DvrecError(`opus needs --rate ${OPUS_RATES.join('/')}, got ${rate}`, ExitCode.USAGE);
@@ -102,12 +126,17 @@ export async function convertRaw(input: string, opts: ConvertRawOptions): Promis
   } catch (e) {
     if (e instanceof DvrecError) throw e; // ENOENT: fine
   }
+  return { input: resolve(input), out, format, rate, channels, frames, bitrateKbps, opts };
+}
 
+/** Encodes a checked conversion. */
+export async function runRawPlan(plan: RawPlan): Promise<ConvertRawResult> {
+  const { input, out, format, rate, channels, frames, bitrateKbps, opts } = plan;
   const ffmpeg = format === 'mp3' || format === 'flac' ? await findFfmpeg(opts.ffmpegPath) : null;
   try {
     const [r] = await runJobs(
       [{
-        kind: 'pcm', out, format, sources: [{ path: resolve(input), dataOffset: 0, channels, frames }], mix: false,
+        kind: 'pcm', out, format, sources: [{ path: input, dataOffset: 0, channels, frames }], mix: false,
         sampleRate: rate, mono: !!opts.mono && channels === 2, bitrateKbps, ffmpeg: ffmpeg?.path ?? null,
       }],
       { onProgress: opts.onProgress, concurrency: 1, label: () => basename(out) },
@@ -123,11 +152,16 @@ export interface ConvertDirResult {
   report: FinishReport;
 }
 
+/** Checks a recording directory as {@link convertDir} will finish it, writing nothing (see finalize.ts planFinish). */
+export async function planDir(dir: string, opts: FinishOptions): Promise<FinishPlan> {
+  return planFinish(dir, opts);
+}
+
 /**
  * Finishes a recording directory left by a killed or crashed `record`: every track from what is on disk
  * (to the last whole sample frame written), the manifest (with `recovered: true`), then the captures removed.
- * Also finishes a cleanly stopped directory whose finishing was interrupted.
+ * Also finishes a cleanly stopped directory whose finishing was interrupted. `plan`: from {@link planDir}.
  */
-export async function convertDir(dir: string, opts: FinishOptions): Promise<ConvertDirResult> {
-  return finishRecordingWithReport(dir, opts);
+export async function convertDir(dir: string, opts: FinishOptions, plan?: FinishPlan): Promise<ConvertDirResult> {
+  return finishRecordingWithReport(dir, opts, plan);
 }

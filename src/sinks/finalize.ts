@@ -30,7 +30,7 @@ import { opusPacketSamples } from './formats/opus-packet.ts';
 import { runJobs } from './formats/pool.ts';
 import type { Job } from './formats/jobs.ts';
 import type { EncoderName } from './formats/encoders.ts';
-import { DEFAULT_MP3_BITRATE_KBPS } from './formats/encoders.ts';
+import { DEFAULT_MP3_BITRATE_KBPS, nearestMp3Bitrate } from './formats/mp3-params.ts';
 import { MP3_STREAM_SUFFIX, type StreamedMp3 } from './mp3-stream.ts';
 import { ID3_RESERVED_BYTES, id3v2Tag } from './formats/id3.ts';
 
@@ -150,8 +150,24 @@ function orphanTrack(stem: string): JournalTrack {
   return { userId: id, username: stem, displayName: stem, stem, ssrcs: [], startOffsetMs: null, packets: emptyStats() };
 }
 
-/** Like {@link finishRecording}, and also says what was found and done (for `convert DIR`). */
-export async function finishRecordingWithReport(dir: string, opts: FinishOptions): Promise<{ manifest: Manifest; report: FinishReport }> {
+/** What is in a recording directory, checked (readable journal, nothing overwritten without force) before anything is written. */
+export interface FinishPlan {
+  dir: string;
+  journal: Journal;
+  recovered: boolean;
+  tracks: { t: JournalTrack; orphan: boolean }[];
+  disk: { wav: string | null; pkt: string | null; frames: number }[];
+  totalFrames: number;
+  lengthFrom: FinishReport['lengthFrom'];
+  mixName: string;
+  alreadyFinished: boolean[];
+}
+
+/**
+ * Steps 1 and 2 of the finisher: reads the journal and the captures, decides the length, and refuses to overwrite
+ * finished files without `force`. Writes nothing, so `convert` can check every input before finishing any.
+ */
+export async function planFinish(dir: string, opts: Pick<FinishOptions, 'force' | 'durationMs'>): Promise<FinishPlan> {
   const journal = await readJournalChecked(dir);
   const format = journal.format;
   if (!(format in EXT)) throw new DvrecError(`${JOURNAL_FILE}: unknown format ${String(format)}`, ExitCode.INPUT);
@@ -204,7 +220,6 @@ export async function finishRecordingWithReport(dir: string, opts: FinishOptions
     totalFrames = Math.max(heartbeat, onDisk);
     lengthFrom = onDisk > heartbeat ? 'captures' : 'heartbeat';
   }
-  const durationMs = Math.round((totalFrames / SAMPLE_RATE) * 1000);
 
   // Output names, and the never-overwrite rule.
   const ext = EXT[format];
@@ -220,10 +235,24 @@ export async function finishRecordingWithReport(dir: string, opts: FinishOptions
     ].find(exists);
     if (clash) throw new DvrecError(`${join(dir, clash)} already exists (use --force to overwrite)`, ExitCode.OUTPUT);
   }
+  return { dir, journal, recovered, tracks, disk, totalFrames, lengthFrom, mixName, alreadyFinished };
+}
+
+/** Like {@link finishRecording}, and also says what was found and done (for `convert DIR`). `plan`: from {@link planFinish}. */
+export async function finishRecordingWithReport(
+  dir: string,
+  opts: FinishOptions,
+  plan?: FinishPlan,
+): Promise<{ manifest: Manifest; report: FinishReport }> {
+  const { journal, recovered, tracks, disk, totalFrames, lengthFrom, mixName, alreadyFinished } = plan ?? (await planFinish(dir, opts));
+  const format = journal.format;
+  const durationMs = Math.round((totalFrames / SAMPLE_RATE) * 1000);
+  const fileOf = (stem: string) => `${stem}.${EXT[format]}`;
 
   const needsFfmpeg = format === 'mp3' || format === 'flac';
   const ffmpeg = needsFfmpeg ? await findFfmpeg(opts.ffmpegPath) : null;
-  const bitrateKbps = journal.bitrateKbps || DEFAULT_MP3_BITRATE_KBPS;
+  // A journal of an older dvrec may hold a bitrate the encoders do not both support (56): finished at the next one up.
+  const bitrateKbps = format === 'mp3' ? nearestMp3Bitrate(journal.bitrateKbps || DEFAULT_MP3_BITRATE_KBPS, SAMPLE_RATE) : (journal.bitrateKbps || DEFAULT_MP3_BITRATE_KBPS);
   const rf64Limit = opts.rf64Limit ?? RIFF_MAX_DATA_BYTES;
   const dataBytes = totalFrames * BYTES_PER_SAMPLE_FRAME;
 

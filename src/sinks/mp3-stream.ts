@@ -25,14 +25,14 @@
  * captures written, with a CPU budget per tick; a tick that fired late (the worker is busy) encodes nothing.
  * A stream that falls behind catches up when the worker is idle again, or at stop.
  */
-import { closeSync, constants, openSync, readFileSync, readSync, unlinkSync, writeSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { closeSync, constants, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import type { WasmMediaEncoder } from 'wasm-media-encoders';
 import { BYTES_PER_SAMPLE_FRAME } from './types.ts';
 import { PRIVATE_FILE_MODE, WAV_HEADER_BYTES } from './capture-layout.ts';
-import { LAME_TOTAL_DELAY, MP3_BITRATES, type Mp3Bitrate } from './formats/mp3-params.ts';
-import { id3v2Tag } from './formats/id3.ts';
+import { MP3_BITRATES } from './formats/mp3-params.ts';
+import { createLame, type LameEncoder } from './formats/lame-wasm.ts';
+import { Mp3InfoTag } from './formats/mp3-info-tag.ts';
+import { ID3_RESERVED_BYTES, id3v2Tag } from './formats/id3.ts';
 
 /** Suffix of a streamed MP3 that is not (yet) a finished track. */
 export const MP3_STREAM_SUFFIX = '.mp3.streaming.partial';
@@ -108,20 +108,6 @@ const scratchPcm = new Int16Array(scratchBytes.buffer, scratchBytes.byteOffset, 
 const scratchL = new Float32Array(SLICE_FRAMES);
 const scratchR = new Float32Array(SLICE_FRAMES);
 
-/** A compiled WebAssembly.Module, as createEncoder takes it (tsconfig's lib has no WebAssembly typings). */
-type WasmModule = Parameters<typeof import('wasm-media-encoders').createEncoder>[1];
-const WA = (globalThis as unknown as { WebAssembly: { compile(bytes: Uint8Array): Promise<WasmModule> } }).WebAssembly;
-
-let modulePromise: Promise<WasmModule> | null = null;
-/** LAME's wasm compiled once per thread; every encoder instance shares the code. */
-function mp3Module(): Promise<WasmModule> {
-  modulePromise ??= (async () => {
-    const path = createRequire(import.meta.url).resolve('wasm-media-encoders/wasm/mp3');
-    return WA.compile(readFileSync(path));
-  })();
-  return modulePromise;
-}
-
 function writeFully(fd: number, buf: Uint8Array): void {
   let done = 0;
   while (done < buf.length) {
@@ -139,11 +125,13 @@ export class Mp3Stream {
   private readonly capturePath: string;
   private readonly cfg: Mp3StreamConfig;
   private state: StreamState = 'starting';
-  private enc: WasmMediaEncoder<'audio/mpeg'> | null = null;
+  private enc: LameEncoder | null = null;
   private outFd = -1;
   private inFd = -1;
-  /** Next capture frame to encode: LAME's delay is dropped from the start, as the after-stop path does. */
-  encPos = LAME_TOTAL_DELAY;
+  /** Next capture frame to encode. */
+  encPos = 0;
+  /** The LAME tag (encoder delay, padding), written over its placeholder at the finish, as the after-stop path does. */
+  private readonly info: Mp3InfoTag;
   /** Why the stream failed (state 'failed'). */
   reason = '';
   private result: Mp3StreamReport | null = null;
@@ -152,20 +140,19 @@ export class Mp3Stream {
     this.capturePath = capturePath;
     this.outPath = outPath;
     this.cfg = cfg;
+    this.info = new Mp3InfoTag(48_000, cfg.mono ? 1 : 2, cfg.bitrateKbps);
     try {
       this.outFd = openSync(outPath, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, PRIVATE_FILE_MODE);
       // Room for the ID3 tag, which the finisher fills in at the stop when the names are final (formats/id3.ts).
       writeFully(this.outFd, id3v2Tag({}));
+      writeFully(this.outFd, this.info.placeholder());
     } catch (e) {
       this.fail(`cannot create ${outPath}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
       return;
     }
-    mp3Module()
-      .then(async (module) => {
-        const { createEncoder } = await import('wasm-media-encoders');
-        const enc = await createEncoder('audio/mpeg', module);
+    createLame({ channels: cfg.mono ? 1 : 2, sampleRate: 48_000, bitrateKbps: cfg.bitrateKbps })
+      .then((enc) => {
         if (this.state !== 'starting') return;
-        enc.configure({ channels: cfg.mono ? 1 : 2, sampleRate: 48_000, bitrate: cfg.bitrateKbps as Mp3Bitrate });
         this.enc = enc;
         this.state = 'running';
       })
@@ -221,7 +208,10 @@ export class Mp3Stream {
       out = this.enc!.encode([l, r]);
     }
     // `out` is a view into wasm memory, valid until the next call: write it now.
-    if (out.length) writeFully(this.outFd, out);
+    if (out.length) {
+      this.info.observe(out);
+      writeFully(this.outFd, out);
+    }
     this.encPos += n;
   }
 
@@ -233,16 +223,21 @@ export class Mp3Stream {
     if (this.result) return this.result;
     if (this.state === 'starting') this.fail('encoder not ready at stop');
     if (this.state !== 'running') return this.report();
-    if (this.encPos > Math.max(endFrames, LAME_TOTAL_DELAY)) {
+    if (this.encPos > endFrames) {
       this.fail('encoded past the end of the recording');
       return this.report();
     }
-    const streamed = this.encPos - LAME_TOTAL_DELAY;
+    const streamed = this.encPos;
     while (this.state === 'running' && this.encPos < endFrames) this.encodeUpTo(endFrames);
     if (this.state !== 'running') return this.report();
     try {
       const tail = this.enc!.finalize();
-      if (tail.length) writeFully(this.outFd, tail);
+      if (tail.length) {
+        this.info.observe(tail);
+        writeFully(this.outFd, tail);
+      }
+      const tag = this.info.frame(endFrames);
+      if (writeSync(this.outFd, tag, 0, tag.length, ID3_RESERVED_BYTES) !== tag.length) throw Object.assign(new Error('short write'), { code: 'ENOSPC' });
     } catch (e) {
       this.fail(`finalising: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
       return this.report();
@@ -255,8 +250,8 @@ export class Mp3Stream {
       frames: endFrames,
       bitrateKbps: this.cfg.bitrateKbps,
       mono: this.cfg.mono,
-      streamedFrames: Math.max(0, streamed),
-      tailFrames: Math.max(0, endFrames - Math.max(LAME_TOTAL_DELAY, streamed + LAME_TOTAL_DELAY)),
+      streamedFrames: streamed,
+      tailFrames: endFrames - streamed,
     };
     return this.result;
   }
@@ -264,7 +259,7 @@ export class Mp3Stream {
   report(): Mp3StreamReport {
     if (this.result) return this.result;
     if (this.state === 'failed') return { state: 'fallback', reason: this.reason };
-    return { state: 'streaming', encodedFrames: Math.max(0, this.encPos - LAME_TOTAL_DELAY) };
+    return { state: 'streaming', encodedFrames: this.encPos };
   }
 
   /** Gives up: the file is deleted and the track is encoded after stop. Idempotent. */
@@ -380,7 +375,7 @@ export class Mp3Streams {
     if (this.dirty && now - this.lastProgress >= PROGRESS_MS) {
       this.lastProgress = now;
       this.dirty = false;
-      this.post({ type: 'mp3Progress', tracks: this.order.map((trackId) => ({ trackId, encodedFrames: this.streams.get(trackId)!.s.encPos - LAME_TOTAL_DELAY })) });
+      this.post({ type: 'mp3Progress', tracks: this.order.map((trackId) => ({ trackId, encodedFrames: this.streams.get(trackId)!.s.encPos })) });
     }
   }
 

@@ -16,10 +16,12 @@ import { toPlanarFloat } from './pcm-source.ts';
 import { OggOpusPcmEncoder, OPUS_RATES } from './ogg-opus.ts';
 import type { AudioFormat } from '../capture-layout.ts';
 import { PRIVATE_FILE_MODE } from '../capture-layout.ts';
-import { MP3_BITRATES, LAME_TOTAL_DELAY } from './mp3-params.ts';
+import { MP3_SAMPLE_RATES, formatBitrates, mp3BitratesAt } from './mp3-params.ts';
+import { createLame, type LameEncoder } from './lame-wasm.ts';
+import { Mp3InfoTag } from './mp3-info-tag.ts';
 import { id3v2Tag } from './id3.ts';
 
-export { MP3_BITRATES, DEFAULT_MP3_BITRATE_KBPS, LAME_TOTAL_DELAY } from './mp3-params.ts';
+export { MP3_BITRATES, DEFAULT_MP3_BITRATE_KBPS } from './mp3-params.ts';
 
 export interface PcmEncoder {
   write(samples: Int16Array): Promise<void>;
@@ -82,54 +84,62 @@ export function openEncoder(out: string, o: EncoderOptions): { encoder: PcmEncod
 }
 
 
-/** LAME compiled to WebAssembly: MP3 without any binary on the machine. */
+/**
+ * LAME compiled to WebAssembly: MP3 without any binary on the machine. Every input sample is encoded; the LAME
+ * tag in front of the audio (mp3-info-tag.ts) tells decoders to cut the encoder delay and the end padding, so
+ * the decoded track starts at t=0 and is exactly as long as the input, as ffmpeg's MP3s are.
+ */
 class LameWasmEncoder implements PcmEncoder {
   private readonly out: string;
   private readonly o: EncoderOptions;
-  private toSkip: number;
+  private readonly info: Mp3InfoTag;
+  private infoAt = 0;
+  private frames = 0;
   private fh: FileHandle | null = null;
-  private enc: Awaited<ReturnType<typeof import('wasm-media-encoders').createMp3Encoder>> | null = null;
+  private enc: LameEncoder | null = null;
 
   constructor(out: string, o: EncoderOptions) {
-    if (!(MP3_BITRATES as readonly number[]).includes(o.bitrateKbps)) {
-      throw new DvrecError(`MP3 bitrate must be one of ${MP3_BITRATES.join(', ')} kbps`, ExitCode.USAGE);
-    }
     if (o.channels !== 1 && o.channels !== 2) throw new DvrecError('MP3 holds 1 or 2 channels', ExitCode.USAGE);
+    const allowed = mp3BitratesAt(o.sampleRate);
+    if (!allowed.length) throw new DvrecError(`MP3 cannot hold ${o.sampleRate} Hz (only ${MP3_SAMPLE_RATES.join(', ')})`, ExitCode.USAGE);
+    if (!allowed.includes(o.bitrateKbps)) {
+      throw new DvrecError(`MP3 bitrate at ${o.sampleRate} Hz must be one of ${formatBitrates(allowed)} kbps`, ExitCode.USAGE);
+    }
     this.out = out;
     this.o = o;
-    this.toSkip = Math.round((LAME_TOTAL_DELAY * o.sampleRate) / 48_000) * o.channels;
+    this.info = new Mp3InfoTag(o.sampleRate, o.channels, o.bitrateKbps);
   }
 
   private async open() {
-    const { createMp3Encoder } = await import('wasm-media-encoders');
-    this.enc = await createMp3Encoder();
-    this.enc.configure({
-      channels: this.o.channels as 1 | 2,
-      sampleRate: this.o.sampleRate,
-      bitrate: this.o.bitrateKbps as (typeof MP3_BITRATES)[number],
-    });
+    this.enc = await createLame({ channels: this.o.channels as 1 | 2, sampleRate: this.o.sampleRate, bitrateKbps: this.o.bitrateKbps });
     this.fh = await fsp.open(this.out, 'w', PRIVATE_FILE_MODE);
     // Tagged like the ffmpeg path, in the same reserved-size layout as a streamed MP3 (formats/id3.ts).
-    if (this.o.tags && Object.keys(this.o.tags).length) await this.fh.write(id3v2Tag(this.o.tags));
+    if (this.o.tags && Object.keys(this.o.tags).length) {
+      const id3 = id3v2Tag(this.o.tags);
+      await this.fh.write(id3);
+      this.infoAt = id3.length;
+    }
+    await this.fh.write(this.info.placeholder());
+  }
+
+  private async emit(bytes: Uint8Array): Promise<void> {
+    if (!bytes.length) return;
+    this.info.observe(bytes);
+    await this.fh!.write(Buffer.from(bytes));
   }
 
   async write(samples: Int16Array): Promise<void> {
     if (!this.enc) await this.open();
-    if (this.toSkip > 0) {
-      const n = Math.min(this.toSkip, samples.length);
-      this.toSkip -= n;
-      samples = samples.subarray(n);
-      if (!samples.length) return;
-    }
-    // encode() returns a view into WebAssembly memory, valid until the next call: write it out now.
-    const bytes = this.enc!.encode(toPlanarFloat(samples, this.o.channels));
-    if (bytes.length) await this.fh!.write(Buffer.from(bytes));
+    this.frames += samples.length / this.o.channels;
+    // encode() returns a view into WebAssembly memory, valid until the next call: written out now.
+    await this.emit(this.enc!.encode(toPlanarFloat(samples, this.o.channels)));
   }
 
   async finish(): Promise<void> {
     if (!this.enc) await this.open();
-    const tail = this.enc!.finalize();
-    if (tail.length) await this.fh!.write(Buffer.from(tail));
+    await this.emit(this.enc!.finalize());
+    const tag = this.info.frame(this.frames);
+    await this.fh!.write(tag, 0, tag.length, this.infoAt);
     await this.fh!.close();
   }
 }

@@ -5,6 +5,11 @@
  * its install downloads a binary, which fails offline, so it may be absent or hold no binary), `ffmpeg` on
  * PATH. A path the user named explicitly (option or FFMPEG_PATH) that does not run is an error rather than a
  * silent fallback: they asked for that binary. `ffmpegPath: false` disables discovery (embedded encoders only).
+ *
+ * `DVREC_NO_FFMPEG_STATIC=1` skips the ffmpeg-static step: with PATH and FFMPEG_PATH cleared too, nothing is
+ * found, which is how the "without ffmpeg" tests (and a user who wants the embedded encoders or the system
+ * ffmpeg over a bundled one) make sure. The ffmpeg-static lookup itself is a parameter of {@link findFfmpeg},
+ * so the search order can be tested with fake executables.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync } from 'node:fs';
@@ -39,6 +44,7 @@ function executable(path: string): boolean {
   }
 }
 
+/** The ffmpeg-static package's binary when it is installed and executable, else null. */
 async function fromFfmpegStatic(): Promise<string | null> {
   try {
     // A variable specifier keeps tsc from requiring the optional package's types.
@@ -63,13 +69,29 @@ function fromPath(env: NodeJS.ProcessEnv): string | null {
   return null;
 }
 
+/** Environment switch that skips the ffmpeg-static package (see the module comment). */
+export const NO_FFMPEG_STATIC_ENV = 'DVREC_NO_FFMPEG_STATIC';
+
+/** Where the third step of the search looks; tests pass their own. */
+export interface FfmpegSources {
+  ffmpegStatic(): Promise<string | null>;
+}
+const DEFAULT_SOURCES: FfmpegSources = { ffmpegStatic: fromFfmpegStatic };
+
 const cache = new Map<string, Ffmpeg | null>();
 
 /** Finds a working ffmpeg, or null when none is reachable (callers then use embedded encoders). */
-export async function findFfmpeg(choice: FfmpegChoice, env: NodeJS.ProcessEnv = process.env): Promise<Ffmpeg | null> {
+export async function findFfmpeg(
+  choice: FfmpegChoice,
+  env: NodeJS.ProcessEnv = process.env,
+  sources: FfmpegSources = DEFAULT_SOURCES,
+): Promise<Ffmpeg | null> {
   if (choice === false) return null;
-  const key = `${choice ?? ''}\0${env.FFMPEG_PATH ?? ''}\0${env.PATH ?? ''}`;
-  if (cache.has(key)) return cache.get(key)!;
+  const skipStatic = env[NO_FFMPEG_STATIC_ENV] === '1';
+  // Found binaries are cached per search input (a spawn of `ffmpeg -version` costs ~50 ms); injected sources are not.
+  const key = `${choice ?? ''}\0${env.FFMPEG_PATH ?? ''}\0${env.PATH ?? ''}\0${skipStatic}`;
+  const cacheable = sources === DEFAULT_SOURCES;
+  if (cacheable && cache.has(key)) return cache.get(key)!;
   let found: Ffmpeg | null = null;
   if (choice) {
     if (!runs(choice)) throw new DvrecError(`--ffmpeg ${choice}: not a working ffmpeg executable`, ExitCode.ENCODER);
@@ -80,14 +102,14 @@ export async function findFfmpeg(choice: FfmpegChoice, env: NodeJS.ProcessEnv = 
     }
     found = { path: env.FFMPEG_PATH, source: 'env' };
   } else {
-    const s = await fromFfmpegStatic();
+    const s = skipStatic ? null : await sources.ffmpegStatic();
     if (s && runs(s)) found = { path: s, source: 'ffmpeg-static' };
     else {
       const p = fromPath(env);
       if (p && runs(p)) found = { path: p, source: 'path' };
     }
   }
-  cache.set(key, found);
+  if (cacheable) cache.set(key, found);
   return found;
 }
 

@@ -20,7 +20,7 @@ import { randomInt } from 'node:crypto';
 import opus from '@discordjs/opus';
 import { OggWriter } from './ogg.ts';
 import { opusPacketSamples, SILENCE_FRAMES, EMPTY_FRAMES } from './opus-packet.ts';
-import { PRIVATE_FILE_MODE } from '../capture-layout.ts';
+import { PACKET_LOG_EPOCH, PRIVATE_FILE_MODE } from '../capture-layout.ts';
 
 const { OpusEncoder } = opus;
 
@@ -61,7 +61,10 @@ async function writeHeaders(ogg: OggWriter, channels: number, preSkip: number, r
   await ogg.packet(opusTags(['ENCODER=dvrec', ...comments]), 0n, { flush: true });
 }
 
-/** Reads `[u32 position][u16 length][payload]` records; a torn last record (crash) is ignored. */
+/**
+ * Reads `[u32 position][u16 length][payload]` records, with epoch records for positions past 2^32
+ * (capture-layout.ts); a torn last record (crash) is ignored.
+ */
 export async function* readPacketLog(path: string, onBytes?: (read: number, total: number) => void):
   AsyncGenerator<{ position: number; packet: Uint8Array }> {
   const fh = await fsp.open(path, 'r');
@@ -70,6 +73,7 @@ export async function* readPacketLog(path: string, onBytes?: (read: number, tota
     const chunk = Buffer.alloc(1 << 20);
     let carry: Buffer = Buffer.alloc(0);
     let offset = 0;
+    let high = 0;
     for (;;) {
       const { bytesRead } = await fh.read(chunk, 0, chunk.length, offset);
       if (bytesRead === 0) break;
@@ -78,8 +82,13 @@ export async function* readPacketLog(path: string, onBytes?: (read: number, tota
       let p = 0;
       while (p + 6 <= buf.length) {
         const len = buf.readUInt16LE(p + 4);
+        if (len === PACKET_LOG_EPOCH) {
+          high = buf.readUInt32LE(p);
+          p += 6;
+          continue;
+        }
         if (p + 6 + len > buf.length) break;
-        yield { position: buf.readUInt32LE(p), packet: Uint8Array.prototype.slice.call(buf, p + 6, p + 6 + len) };
+        yield { position: high * 2 ** 32 + buf.readUInt32LE(p), packet: Uint8Array.prototype.slice.call(buf, p + 6, p + 6 + len) };
         p += 6 + len;
       }
       carry = Buffer.from(buf.subarray(p));

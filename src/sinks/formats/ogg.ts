@@ -26,7 +26,15 @@ const FLAG_CONTINUED = 1;
 const FLAG_BOS = 2;
 const FLAG_EOS = 4;
 
-/** Collects packets into pages and writes them; one logical stream. */
+/**
+ * Collects packets into pages and writes them; one logical stream.
+ *
+ * Granule positions (RFC 3533 section 6): a page carries the granule of the last packet that COMPLETES on it,
+ * or -1 when none does (only a page holding the middle of a packet larger than ~64 KiB). The last packet is
+ * always on the end-of-stream page, with the final granule: decoders such as ffmpeg apply Opus end trimming
+ * (RFC 7845 section 4.4) only to packets of that page, so a separate empty EOS page would leave the padding
+ * of the last frame in the decoded track.
+ */
 export class OggWriter {
   private readonly fh: FileHandle;
   private readonly serial: number;
@@ -34,7 +42,8 @@ export class OggWriter {
   private segments: number[] = [];
   private parts: Uint8Array[] = [];
   private bytes = 0;
-  private granule = -1n;
+  /** Granule of the last packet completed on the page being built; null while none has. */
+  private pageGranule: bigint | null = null;
   private continued = false;
   private first = true;
   /** The last packet is held back so end() can put it on the EOS page with the final (trimmed) granule. */
@@ -50,42 +59,42 @@ export class OggWriter {
    * Pages are cut at ~4 KiB or ~50 packets (about one second of 20 ms frames), which keeps seeking fine-grained.
    */
   async packet(data: Uint8Array, granule: bigint, opts: { flush?: boolean } = {}): Promise<void> {
-    if (this.held) await this.commit(this.held.data, this.held.granule, this.held.flush);
+    if (this.held) await this.commit(this.held.data, this.held.granule, this.held.flush, true);
     this.held = { data, granule, flush: opts.flush ?? false };
   }
 
-  private async commit(data: Uint8Array, granule: bigint, flush: boolean): Promise<void> {
+  private async commit(data: Uint8Array, granule: bigint, flush: boolean, mayEndPage: boolean): Promise<void> {
     let off = 0;
     // Lacing: 255-byte segments, a final segment < 255 (possibly 0) ends the packet.
     for (;;) {
       const n = Math.min(255, data.length - off);
-      if (this.segments.length === 255) await this.page(false, true);
+      // A page holds at most 255 segments; the rest of this packet continues on the next page.
+      if (this.segments.length === 255) await this.page(false, off > 0);
       this.segments.push(n);
       this.parts.push(data.subarray(off, off + n));
       this.bytes += n;
       off += n;
       if (n < 255) break;
     }
-    this.granule = granule;
-    if (flush || this.bytes >= 4096 || this.segments.length >= 50) await this.page(false, false);
+    this.pageGranule = granule;
+    if (mayEndPage && (flush || this.bytes >= 4096 || this.segments.length >= 50)) await this.page(false, false);
   }
 
-  /** Writes the last page with the end-of-stream flag and the final granule position. */
+  /** Writes the last page, holding the last packet, with the end-of-stream flag and the final granule position. */
   async end(finalGranule: bigint): Promise<void> {
-    if (this.held) await this.commit(this.held.data, finalGranule, false);
+    if (this.held) await this.commit(this.held.data, finalGranule, false, false);
     this.held = null;
-    this.granule = finalGranule;
     await this.page(true, false);
   }
 
-  private async page(eos: boolean, midPacket: boolean): Promise<void> {
+  /** Writes the page built so far; `packetContinues`: it ends inside a packet that the next page continues. */
+  private async page(eos: boolean, packetContinues: boolean): Promise<void> {
     const nseg = this.segments.length;
     const h = Buffer.alloc(27 + nseg);
     h.write('OggS', 0, 'ascii');
     h[4] = 0;
     h[5] = (this.continued ? FLAG_CONTINUED : 0) | (this.first ? FLAG_BOS : 0) | (eos ? FLAG_EOS : 0);
-    // A page on which no packet ends carries granule -1.
-    h.writeBigInt64LE(midPacket ? -1n : this.granule, 6);
+    h.writeBigInt64LE(this.pageGranule ?? -1n, 6);
     h.writeUInt32LE(this.serial, 14);
     h.writeUInt32LE(this.seq++, 18);
     h[26] = nseg;
@@ -94,9 +103,10 @@ export class OggWriter {
     page.writeUInt32LE(oggCrc(page), 22);
     await this.fh.write(page);
     this.first = false;
-    this.continued = midPacket;
+    this.continued = packetContinues;
     this.segments = [];
     this.parts = [];
     this.bytes = 0;
+    this.pageGranule = null;
   }
 }
