@@ -257,6 +257,8 @@ export async function runRecording(opts: RecordOptions, observer: RecordingObser
       const s = live?.get(t.userId);
       if (s) Object.assign(t.packets, { received: s.received, lost: s.lost, concealed: s.concealed });
       t.packets.undecryptable = receiver?.undecryptableByUser.get(t.userId) ?? 0;
+      // Duplicates: the jitter buffer's (fresh nonce) plus the receiver's (same nonce, stopped by the replay filter).
+      t.packets.duplicate = (s?.duplicate ?? 0) + (receiver?.duplicateByUser.get(t.userId) ?? 0);
       out.push(toJournalTrack(t));
     }
     return out;
@@ -313,6 +315,7 @@ export async function runRecording(opts: RecordOptions, observer: RecordingObser
       for (const ssrc of s.ssrcs) if (!t.ssrcs.includes(ssrc)) t.ssrcs.push(ssrc);
     }
     t.packets.undecryptable += receiver?.undecryptableByUser.get(t.userId) ?? 0;
+    t.packets.duplicate += receiver?.duplicateByUser.get(t.userId) ?? 0;
   }
   // The reserve has done its job (room for the final journal, header patches and manifest on a full disk).
   releaseReserve();

@@ -73,6 +73,7 @@ export interface PoolTrackStatus {
   received: number;
   lost: number;
   concealed: number;
+  duplicate: number;
   /** Sample frames of this user's track already stream-encoded to MP3 (pools with `mp3` only). */
   mp3EncodedFrames?: number;
 }
@@ -295,6 +296,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
         received: l?.received ?? 0,
         lost: l?.lost ?? 0,
         concealed: l?.concealed ?? 0,
+        duplicate: l?.duplicate ?? 0,
         ...(e.mp3Frames !== undefined ? { mp3EncodedFrames: e.mp3Frames } : {}),
       });
     }
