@@ -300,6 +300,27 @@ test('track: single losses are concealed with FEC; no dropouts', () => {
   assert.equal(s.activeMs, 150 * 20);
 });
 
+test('track: a packet libopus cannot decode is counted as corrupt and concealed in its place, not left as a hole', () => {
+  const d = tmp();
+  const path = join(d, 'u.wav');
+  const tone = encodeTone(440, 100);
+  const pkts = buildStream({ userId: 'u', ssrc: 3, firstSeq: 10, firstTs: 0, startMs: 500, spurts: [{ tsOffset: 0, packets: tone }] });
+  pkts[40] = { ...pkts[40]!, opus: new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff]) }; // 63 frames: invalid
+  pkts[70] = { ...pkts[70]!, opus: new Uint8Array(0) }; // empty payload (what the pool hands on for an oversize one)
+  const s = runTrack(path, network(pkts, {}), 3000);
+  assert.equal(s.received, 100);
+  assert.equal(s.corrupt, 2);
+  assert.equal(s.lost, 0);
+  assert.equal(s.undecryptable, 0, 'a decode failure is not a decryption failure');
+  assert.equal(s.concealed, 2, 'each corrupt packet replaced by a frame of PLC');
+  assert.equal(s.fec, 0);
+  const { left } = readCaptureLeft(path);
+  const start = onset(left, 440);
+  const r = dropouts(left, start + FRAME, start + 99 * FRAME);
+  assert.equal(r.bad, 0, `no 20 ms hole where the corrupt packets were: ${r.bad}/${r.blocks}`);
+  assert.equal(s.activeMs, 100 * 20);
+});
+
 test('track: 5% loss + 10% reorder + 30 ms jitter + duplicates → < 1% dropout blocks', () => {
   const d = tmp();
   const path = join(d, 'u.wav');

@@ -7,10 +7,11 @@
  *   resync?  → anchor the stream's clock on the least-delayed packet of the priming window
  *   lost n?  → if the timestamp gap is exactly n frames and ≤ maxConcealMs: PLC for n−1 frames, then FEC
  *              from this packet for the frame right before it; otherwise nothing (a hole = exact silence)
- *   decode   → write at the clock position (trimmed so it never overwrites audio already written)
+ *   decode   → write at the clock position (trimmed so it never overwrites audio already written); a packet
+ *              libopus rejects (corrupt) is replaced by a frame of PLC
  */
 import type { TrackStats } from './types.ts';
-import { BYTES_PER_SAMPLE_FRAME, FRAME_SAMPLES, SAMPLE_RATE, emptyStats } from './types.ts';
+import { BYTES_PER_SAMPLE_FRAME, FRAME_SAMPLES, SAMPLE_RATE, copyStats, emptyStats } from './types.ts';
 import { JitterBuffer, type JitterPacket, type Release } from './jitter-buffer.ts';
 import { StreamClock, type ClockSample } from './clock.ts';
 import { CaptureWriter } from './capture-writer.ts';
@@ -124,7 +125,7 @@ export class Track {
       resume: opts.resume !== undefined,
     });
     const r = opts.resume;
-    this.stats = r ? { ...r.stats } : emptyStats();
+    this.stats = r ? copyStats(r.stats) : emptyStats();
     this.ssrcs = r ? [...r.ssrcs] : [];
     this.startPos = r?.startOffsetMs != null ? Math.round(r.startOffsetMs * SAMPLES_PER_MS) : null;
     this.activeSamples = r ? Math.round(r.activeMs * SAMPLES_PER_MS) : 0;
@@ -142,11 +143,6 @@ export class Track {
     s.lastArrivalMs = p.arrivalMs;
     if (!s.jb.push(p)) this.foldCounters(s);
     this.drainStream(s, false);
-  }
-
-  /** Counts a packet the receiver could not decrypt (kept here so one place owns the per-user stats). */
-  countUndecryptable(n = 1): void {
-    this.stats.undecryptable += n;
   }
 
   /** Releases whatever is due at `nowMs` (recording clock, ms) and flushes old pending audio. */
@@ -260,7 +256,7 @@ export class Track {
       } catch (err) {
         // A write error (disk full) must surface; a codec surprise must not kill the track.
         if ((err as NodeJS.ErrnoException).code !== undefined) throw err;
-        this.stats.undecryptable++;
+        this.stats.corrupt++;
       }
     }
     if (any) this.foldCounters(s);
@@ -294,14 +290,22 @@ export class Track {
     }
     const pktSamples = opusPacketSamples(p.opus) || FRAME_SAMPLES;
     const pos = s.clock.position(p.timestamp, p.arrivalMs, pktSamples);
-    const pcm = s.decoder.decode(p.opus);
-    const samples = pcm === null ? pktSamples : pcm.length / BYTES_PER_SAMPLE_FRAME;
-    if (pcm === null) this.stats.undecryptable++;
-    else {
+    let pcm = s.decoder.decode(p.opus);
+    if (pcm === null) {
+      // Intact on the wire but not Opus libopus can decode (a broken sender, or an impossibly large payload):
+      // a frame of PLC keeps the speech going instead of leaving a 20 ms hole.
+      this.stats.corrupt++;
+      pcm = s.decoder.conceal(pktSamples);
+      if (pcm !== null) {
+        this.emit(pos, pcm);
+        this.stats.concealed++;
+      }
+    } else {
       this.writer.logPacket(pos, p.opus, this.nowMs);
       this.emit(pos, pcm);
       if (!isSilenceFrame(p.opus)) this.lastVoiceMs = this.nowMs;
     }
+    const samples = pcm === null ? pktSamples : pcm.length / BYTES_PER_SAMPLE_FRAME;
     s.endExt = extNow + samples;
     s.endPos = pos + samples;
   }
