@@ -9,6 +9,8 @@
  *              from this packet for the frame right before it (PLC if it carries none); after a pause (a new
  *              talk spurt whose first packet was lost): FEC for the one frame before it, if that frame is this
  *              spurt's; otherwise nothing (a hole = exact silence)
+ *   drift?   → the clock wants its anchor moved (clock.ts): in a pause at once, else this frame is resampled
+ *              a few samples longer or shorter
  *   decode   → write at the clock position (trimmed so it never overwrites audio already written); a packet
  *              libopus rejects (corrupt) is replaced by a frame of PLC
  */
@@ -19,8 +21,11 @@ import { StreamClock, type ClockSample } from './clock.ts';
 import { CaptureWriter } from './capture-writer.ts';
 import { opusPacketSamples, type OpusStreamDecoder, type OpusWasm } from './opus-decoder.ts';
 import { isCeltOnly, opusFrameSamples, opusHasFec } from './opus-fec.ts';
+import { stretchFrame } from './stretch.ts';
 
 const SAMPLES_PER_MS = SAMPLE_RATE / 1000;
+/** The longest Opus packet: 120 ms. */
+const MAX_PACKET_SAMPLES = 5760;
 /**
  * Positions this far behind the track's clock are final even where nothing was written (a pause): the jitter
  * buffer releases everything within its playout delay (later packets are dropped as late) and a new spurt
@@ -124,6 +129,7 @@ export class Track {
    * read up to here.
    */
   private durable = 0;
+  private stretchBuf: Int16Array | undefined;
   /** Frames below this were already read by a streaming encoder (see mp3-stream.ts). */
   protectedEnd = 0;
   /** Set if a write ever landed below `protectedEnd` (then the streamed encode is not trusted). */
@@ -286,7 +292,18 @@ export class Track {
     if (resync) s.clock.anchorOn(this.windowOf(s, p), p.timestamp, this.writer.writtenEnd);
     const extNow = s.clock.peekExtended(p.timestamp);
     const pktSamples = opusPacketSamples(p.opus) || FRAME_SAMPLES;
-    const pos = s.clock.position(p.timestamp, p.arrivalMs, pktSamples);
+    let pos = s.clock.position(p.timestamp, p.arrivalMs, pktSamples);
+    const want = s.clock.pending;
+    if (want !== 0 && !resync && s.endExt !== null) {
+      // A drift correction is due. A pause before this packet (or the silence frames that end a spurt) takes it
+      // whole: this packet and the rest move by a few samples, only silence gets longer or shorter.
+      const pause = Math.max(0, extNow - s.endExt - r.lost * pktSamples);
+      const d = want > 0 ? (pause > 0 || s.lastSilent ? want : 0) : Math.max(want, -pause);
+      if (d !== 0) {
+        s.clock.shift(d);
+        pos += d;
+      }
+    }
     if (r.lost > 0 && s.endExt !== null) {
       const gap = resync ? -1 : extNow - s.endExt;
       if (gap > 0 && gap <= this.maxConcealSamples && gap % r.lost === 0 && isFrameSize(gap / r.lost)) {
@@ -300,22 +317,34 @@ export class Track {
       // a frame of PLC keeps the speech going instead of leaving a 20 ms hole.
       this.stats.corrupt++;
       pcm = s.decoder.conceal(pktSamples);
-      if (pcm !== null) {
-        this.emit(pos, pcm);
-        this.stats.concealed++;
-      }
+      if (pcm !== null) this.stats.concealed++;
     } else {
       this.writer.logPacket(pos, p.opus, this.nowMs);
-      this.emit(pos, pcm);
       if (!silent) this.lastVoiceMs = this.nowMs;
       s.lastCelt = isCeltOnly(p.opus);
+    }
+    const samples = pcm === null ? pktSamples : pcm.length / BYTES_PER_SAMPLE_FRAME;
+    let placed = samples;
+    if (pcm !== null) {
+      // A drift correction during continuous audio: this frame is resampled a few samples longer or shorter.
+      const step = s.clock.slewStep(samples);
+      if (step !== 0) {
+        placed = samples + step;
+        pcm = stretchFrame(pcm, samples, placed, this.scratch());
+        s.clock.shift(step);
+      }
+      this.emit(pos, pcm);
     }
     // Frames lost between two silence frames were silence frames too.
     s.trailingSilence = silent ? s.trailingSilence + 1 + (s.lastSilent ? r.lost : 0) : 0;
     s.lastSilent = silent;
-    const samples = pcm === null ? pktSamples : pcm.length / BYTES_PER_SAMPLE_FRAME;
     s.endExt = extNow + samples;
-    s.endPos = pos + samples;
+    s.endPos = pos + placed;
+  }
+
+  /** Room for one stretched frame (allocated on the first drift correction, then reused). */
+  private scratch(): Int16Array {
+    return (this.stretchBuf ??= new Int16Array((MAX_PACKET_SAMPLES + 16) * 2));
   }
 
   /**
