@@ -94,7 +94,7 @@ export interface ReceiverOptions {
   /** Users to record (undefined = everyone). */
   accept?: (userId: string) => boolean;
   ssrcMap?: SsrcMapOptions;
-  /** How many recent transport nonces the replay filter remembers (default 16,384). */
+  /** Width of the replay window in transport nonces (default 16,384; rounded up to a power of two). */
   replayWindow?: number;
 }
 
