@@ -24,7 +24,7 @@ import {
   CAPTURE_DIR, JOURNAL_FILE, capturePath, ensureCaptureDir, writeJsonAtomic,
   type Journal, type JournalTrack, type Manifest,
 } from './sinks/capture-layout.ts';
-import type { AudioPacket } from './sinks/types.ts';
+import { copyStats, emptyStats, type AudioPacket } from './sinks/types.ts';
 import { isSilenceFrame } from './receiver/dave.ts';
 
 export type { RecordOptions, RecordingObserver } from './recording-api.ts';
@@ -91,7 +91,7 @@ class TrackRouter {
       stem,
       ssrcs: [],
       startOffsetMs: Math.max(0, p.arrivalMs),
-      packets: { received: 0, lost: 0, concealed: 0, late: 0, duplicate: 0, undecryptable: 0 },
+      packets: emptyStats(),
       firstArrivalMs: p.arrivalMs,
       lastVoiceMs: -Infinity,
     };
@@ -260,6 +260,8 @@ export async function runRecording(opts: RecordOptions, observer: RecordingObser
       const s = live?.get(t.userId);
       if (s) Object.assign(t.packets, { received: s.received, lost: s.lost, concealed: s.concealed });
       t.packets.undecryptable = receiver?.undecryptableByUser.get(t.userId) ?? 0;
+      // Duplicates: the jitter buffer's (fresh nonce) plus the receiver's (same nonce, stopped by the replay filter).
+      t.packets.duplicate = (s?.duplicate ?? 0) + (receiver?.duplicateByUser.get(t.userId) ?? 0);
       out.push(toJournalTrack(t));
     }
     return out;
@@ -311,11 +313,12 @@ export async function runRecording(opts: RecordOptions, observer: RecordingObser
     const s = stats.get(t.userId);
     if (s?.mp3?.state === 'done') streamedMp3.push({ stem: t.stem, path: s.mp3.path, frames: s.mp3.frames, bitrateKbps: s.mp3.bitrateKbps, mono: s.mp3.mono });
     if (s) {
-      t.packets = { received: s.received, lost: s.lost, concealed: s.concealed, late: s.late, duplicate: s.duplicate, undecryptable: s.undecryptable };
+      t.packets = copyStats(s);
       if (s.startOffsetMs !== null) t.startOffsetMs = s.startOffsetMs;
       for (const ssrc of s.ssrcs) if (!t.ssrcs.includes(ssrc)) t.ssrcs.push(ssrc);
     }
     t.packets.undecryptable += receiver?.undecryptableByUser.get(t.userId) ?? 0;
+    t.packets.duplicate += receiver?.duplicateByUser.get(t.userId) ?? 0;
   }
   // The reserve has done its job (room for the final journal, header patches and manifest on a full disk).
   releaseReserve();

@@ -107,8 +107,8 @@ describe('RTP/RTCP parser fuzz', () => {
     assert.equal(h.extension, (d[0]! & 0x10) !== 0, 'X bit decides, not bytes 12–13');
     assert.equal(h.aadLength, 12 + 4 * h.csrcCount + (h.extension ? 4 : 0));
     if (h.extension) {
+      // Any profile: the extension is skipped by its length word (RFC 3550 §5.3.1).
       const at = 12 + 4 * h.csrcCount;
-      assert.equal(d.readUInt16BE(at), 0xbede);
       assert.equal(h.extensionBodyLength, 4 * d.readUInt16BE(at + 2));
     } else assert.equal(h.extensionBodyLength, 0);
     assert.ok(h.aadLength + h.extensionBodyLength + 16 + 4 <= d.length, 'every length it reports fits in the datagram');
@@ -315,17 +315,95 @@ describe('floods: caps, eviction, flat heap', () => {
     assert.equal(receiver.drops().unknownSsrc, 50_000, 'held packets count as unknown in the manifest figures');
   });
 
-  test('replay filter and SSRC holding area: exact caps, oldest evicted first', () => {
+  test('replay filter: a sliding window over the u32 nonce; replays inside it and anything older are refused', () => {
     const f = new ReplayFilter(100);
+    assert.equal(f.capacity, 128, 'rounded up to a power of two');
     for (let n = 0; n < 1000; n++) assert.equal(f.accept(n), true);
-    assert.equal(f.size, 100);
-    assert.equal(f.accept(999), false, 'recent nonce: replay');
-    assert.equal(f.accept(900), false);
-    assert.equal(f.accept(899), true, 'evicted nonce is forgotten (bounded memory)');
+    assert.equal(f.size, 128, 'bounded memory: one bit per nonce of the window');
+    assert.equal(f.accept(999), false, 'the newest again: replay');
+    assert.equal(f.accept(872), false, 'the oldest inside the window: replay');
+    assert.equal(f.accept(871), false, 'behind the window: too old, refused rather than forgotten');
+    assert.equal(f.accept(0), false);
+    // Reordering inside the window: a nonce skipped and seen later is accepted once.
+    assert.equal(f.accept(1005), true);
+    assert.equal(f.accept(1002), true, 'late but new');
+    assert.equal(f.accept(1002), false);
+    assert.equal(f.accept(1000), true);
+    // A jump wider than the window clears it; what was behind stays refused.
+    assert.equal(f.accept(5000), true);
+    assert.equal(f.size, 1);
+    assert.equal(f.accept(1005), false);
     f.reset();
     assert.equal(f.accept(999), true, 'a new key starts a new history');
-    assert.equal(f.accept(0xffffffff), true);
-    assert.equal(f.accept(-1), false, 'u32 wrap: -1 is 0xffffffff');
+    // The u32 counter wraps: serial arithmetic makes 0xFFFFFFFF → 0 an ordinary step forward.
+    f.reset();
+    for (let n = 0xffff_fff0; n <= 0xffff_ffff; n++) assert.equal(f.accept(n), true);
+    for (let n = 0; n < 20; n++) assert.equal(f.accept(n), true, `after the wrap: ${n}`);
+    assert.equal(f.accept(-1), false, 'u32: -1 is 0xFFFFFFFF, seen before the wrap');
+    assert.equal(f.accept(0xffff_fff5), false, 'replay from before the wrap');
+    assert.equal(f.accept(0x8000_0014), false, 'more than half the counter ahead is behind (serial arithmetic): refused');
+  });
+
+  test('replay filter: 20,000 fresh nonces, then a replay of the first is refused (it used to be forgotten)', () => {
+    const f = new ReplayFilter();
+    for (let n = 0; n < 20_000; n++) assert.equal(f.accept(n), true);
+    assert.equal(f.accept(0), false);
+    assert.equal(f.accept(20_000 - 16_384), false, 'the oldest nonce still inside the window');
+    assert.equal(f.size, 16_384);
+  });
+
+  test('receiver: an old replay after 20,000 fresh datagrams is dropped as replayed and blamed on its SSRC\'s user', () => {
+    const prng = new Prng(0x01d);
+    const key = randomBytes(32);
+    const enc = new TransportEncryptor(MODES[0]!, key);
+    const { receiver, audio } = newReceiver();
+    receiver.setCipher(new TransportCipher(MODES[0]!, key));
+    receiver.mapSsrc(7, 'alice');
+    receiver.mapSsrc(8, 'bob');
+    const first = validRtp(enc, prng, 7, 0);
+    receiver.onDatagram(first);
+    for (let i = 1; i < 20_000; i++) receiver.onDatagram(validRtp(enc, prng, i % 2 ? 7 : 8, i & 0xffff));
+    assert.equal(audio.length, 20_000);
+    const before = snapshot(receiver.counters);
+    receiver.onDatagram(Buffer.from(first));
+    assert.deepEqual(delta(receiver.counters, before), { datagrams: 1, replayed: 1 }, 'not delivered again');
+    assert.equal(audio.length, 20_000);
+    assert.equal(receiver.duplicateByUser.get('alice'), 1);
+    assert.equal(receiver.duplicateByUser.get('bob'), undefined);
+    assert.equal(receiver.accounted(), receiver.counters.datagrams);
+  });
+
+  test('receiver: a byte-identical duplicate datagram counts as the user\'s duplicate (and as dropped.replayed)', () => {
+    const prng = new Prng(0xd0b1e);
+    const key = randomBytes(32);
+    const enc = new TransportEncryptor(MODES[1]!, key);
+    const { receiver, audio } = newReceiver();
+    receiver.setCipher(new TransportCipher(MODES[1]!, key));
+    receiver.mapSsrc(7, 'alice');
+    for (let i = 0; i < 50; i++) {
+      const d = validRtp(enc, prng, i < 45 ? 7 : 99, i);
+      receiver.onDatagram(d);
+      if (i % 10 === 3) receiver.onDatagram(Buffer.from(d)); // the network delivered it twice
+    }
+    // SSRC 99 is unmapped: its packet is held, its duplicate is counted globally only.
+    receiver.onDatagram(validRtp(enc, prng, 99, 60));
+    const d = validRtp(enc, prng, 99, 61);
+    receiver.onDatagram(d);
+    receiver.onDatagram(Buffer.from(d));
+    assert.equal(audio.length, 45);
+    assert.equal(receiver.counters.replayed, 6);
+    assert.equal(receiver.duplicateByUser.get('alice'), 5, 'five duplicates of alice\'s packets');
+    assert.equal(receiver.drops().replayed, 6);
+    // With --users excluding alice, nothing is attributed to her.
+    const r2 = new Receiver({ sink: { onAudio: () => {}, onRtcp: () => {} }, clock: () => 0, dave: () => undefined, accept: (u) => u !== 'alice' });
+    r2.setCipher(new TransportCipher(MODES[1]!, key));
+    r2.mapSsrc(7, 'alice');
+    const e = validRtp(new TransportEncryptor(MODES[1]!, key, 1000), prng, 7, 1);
+    r2.onDatagram(e);
+    r2.onDatagram(e);
+    assert.equal(r2.counters.filtered, 1);
+    assert.equal(r2.counters.replayed, 1);
+    assert.equal(r2.duplicateByUser.size, 0);
   });
 
   test('heap stays flat across a long mixed flood (150,000 datagrams)', () => {

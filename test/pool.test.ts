@@ -110,6 +110,29 @@ test('two users in parallel on two workers: each tone in its own file, aligned, 
   }
 });
 
+test('a payload too large for a batch record is counted (corrupt) and concealed in its place, not dropped uncounted', async () => {
+  const dir = tmp();
+  const pool = new WorkerPool({ dir, workers: 1, keepOpus: false, clock: 'packets' });
+  try {
+    const pkts = buildStream({ userId: A, ssrc: 4, firstSeq: 65_530, firstTs: 9, startMs: 300, spurts: [{ tsOffset: 0, packets: encodeTone(440, 60) }] });
+    pkts[30] = { ...pkts[30]!, opus: new Uint8Array(70_000).fill(0x55) };
+    pool.addTrack(A, 'alice');
+    for (const p of pkts) pool.onAudio(p);
+    const stats = await pool.cleanup(2000);
+    const s = stats.get(A)!;
+    assert.equal(s.received, 60, 'the oversize packet reached the track');
+    assert.equal(s.lost, 0, 'and was not taken for a lost one');
+    assert.equal(s.corrupt, 1);
+    assert.equal(s.concealed, 1);
+    const f = readCaptureLeft(capturePath(dir, 'alice'));
+    const on = onset(f.left, 440);
+    assert.ok(Math.abs(on - 300 * 48) <= FRAME, `onset ${on}`);
+    assert.equal(s.activeMs, 60 * 20, 'no hole where it was');
+  } finally {
+    await pool.close();
+  }
+});
+
 test('real-time (wall clock): gaps released by the workers’ own ticks, live status, cut at endMs', async () => {
   const dir = tmp();
   const t0 = performance.timeOrigin + performance.now();

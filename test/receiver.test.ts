@@ -38,6 +38,8 @@ interface Craft {
   csrcs?: number[];
   /** Extension body words (each 4 bytes). */
   extWords?: number;
+  /** Extension profile (default 0xBEDE, RFC 8285 one-byte headers). */
+  extProfile?: number;
   /** Padding bytes to append (count byte included). */
   pad?: number;
   opus: Buffer;
@@ -56,7 +58,7 @@ function craft(mode: TransportMode, key: Uint8Array, nonce: number, c: Craft): B
   c.csrcs?.forEach((v, i) => header.writeUInt32BE(v, 12 + 4 * i));
   const parts: Buffer[] = [];
   if (ext) {
-    header.writeUInt16BE(0xbede, 12 + 4 * cc);
+    header.writeUInt16BE(c.extProfile ?? 0xbede, 12 + 4 * cc);
     header.writeUInt16BE(c.extWords!, 14 + 4 * cc);
     parts.push(Buffer.alloc(4 * c.extWords!, 0x11));
   }
@@ -123,6 +125,22 @@ describe('rtp.ts', () => {
     assert.equal(k.header.extensionBodyLength, 8);
   });
 
+  test('skips a header extension of any profile by its length (RFC 3550 §5.3.1), not only BE DE', () => {
+    const key = randomBytes(32);
+    const cipher = new TransportCipher(MODES[0]!, key);
+    const opus = randomBytes(33);
+    // 0x1000: RFC 8285 two-byte headers; 0x0000 and 0x12DE: any other profile is framed the same way.
+    for (const extProfile of [0x1000, 0x100f, 0x0000, 0x12de]) {
+      const d = craft(MODES[0]!, key, 1, { extWords: 2, extProfile, csrcs: [5], opus });
+      const k = classifyDatagram(d);
+      assert.equal(k.kind, 'rtp', `profile ${extProfile.toString(16)}`);
+      if (k.kind !== 'rtp') continue;
+      assert.equal(k.header.aadLength, 12 + 4 + 4);
+      assert.equal(k.header.extensionBodyLength, 8);
+      assert.deepEqual(cipher.openRtp(d, k.header), opus, 'extension body stripped, Opus intact');
+    }
+  });
+
   test('classifies RTCP by byte 1 in 200..204', () => {
     for (const pt of [200, 201, 202, 203, 204]) {
       const d = Buffer.alloc(40);
@@ -145,7 +163,6 @@ describe('rtp.ts', () => {
       [Buffer.alloc(8), 'control'], // keepalive echo
       [Buffer.from([0x00, 0x02, 0x00, 0x46, ...Buffer.alloc(71)]), 'bad-version'], // not quite a discovery reply
       [Buffer.from([0x80, 0xc8, 0, 1]), 'too-short'], // truncated RTCP
-      [(() => { const b = Buffer.from(base); b[12] = 0x12; return b; })(), 'bad-extension'],
       [(() => { const b = Buffer.from(base); b.writeUInt16BE(0xffff, 14); return b; })(), 'bad-extension'],
       [(() => { const b = Buffer.from([0x8f, 0x78, ...Buffer.alloc(30)]); return b; })(), 'too-short'], // CC=15 overruns
       [(() => { const b = Buffer.from(base); b[1] = 0x65; return b; })(), 'not-audio'],

@@ -33,6 +33,17 @@ export function prng(seed: number): () => number {
  * `steady: true` gives the plain sine.
  */
 export function encodeTone(freq: number, frames: number, amplitude = TONE_AMPLITUDE, steady = false): Buffer[] {
+  return encodeSignal(frames, (n) =>
+    steady
+      ? amplitude * Math.sin((2 * Math.PI * freq * n) / 48_000)
+      : amplitude *
+        (0.75 + 0.25 * Math.sin((2 * Math.PI * 7 * n) / 48_000)) *
+        Math.sin((2 * Math.PI * freq * n) / 48_000 + 2 * Math.sin((2 * Math.PI * 3 * n) / 48_000)),
+  );
+}
+
+/** Encodes `frames` 20 ms frames of `sample(n)` (n = sample index at 48 kHz) like {@link encodeTone}. */
+export function encodeSignal(frames: number, sample: (n: number) => number): Buffer[] {
   const enc = new OpusEncoder(48_000, 2);
   enc.setBitrate(64_000);
   enc.applyEncoderCTL(4012, 1); // OPUS_SET_INBAND_FEC
@@ -41,14 +52,7 @@ export function encodeTone(freq: number, frames: number, amplitude = TONE_AMPLIT
   const pcm = Buffer.alloc(FRAME * 4);
   for (let f = 0; f < frames; f++) {
     for (let i = 0; i < FRAME; i++) {
-      const n = f * FRAME + i;
-      const v = steady
-        ? Math.round(amplitude * Math.sin((2 * Math.PI * freq * n) / 48_000))
-        : Math.round(
-            amplitude *
-              (0.75 + 0.25 * Math.sin((2 * Math.PI * 7 * n) / 48_000)) *
-              Math.sin((2 * Math.PI * freq * n) / 48_000 + 2 * Math.sin((2 * Math.PI * 3 * n) / 48_000)),
-          );
+      const v = Math.max(-32768, Math.min(32767, Math.round(sample(f * FRAME + i))));
       pcm.writeInt16LE(v, i * 4);
       pcm.writeInt16LE(v, i * 4 + 2);
     }

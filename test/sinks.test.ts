@@ -13,12 +13,14 @@ import { OpusWasm } from '../src/sinks/opus-decoder.ts';
 import { CaptureWriter } from '../src/sinks/capture-writer.ts';
 import { Track } from '../src/sinks/track.ts';
 import type { AudioPacket } from '../src/sinks/types.ts';
+import { opusHasFec } from '../src/sinks/opus-fec.ts';
 import {
   FRAME,
   SILENCE_FRAME,
   TONE_AMPLITUDE,
   buildStream,
   dropouts,
+  encodeSignal,
   encodeTone,
   network,
   onset,
@@ -163,22 +165,52 @@ test('clock: pauses come out exact from timestamps; drift never accumulates over
   const p0 = w.position(0xffff_fc40, 0);
   assert.equal(w.position(0x0000_0000, 20) - p0, 960);
 
-  // Sender clock 200 ppm fast, continuous speech for an hour, 0–30 ms jitter.
-  const rnd = prng(7);
-  const d = new StreamClock();
-  const rate = 1.0002;
-  let maxErr = 0;
-  let ts = 12345;
-  for (let i = 0; i < 180_000; i++) {
-    const trueMs = (i * 20) / rate; // when the frame was really spoken on our clock
-    const arrival = trueMs + 20 + 30 * rnd(); // sent when the frame is complete, plus jitter
-    if (i === 0) d.anchorOn([{ timestamp: ts, arrivalMs: arrival }], ts, 0);
-    const pos = d.position(ts, arrival);
-    maxErr = Math.max(maxErr, Math.abs(pos / 48 - trueMs));
-    ts = (ts + 960) >>> 0;
+  // A sender clock 200 ppm fast or slow (12 ms a minute), continuous speech for an hour, 0–30 ms of jitter, and
+  // every minute 2 s of congestion (+60 ms) that must not be taken for drift. Driven as the track drives it:
+  // each packet's audio is stretched by slewStep() samples and the anchor shifted by as much.
+  const hour = (ppm: number, seed: number, congestedStart = false) => {
+    const rnd = prng(seed);
+    const d = new StreamClock();
+    const rate = 1 + ppm * 1e-6;
+    const errs: number[] = [];
+    let maxStep = 0;
+    let slewedAfterWarmup = 0;
+    let ts = 12345;
+    for (let i = 0; i < 180_000; i++) {
+      const trueMs = (i * 20) / rate; // when the frame was really spoken on our clock
+      const congestion = (i + (congestedStart ? 0 : 1500)) % 3000 < 100 ? 60 : 0;
+      const arrival = trueMs + 20 + 30 * rnd() + congestion; // sent when the frame is complete, plus delay
+      if (i === 0) d.anchorOn([{ timestamp: ts, arrivalMs: arrival }], ts, 0);
+      const pos = d.position(ts, arrival);
+      const step = d.slewStep(960);
+      d.shift(step);
+      maxStep = Math.max(maxStep, Math.abs(step));
+      errs.push(Math.abs(pos / 48 - trueMs));
+      if (i === 1500) slewedAfterWarmup = d.slewedSamples;
+      ts = (ts + 960) >>> 0;
+    }
+    // From 30 s on: the first anchor rests on one packet (up to 30 ms late, or 90 ms in congestion) and is
+    // refined from there.
+    const maxErr = errs.slice(1500).reduce((a, b) => Math.max(a, b), 0);
+    return { errs, maxErr, maxStep, jumps: d.driftCorrections, slewed: d.slewedSamples - slewedAfterWarmup };
+  };
+  for (const ppm of [200, -200]) {
+    const r = hour(ppm, 7);
+    assert.equal(r.jumps, 0, `${ppm} ppm: corrected smoothly, never by a jump`);
+    assert.ok(r.maxStep <= 5, `${ppm} ppm: at most 5 samples per 960 (${r.maxStep})`);
+    assert.ok(r.maxErr < 5, `${ppm} ppm: position error stays under 5 ms over the hour, max ${r.maxErr.toFixed(2)} ms`);
+    // The drift over the hour (~720 ms) was corrected, and not much more.
+    const drift = 3600 * 48_000 * Math.abs(ppm) * 1e-6;
+    assert.ok(Math.abs(r.slewed - drift) < 0.05 * drift, `${ppm} ppm: slewed ${r.slewed} samples for ${drift.toFixed(0)} of drift`);
   }
-  assert.ok(d.driftCorrections > 0, 'drift was corrected');
-  assert.ok(maxErr < 120, `position error stays bounded, max ${maxErr.toFixed(1)} ms`);
+  const still = hour(0, 8);
+  assert.equal(still.slewed, 0, 'no drift: jitter and congestion bursts are not corrected');
+  assert.ok(still.maxErr < 3, `no drift: max error ${still.maxErr.toFixed(2)} ms`);
+  // Anchored on a congested packet (60 ms late): back within 5 ms in under 30 s, never by a jump.
+  const late = hour(-150, 9, true);
+  assert.ok(late.errs[0]! > 55, `starts off by ${late.errs[0]!.toFixed(1)} ms`);
+  assert.ok(late.maxErr < 5, `within 5 ms after 30 s: ${late.maxErr.toFixed(2)} ms`);
+  assert.equal(late.jumps, 0);
 });
 
 test('opus decoder: FEC recovers a lost frame, PLC conceals, normal decode reproduces the tone', () => {
@@ -281,7 +313,8 @@ test('track: tone at the right place across seq wraparound, exact silence in pau
   assert.equal(on3 - on2, 25 * FRAME + 14_400, 'pause length exact to the sample');
   assert.equal(peak(left, on3 + 26 * FRAME, left.length), 0, 'silence to the end');
   assert.ok(Math.abs((s.startOffsetMs ?? -1) - 1000) <= 20, `startOffsetMs ${s.startOffsetMs}`);
-  assert.equal(s.activeMs, (55 + 25 + 25) * 20);
+  // Every frame written; a drift correction (clock.ts) may have resampled a frame by a sample or two.
+  assert.ok(Math.abs(s.activeMs - (55 + 25 + 25) * 20) <= 0.1, `activeMs ${s.activeMs}`);
 });
 
 test('track: single losses are concealed with FEC; no dropouts', () => {
@@ -298,6 +331,180 @@ test('track: single losses are concealed with FEC; no dropouts', () => {
   const r = dropouts(left, start + FRAME, start + 148 * FRAME);
   assert.equal(r.bad, 0, `dropouts ${r.bad}/${r.blocks}`);
   assert.equal(s.activeMs, 150 * 20);
+});
+
+/** Left channel of interleaved s16le stereo PCM. */
+function leftOf(pcm: Uint8Array): Int16Array {
+  const v = new Int16Array(pcm.slice().buffer);
+  const out = new Int16Array(v.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = v[i * 2]!;
+  return out;
+}
+function sqErr(a: Int16Array, b: Int16Array): number {
+  let e = 0;
+  for (let i = 0; i < Math.min(a.length, b.length); i++) e += (a[i]! - b[i]!) ** 2;
+  return e;
+}
+/** First sample from `from` whose magnitude exceeds 1000 (the record tests' onset). */
+function firstLoud(x: Int16Array, from = 0): number {
+  for (let i = from; i < x.length; i++) if (Math.abs(x[i]!) > 1000) return i;
+  return -1;
+}
+
+test('opusHasFec reads the LBRR flag exactly when libopus can use FEC (so FEC and PLC are counted right)', () => {
+  const check = (pkts: Buffer[]): { agree: number; withFec: number } => {
+    let agree = 0;
+    let withFec = 0;
+    for (let k = 1; k < pkts.length; k++) {
+      // Two decoders in the state "frame k−1 lost": FEC from packet k vs plain PLC. Equal output = no FEC used.
+      const a = wasm.newDecoder();
+      const b = wasm.newDecoder();
+      for (let j = Math.max(0, k - 8); j < k - 1; j++) {
+        a.decode(pkts[j]!);
+        b.decode(pkts[j]!);
+      }
+      const fec = Buffer.from(a.decodeFec(pkts[k]!, FRAME)!);
+      const plc = Buffer.from(b.conceal(FRAME)!);
+      a.free();
+      b.free();
+      const used = !fec.equals(plc);
+      if (used === opusHasFec(pkts[k]!)) agree++;
+      if (used) withFec++;
+    }
+    return { agree, withFec };
+  };
+  const voiced = encodeTone(440, 120);
+  const r = check(voiced);
+  assert.equal(r.agree, 119, 'agrees with libopus on every packet');
+  assert.ok(r.withFec > 20 && r.withFec < 119, `both kinds present: ${r.withFec} of 119 with FEC`);
+  assert.equal(opusHasFec(SILENCE_FRAME), false, 'CELT-only');
+  assert.equal(opusHasFec(new Uint8Array(0)), false);
+  assert.equal(opusHasFec(new Uint8Array([0xff, 0xff, 0xff])), false, 'malformed');
+});
+
+test('track: FEC beats PLC when the signal changes inside the lost frame; FEC and PLC are counted apart', () => {
+  // A voiced tone that steps from 440 to 660 Hz exactly where the lost frame begins: PLC can only continue
+  // the 440 Hz it heard, the next packet's FEC carries the 660 Hz that was really there.
+  const voiced = (stepAt: number) => {
+    let phase = 0;
+    return encodeSignal(80, (n) => {
+      phase += (2 * Math.PI * (n < stepAt ? 440 : 660)) / 48_000;
+      return TONE_AMPLITUDE * (0.75 + 0.25 * Math.sin((2 * Math.PI * 7 * n) / 48_000)) * Math.sin(phase);
+    });
+  };
+  let k = -1;
+  let tone: Buffer[] = [];
+  for (let j = 40; j < 60 && k < 0; j++) {
+    tone = voiced(j * FRAME);
+    if (opusHasFec(tone[j + 1]!)) k = j;
+  }
+  assert.ok(k > 0, 'some step position leaves FEC in the packet after it');
+  const d = tmp();
+  const path = join(d, 'u.wav');
+  const pkts = buildStream({ userId: 'u', ssrc: 4, firstSeq: 1, firstTs: 0, startMs: 400, spurts: [{ tsOffset: 0, packets: tone }] });
+  const s = runTrack(path, network(pkts, { dropIndices: new Set([k]) }), 3000);
+  assert.equal(s.lost, 1);
+  assert.equal(s.concealed, 1);
+  assert.equal(s.fec, 1, 'rebuilt from FEC, counted as such');
+  // The truth: the stream decoded without loss. PLC: what concealment alone would have written.
+  const ref = wasm.newDecoder();
+  const plc = wasm.newDecoder();
+  let truth: Int16Array = new Int16Array(0);
+  for (let i = 0; i <= k; i++) {
+    const pcm = leftOf(ref.decode(tone[i]!)!);
+    if (i === k) truth = pcm;
+    else plc.decode(tone[i]!);
+  }
+  const concealed = leftOf(plc.conceal(FRAME)!);
+  ref.free();
+  plc.free();
+  const startPos = Math.round(s.startOffsetMs! * 48);
+  const got = readCaptureLeft(path).left.subarray(startPos + k * FRAME, startPos + (k + 1) * FRAME);
+  const eTrack = sqErr(got, truth);
+  const ePlc = sqErr(concealed, truth);
+  const level = (x: Int16Array, hz: number) => toneLevel(x, 0, x.length, hz);
+  console.log(`# lost frame ${k}: error energy FEC ${eTrack.toExponential(2)} vs PLC ${ePlc.toExponential(2)}; 660 Hz level truth ${level(truth, 660).toFixed(0)} FEC ${level(got, 660).toFixed(0)} PLC ${level(concealed, 660).toFixed(0)}`);
+  assert.ok(eTrack < 0.25 * ePlc, `FEC error ${eTrack.toExponential(2)} well below PLC's ${ePlc.toExponential(2)}`);
+  assert.ok(level(got, 660) > 0.5 * level(truth, 660), 'the new frequency is there');
+  assert.ok(level(concealed, 660) < 0.5 * level(truth, 660), 'PLC alone would not have it (the test can tell them apart)');
+});
+
+test('track: the lost first packet of a talk spurt is rebuilt from the next packet\'s FEC, after long and short pauses', () => {
+  // One continuous encoder, as a client's: spurt 2 and 3 continue its packets after pauses.
+  const enc = encodeTone(440, 200);
+  const fecAt = (i: number) => opusHasFec(enc[i]!);
+  const pick = (from: number) => {
+    for (let i = from; i < from + 40; i++) if (fecAt(i) && fecAt(i + 1)) return i;
+    throw new Error('no FEC-carrying pair');
+  };
+  const b = pick(50); // spurt 2 starts at frame b (its packet b+1 carries b's FEC, b carries b−1's)
+  const c = pick(b + 50);
+  const sil = Array<Buffer>(5).fill(SILENCE_FRAME);
+  const two = 55 * FRAME + 96_000; // a 2 s pause: re-anchored
+  const three = two + (c - b + 5) * FRAME + 14_400; // a 300 ms pause: same anchor
+  const build = () =>
+    buildStream({
+      userId: 'u', ssrc: 6, firstSeq: 65_000, firstTs: 77, startMs: 300,
+      spurts: [
+        { tsOffset: 0, packets: [...enc.slice(0, 50), ...sil] },
+        { tsOffset: two, packets: [...enc.slice(b, c), ...sil] },
+        { tsOffset: three, packets: enc.slice(c, c + 40) },
+      ],
+    });
+  const pkts = build();
+  const first2 = 55;
+  const first3 = 55 + (c - b) + 5;
+  const run = (drop: number[]) => {
+    const path = join(tmp(), 'u.wav');
+    const s = runTrack(path, network(pkts, { dropIndices: new Set(drop) }), 5000);
+    return { s, left: readCaptureLeft(path).left };
+  };
+  // Where each spurt's first sample belongs: its sender time plus the fixture's 2 ms network delay.
+  const at2 = (300 + 2) * 48 + two;
+  const at3 = (300 + 2) * 48 + three;
+  const end1 = (300 + 2) * 48 + 55 * FRAME;
+  const ref = run([]);
+  assert.ok(Math.abs(firstLoud(ref.left, end1) - at2) <= 480, 'reference: spurt 2 where it belongs');
+  const lossy = run([first2, first3]);
+  assert.equal(lossy.s.lost, 2);
+  assert.equal(lossy.s.fec, 2, 'both first frames rebuilt from FEC');
+  assert.equal(lossy.s.concealed, 2);
+  // Unrecovered, each would start a whole frame (960 samples) late.
+  const on2 = firstLoud(lossy.left, end1);
+  const on3 = firstLoud(lossy.left, at3 - 4 * FRAME);
+  assert.ok(Math.abs(on2 - at2) <= 240, `spurt 2 starts on time after a 2 s pause: ${on2} vs ${at2}`);
+  assert.ok(Math.abs(on3 - at3) <= 240, `spurt 3 starts on time after a 300 ms pause: ${on3} vs ${at3}`);
+
+  // The previous spurt's last silence frame lost instead: spurt 2's first packet carries FEC of the last frame
+  // before the pause (the encoder kept going), which must not be played in front of spurt 2.
+  assert.ok(fecAt(b), 'the stale FEC is there to be misused');
+  const tail = run([first2 - 1]);
+  assert.equal(tail.s.lost, 1);
+  assert.equal(tail.s.fec, 0);
+  assert.equal(tail.s.concealed, 0);
+  assert.equal(peak(tail.left, end1, at2), 0, 'silence up to spurt 2');
+  assert.ok(firstLoud(tail.left, end1) >= at2);
+});
+
+test('track: a packet libopus cannot decode is counted as corrupt and concealed in its place, not left as a hole', () => {
+  const d = tmp();
+  const path = join(d, 'u.wav');
+  const tone = encodeTone(440, 100);
+  const pkts = buildStream({ userId: 'u', ssrc: 3, firstSeq: 10, firstTs: 0, startMs: 500, spurts: [{ tsOffset: 0, packets: tone }] });
+  pkts[40] = { ...pkts[40]!, opus: new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff]) }; // 63 frames: invalid
+  pkts[70] = { ...pkts[70]!, opus: new Uint8Array(0) }; // empty payload (what the pool hands on for an oversize one)
+  const s = runTrack(path, network(pkts, {}), 3000);
+  assert.equal(s.received, 100);
+  assert.equal(s.corrupt, 2);
+  assert.equal(s.lost, 0);
+  assert.equal(s.undecryptable, 0, 'a decode failure is not a decryption failure');
+  assert.equal(s.concealed, 2, 'each corrupt packet replaced by a frame of PLC');
+  assert.equal(s.fec, 0);
+  const { left } = readCaptureLeft(path);
+  const start = onset(left, 440);
+  const r = dropouts(left, start + FRAME, start + 99 * FRAME);
+  assert.equal(r.bad, 0, `no 20 ms hole where the corrupt packets were: ${r.bad}/${r.blocks}`);
+  assert.equal(s.activeMs, 100 * 20);
 });
 
 test('track: 5% loss + 10% reorder + 30 ms jitter + duplicates → < 1% dropout blocks', () => {

@@ -30,7 +30,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { CAPTURE_DIR } from '../sinks/capture-layout.ts';
 import type { AudioPacket, AudioSink, RtcpPacket, TrackStats } from '../sinks/types.ts';
-import { emptyStats } from '../sinks/types.ts';
+import { copyStats, emptyStats } from '../sinks/types.ts';
 import type { TrackResume } from '../sinks/track.ts';
 import type { Mp3StreamReport } from '../sinks/mp3-stream.ts';
 import { RECORD_HEADER_BYTES, type FromWorker, type ToWorker, type TrackStatusReport, type WorkerInit } from './protocol.ts';
@@ -81,6 +81,7 @@ export interface PoolTrackStatus {
   received: number;
   lost: number;
   concealed: number;
+  duplicate: number;
   /** Sample frames of this user's track already stream-encoded to MP3 (pools with `mp3` only). */
   mp3EncodedFrames?: number;
 }
@@ -103,6 +104,7 @@ interface TrackEntry {
 }
 
 const MIN_BATCH = 16 * 1024;
+const EMPTY = new Uint8Array(0);
 const MAX_BATCH = 1024 * 1024;
 
 class WorkerSlot {
@@ -265,8 +267,11 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
       e = this.byUser.get(packet.userId)!;
     }
     const slot = this.slots[e.worker]!;
-    const n = packet.opus.length;
-    if (n > 0xffff) return;
+    // The record's length field is 16 bits. No Opus packet comes near that (libopus refuses > 8 KiB), so a larger
+    // payload goes on as an empty one: the track counts it as corrupt and conceals it, in its place in the
+    // sequence, instead of it vanishing uncounted (and being taken for a lost packet).
+    const opus = packet.opus.length > 0xffff ? EMPTY : packet.opus;
+    const n = opus.length;
     const need = RECORD_HEADER_BYTES + n;
     if (slot.len + need > slot.buf.byteLength) {
       this.flushSlot(slot);
@@ -280,7 +285,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
     v.setUint16(o + 10, n, true);
     v.setUint32(o + 12, packet.timestamp >>> 0, true);
     v.setFloat64(o + 16, packet.arrivalMs, true);
-    slot.bytes.set(packet.opus, o + RECORD_HEADER_BYTES);
+    slot.bytes.set(opus, o + RECORD_HEADER_BYTES);
     slot.len += need;
     if (packet.arrivalMs > this.maxArrivalMs) this.maxArrivalMs = packet.arrivalMs;
     if (this.opts.clock === 'wall') {
@@ -295,15 +300,6 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
   /** Traffic stopped with packets pending: send them. Not re-armed until the next packet (idle = no wake-ups). */
   private onFallbackTimer(): void {
     if (!this.closing) this.flushBatches();
-  }
-
-  /** Counts packets of a user that the receiver could not decrypt (reported in the user's TrackStats). */
-  countUndecryptable(userId: string, count = 1): void {
-    const e = this.byUser.get(userId);
-    if (e === undefined) return;
-    const slot = this.slots[e.worker]!;
-    this.flushSlot(slot);
-    this.send(slot, { type: 'undecryptable', trackId: e.trackId, count });
   }
 
   /**
@@ -326,6 +322,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
         received: l?.received ?? 0,
         lost: l?.lost ?? 0,
         concealed: l?.concealed ?? 0,
+        duplicate: l?.duplicate ?? 0,
         ...(e.mp3Frames !== undefined ? { mp3EncodedFrames: e.mp3Frames } : {}),
       });
     }
@@ -353,12 +350,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
       const l = e.last;
       const base = l ?? { ...emptyStats(), startOffsetMs: null, activeMs: 0, bytes: 0, ssrcs: [] };
       out.set(e.userId, {
-        received: base.received,
-        lost: base.lost,
-        concealed: base.concealed,
-        late: base.late,
-        duplicate: base.duplicate,
-        undecryptable: base.undecryptable,
+        ...copyStats(base),
         startOffsetMs: base.startOffsetMs,
         activeMs: base.activeMs,
         bytes: base.bytes,
@@ -461,14 +453,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
         l === null
           ? undefined
           : {
-              stats: {
-                received: l.received,
-                lost: l.lost,
-                concealed: l.concealed,
-                late: l.late,
-                duplicate: l.duplicate,
-                undecryptable: l.undecryptable,
-              },
+              stats: copyStats(l),
               startOffsetMs: l.startOffsetMs,
               activeMs: l.activeMs,
               bytes: l.bytes,

@@ -30,7 +30,6 @@ export interface WorkerInit {
 export type ToWorker =
   | { type: 'add'; trackId: number; userId: string; stem: string; resume?: TrackResume }
   | { type: 'batch'; buf: ArrayBuffer; len: number; nowMs: number }
-  | { type: 'undecryptable'; trackId: number; count: number }
   | { type: 'cleanup'; endMs: number }
   | { type: 'close' };
 

@@ -194,11 +194,6 @@ port.on('message', (m: ToWorker) => {
       }
       break;
     }
-    case 'undecryptable': {
-      const t = tracks.get(m.trackId);
-      if (t !== undefined) t.countUndecryptable(m.count);
-      break;
-    }
     case 'cleanup': {
       const out: TrackStatusReport[] = [];
       for (const [id, t] of tracks) {

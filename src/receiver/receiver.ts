@@ -39,7 +39,10 @@ export interface ReceiverCounters {
   undecryptable: number;
   /** Authenticated, but its padding count overran the payload (a broken or hostile sender). */
   badPadding: number;
-  /** Authenticated, but its transport nonce was already seen: a replay or a network duplicate. */
+  /**
+   * Authenticated, but its transport nonce was already seen or is older than the replay window: a replay or a
+   * network duplicate. Those of a mapped SSRC also count in that user's {@link Receiver.duplicateByUser}.
+   */
   replayed: number;
   /** DAVE could not decrypt the frame (group transitions, unknown sender). */
   daveUndecryptable: number;
@@ -91,7 +94,7 @@ export interface ReceiverOptions {
   /** Users to record (undefined = everyone). */
   accept?: (userId: string) => boolean;
   ssrcMap?: SsrcMapOptions;
-  /** How many recent transport nonces the replay filter remembers (default 16,384). */
+  /** Width of the replay window in transport nonces (default 16,384; rounded up to a power of two). */
   replayWindow?: number;
 }
 
@@ -107,6 +110,12 @@ export class Receiver {
   readonly counters: ReceiverCounters = emptyCounters();
   /** Authenticated packets of a user that DAVE could not decrypt (forged transport packets are not attributed). */
   readonly undecryptableByUser = new Map<string, number>();
+  /**
+   * Replayed/duplicated datagrams of a mapped SSRC, per user: the manifest's per-track `duplicate` includes them
+   * (a duplicated datagram carries the same nonce, so it stops here and never reaches the user's jitter buffer,
+   * which counts only duplicates that arrive with a fresh nonce).
+   */
+  readonly duplicateByUser = new Map<string, number>();
   readonly #opts: ReceiverOptions;
   readonly #ssrcs: SsrcMap<Held>;
   /**
@@ -160,7 +169,7 @@ export class Receiver {
       pendingSsrcs: this.#ssrcs.pendingCount,
       held: this.#ssrcs.heldCount,
       replayWindow: this.#replays.size + this.#rtcpReplays.size,
-      usersWithFailures: this.undecryptableByUser.size,
+      usersWithFailures: this.undecryptableByUser.size + this.duplicateByUser.size,
     };
   }
 
@@ -220,6 +229,8 @@ export class Receiver {
     // Authenticated from here on: the nonce is the server's, so it may be remembered.
     if (!this.#replays.accept(nonceOf(datagram))) {
       c.replayed++;
+      // The header is authenticated: this SSRC's packet really was delivered twice, so its user is told.
+      if (userId !== undefined && (this.#opts.accept?.(userId) ?? true)) countFor(this.duplicateByUser, userId);
       return;
     }
     if (!opened.ok) {
@@ -248,7 +259,7 @@ export class Receiver {
     const opus = daveDecrypt(this.#opts.dave(), frame, userId);
     if (!opus) {
       this.counters.daveUndecryptable++;
-      this.#countUserUndecryptable(userId);
+      countFor(this.undecryptableByUser, userId);
       return;
     }
     this.counters.audio++;
@@ -262,10 +273,10 @@ export class Receiver {
     };
     this.#opts.sink.onAudio(packet);
   }
+}
 
-  #countUserUndecryptable(userId: string): void {
-    this.undecryptableByUser.set(userId, (this.undecryptableByUser.get(userId) ?? 0) + 1);
-  }
+function countFor(byUser: Map<string, number>, userId: string): void {
+  byUser.set(userId, (byUser.get(userId) ?? 0) + 1);
 }
 
 /**

@@ -1,57 +1,104 @@
 /**
- * Replay detection for authenticated datagrams, keyed by the rtpsize transport nonce.
+ * Replay detection for authenticated datagrams, keyed by the rtpsize transport nonce: an SRTP/IPsec-style
+ * sliding window (RFC 3711 §3.3.2, RFC 6479) over the u32 nonce counter.
  *
  * Why: an AEAD tag proves a datagram came from the voice server, not that it is new. An on-path attacker (or a
  * network that duplicates) can resend a valid datagram any number of times. Each copy would pass transport
  * decryption and reach DAVE, and @discordjs/voice's DAVE wrapper re-initialises the whole MLS session (audio
  * lost for everyone until the group is rebuilt) after 36 consecutive failures — so a burst of replays must
- * never get that far.
+ * never get that far. A replay that is old enough must not get through either: once its stream was closed
+ * (30 s idle) or re-anchored (a new talk spurt), a track would write it at its arrival time, a blip of old audio.
  *
- * Why an exact-repeat set and not an SRTP-style "too old" window: every nonce under one key is unique (reusing
- * one breaks AES-GCM/XChaCha20-Poly1305, so a server never does), but nothing documents that Discord's
- * server→client counter is monotonic. Rejecting "old" nonces could drop real audio if it is not; rejecting a
- * nonce we have already accepted cannot. The set remembers the most recent `capacity` nonces (FIFO eviction):
- * bounded memory, and a replay older than that is only a late duplicate the jitter buffer discards.
+ * So, per key: the highest nonce accepted so far, and one bit for each of the `capacity` nonces at and below it.
+ * A nonce ahead of the highest is new (the window slides); one inside the window is new once; one further behind
+ * than the window is rejected as too old. The server's counter is one per connection and counts up by one per
+ * datagram (RTP and RTCP alike), so the window (16,384 datagrams by default: 33 s of 10 speakers, minutes of
+ * one) is far wider than any reordering on a network. Comparisons use 32-bit serial arithmetic (RFC 1982), so
+ * the counter's wrap from 0xFFFFFFFF to 0 is an ordinary step forward.
  *
  * Call {@link ReplayFilter.reset} whenever the key changes: nonces restart under a new key.
  */
 export class ReplayFilter {
+  /** Window length in nonces (a power of two, ≥ 32). */
   readonly capacity: number;
-  readonly #seen = new Set<number>();
-  /** FIFO of remembered nonces, oldest at #head once full. */
-  readonly #ring: Uint32Array;
-  #head = 0;
+  readonly #mask: number;
+  /** Bit (n & mask) is set when nonce n, inside the window, was accepted. */
+  readonly #bits: Uint32Array;
+  #highest = 0;
+  #started = false;
+  #size = 0;
 
   constructor(capacity = 16_384) {
     if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError('capacity must be a positive integer');
-    this.capacity = capacity;
-    this.#ring = new Uint32Array(capacity);
+    let c = 32;
+    while (c < capacity) c *= 2;
+    this.capacity = c;
+    this.#mask = c - 1;
+    this.#bits = new Uint32Array(c / 32);
   }
 
-  /** Number of nonces remembered (≤ capacity). */
+  /** Number of accepted nonces inside the window (≤ capacity). */
   get size(): number {
-    return this.#seen.size;
+    return this.#size;
   }
 
   /**
    * Records `nonce` (a u32 read from the datagram's last 4 bytes) and returns true if it is new; false if it
-   * was already seen (a replay or a network duplicate). Only call it for datagrams that passed authentication,
-   * otherwise forged datagrams could pre-claim nonces the server is about to use.
+   * was already seen (a replay or a network duplicate) or is further behind the newest than the window (too old
+   * to tell, so treated as a replay). Only call it for datagrams that passed authentication, otherwise forged
+   * datagrams could move the window or pre-claim nonces the server is about to use.
    */
   accept(nonce: number): boolean {
     const n = nonce >>> 0;
-    if (this.#seen.has(n)) return false;
-    if (this.#seen.size >= this.capacity) this.#seen.delete(this.#ring[this.#head]!);
-    this.#ring[this.#head] = n;
-    this.#head = (this.#head + 1) % this.capacity;
-    this.#seen.add(n);
-    return true;
+    if (!this.#started) {
+      this.#started = true;
+      this.#highest = n;
+      return this.#mark(n);
+    }
+    const ahead = (n - this.#highest) | 0;
+    if (ahead > 0) {
+      this.#slide(ahead);
+      this.#highest = n;
+      return this.#mark(n);
+    }
+    if (-ahead >= this.capacity) return false;
+    const i = n & this.#mask;
+    if ((this.#bits[i >>> 5]! & (1 << (i & 31))) !== 0) return false;
+    return this.#mark(n);
   }
 
   /** Forgets everything (new key). */
   reset(): void {
-    this.#seen.clear();
-    this.#head = 0;
+    this.#bits.fill(0);
+    this.#started = false;
+    this.#highest = 0;
+    this.#size = 0;
+  }
+
+  #mark(n: number): boolean {
+    const i = n & this.#mask;
+    this.#bits[i >>> 5]! |= 1 << (i & 31);
+    this.#size++;
+    return true;
+  }
+
+  /** Moves the window `by` nonces forward: the slots of the nonces that fall out are cleared for the new ones. */
+  #slide(by: number): void {
+    if (by >= this.capacity) {
+      this.#bits.fill(0);
+      this.#size = 0;
+      return;
+    }
+    // Almost always by = 1 (one datagram after another); a bigger step is bounded by the window.
+    for (let k = 1; k <= by; k++) {
+      const i = (this.#highest + k) & this.#mask;
+      const w = i >>> 5;
+      const bit = 1 << (i & 31);
+      if ((this.#bits[w]! & bit) !== 0) {
+        this.#bits[w]! &= ~bit;
+        this.#size--;
+      }
+    }
   }
 }
 

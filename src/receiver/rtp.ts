@@ -15,8 +15,6 @@ export const OPUS_PAYLOAD_TYPE = 0x78;
 export const AUTH_TAG_BYTES = 16;
 export const NONCE_BYTES = 4;
 const FIXED_HEADER_BYTES = 12;
-/** The one-byte-header extension profile Discord uses (RFC 8285). */
-const EXTENSION_PROFILE = 0xbede;
 
 /** What the header tells us about one RTP packet; the payload is still encrypted. */
 export interface RtpHeader {
@@ -46,7 +44,7 @@ export type SkipReason =
   | 'too-short'
   /** Not RTP version 2 (keepalive echoes, IP discovery replies, garbage). */
   | 'bad-version'
-  /** X bit set but no `BE DE` preamble, or lengths that overrun the datagram. */
+  /** X bit set but the extension preamble or its length overruns the datagram. */
   | 'bad-extension'
   /** Valid RTP but not Opus audio (e.g. video payload types). */
   | 'not-audio';
@@ -82,7 +80,13 @@ export function classifyDatagram(buf: Uint8Array): DatagramKind {
   return parseRtpHeader(buf);
 }
 
-/** Parses an RTP header (assumes the caller already ruled out RTCP). */
+/**
+ * Parses an RTP header (assumes the caller already ruled out RTCP).
+ *
+ * The header extension is skipped by its length word whatever its profile: RFC 3550 §5.3.1 defines the 4-byte
+ * preamble (16-bit profile, 16-bit length in 32-bit words) generically, and Discord's `BE DE` (RFC 8285 one-byte
+ * headers) is only one profile; a two-byte-header extension (`0x100x`) or any other is framed the same way.
+ */
 export function parseRtpHeader(buf: Uint8Array): DatagramKind {
   if (buf.length < FIXED_HEADER_BYTES + AUTH_TAG_BYTES + NONCE_BYTES) return { kind: 'skip', reason: 'too-short' };
   const b0 = buf[0]!;
@@ -96,7 +100,6 @@ export function parseRtpHeader(buf: Uint8Array): DatagramKind {
   let extensionBodyLength = 0;
   if (extension) {
     if (buf.length < aadLength + 4 + AUTH_TAG_BYTES + NONCE_BYTES) return { kind: 'skip', reason: 'too-short' };
-    if (((buf[aadLength]! << 8) | buf[aadLength + 1]!) !== EXTENSION_PROFILE) return { kind: 'skip', reason: 'bad-extension' };
     extensionBodyLength = 4 * ((buf[aadLength + 2]! << 8) | buf[aadLength + 3]!);
     aadLength += 4;
   }

@@ -122,7 +122,11 @@ export interface ManifestTrack {
   file: string;
   ssrcs: number[];
   startOffsetMs: number;
-  packets: { received: number; lost: number; concealed: number; late: number; duplicate: number; undecryptable: number };
+  /**
+   * Per-user packet counts (see TrackStats in src/sinks/types.ts). `corrupt` and `fec` are absent from
+   * recordings made before they existed.
+   */
+  packets: { received: number; lost: number; concealed: number; late: number; duplicate: number; undecryptable: number; corrupt?: number; fec?: number };
   /**
    * What produced the file: 'wav-in-place', 'ffmpeg', 'lame-wasm', 'lame-wasm-stream' (MP3 encoded while
    * recording), 'libflac-js', 'libopus', 'opus-copy' (src/sinks/formats/encoders.ts EncoderName).

@@ -6,17 +6,26 @@
  * Per released packet (in sequence order, from the jitter buffer):
  *   resync?  → anchor the stream's clock on the least-delayed packet of the priming window
  *   lost n?  → if the timestamp gap is exactly n frames and ≤ maxConcealMs: PLC for n−1 frames, then FEC
- *              from this packet for the frame right before it; otherwise nothing (a hole = exact silence)
- *   decode   → write at the clock position (trimmed so it never overwrites audio already written)
+ *              from this packet for the frame right before it (PLC if it carries none); after a pause (a new
+ *              talk spurt whose first packet was lost): FEC for the one frame before it, if that frame is this
+ *              spurt's; otherwise nothing (a hole = exact silence)
+ *   drift?   → the clock wants its anchor moved (clock.ts): in a pause at once, else this frame is resampled
+ *              a few samples longer or shorter
+ *   decode   → write at the clock position (trimmed so it never overwrites audio already written); a packet
+ *              libopus rejects (corrupt) is replaced by a frame of PLC
  */
 import type { TrackStats } from './types.ts';
-import { BYTES_PER_SAMPLE_FRAME, FRAME_SAMPLES, SAMPLE_RATE, emptyStats } from './types.ts';
+import { BYTES_PER_SAMPLE_FRAME, FRAME_SAMPLES, SAMPLE_RATE, copyStats, emptyStats } from './types.ts';
 import { JitterBuffer, type JitterPacket, type Release } from './jitter-buffer.ts';
 import { StreamClock, type ClockSample } from './clock.ts';
 import { CaptureWriter } from './capture-writer.ts';
 import { opusPacketSamples, type StreamDecoder, type OpusDecoders } from './opus-decoder.ts';
+import { isCeltOnly, opusFrameSamples, opusHasFec } from './opus-fec.ts';
+import { stretchFrame } from './stretch.ts';
 
 const SAMPLES_PER_MS = SAMPLE_RATE / 1000;
+/** The longest Opus packet: 120 ms. */
+const MAX_PACKET_SAMPLES = 5760;
 /**
  * Positions this far behind the track's clock are final even where nothing was written (a pause): the jitter
  * buffer releases everything within its playout delay (later packets are dropped as late) and a new spurt
@@ -76,6 +85,11 @@ interface Stream {
   endExt: number | null;
   /** Recording position just past the last released packet's audio. */
   endPos: number;
+  /** The last packet the decoder decoded was CELT-only (then libopus cannot use FEC: see fecReady). */
+  lastCelt: boolean;
+  /** The last released packet was a silence frame; how many in a row end the stream so far. */
+  lastSilent: boolean;
+  trailingSilence: number;
   lastArrivalMs: number;
   /** Jitter-buffer counters already added to the track's stats. */
   folded: { late: number; duplicate: number; lost: number };
@@ -84,6 +98,13 @@ interface Stream {
 /** Opus's 3-byte silence frame (F8 FF FE): real clients send five at the end of a talk spurt. */
 function isSilenceFrame(opus: Uint8Array): boolean {
   return opus.length === 3 && opus[0] === 0xf8 && opus[1] === 0xff && opus[2] === 0xfe;
+}
+/** Silence frames a client sends at the end of a talk spurt (Discord clients and @discordjs/voice: five). */
+const SILENCE_TAIL = 5;
+
+/** Opus frame durations (samples at 48 kHz) a lost frame may have: 10, 20, 40, 60 ms. */
+function isFrameSize(n: number): boolean {
+  return n === FRAME_SAMPLES || n === 480 || n === 1920 || n === 2880;
 }
 
 export class Track {
@@ -108,6 +129,7 @@ export class Track {
    * read up to here.
    */
   private durable = 0;
+  private stretchBuf: Int16Array | undefined;
   /** Frames below this were already read by a streaming encoder (see mp3-stream.ts). */
   protectedEnd = 0;
   /** Set if a write ever landed below `protectedEnd` (then the streamed encode is not trusted). */
@@ -124,7 +146,7 @@ export class Track {
       resume: opts.resume !== undefined,
     });
     const r = opts.resume;
-    this.stats = r ? { ...r.stats } : emptyStats();
+    this.stats = r ? copyStats(r.stats) : emptyStats();
     this.ssrcs = r ? [...r.ssrcs] : [];
     this.startPos = r?.startOffsetMs != null ? Math.round(r.startOffsetMs * SAMPLES_PER_MS) : null;
     this.activeSamples = r ? Math.round(r.activeMs * SAMPLES_PER_MS) : 0;
@@ -142,11 +164,6 @@ export class Track {
     s.lastArrivalMs = p.arrivalMs;
     if (!s.jb.push(p)) this.foldCounters(s);
     this.drainStream(s, false);
-  }
-
-  /** Counts a packet the receiver could not decrypt (kept here so one place owns the per-user stats). */
-  countUndecryptable(n = 1): void {
-    this.stats.undecryptable += n;
   }
 
   /** Releases whatever is due at `nowMs` (recording clock, ms) and flushes old pending audio. */
@@ -224,6 +241,9 @@ export class Track {
       clock: new StreamClock(),
       endExt: null,
       endPos: 0,
+      lastCelt: false,
+      lastSilent: false,
+      trailingSilence: 0,
       lastArrivalMs: this.nowMs,
       folded: { late: 0, duplicate: 0, lost: 0 },
     };
@@ -260,7 +280,7 @@ export class Track {
       } catch (err) {
         // A write error (disk full) must surface; a codec surprise must not kill the track.
         if ((err as NodeJS.ErrnoException).code !== undefined) throw err;
-        this.stats.undecryptable++;
+        this.stats.corrupt++;
       }
     }
     if (any) this.foldCounters(s);
@@ -268,42 +288,115 @@ export class Track {
 
   private play(s: Stream, r: Release<TrackPacket>): void {
     const p = r.packet;
-    const minPos = this.writer.writtenEnd;
-    if (r.resync || !s.clock.anchored) {
-      s.clock.anchorOn(this.windowOf(s, p), p.timestamp, minPos);
-      s.endExt = null; // no concealment across a re-anchor
-    }
+    const resync = r.resync || !s.clock.anchored;
+    if (resync) s.clock.anchorOn(this.windowOf(s, p), p.timestamp, this.writer.writtenEnd);
     const extNow = s.clock.peekExtended(p.timestamp);
-    // Concealment needs the gap to be exactly the lost frames (not a pause with losses in it) and short.
-    if (r.lost > 0 && s.endExt !== null) {
-      const gap = extNow - s.endExt;
-      if (gap > 0 && gap <= this.maxConcealSamples && gap % r.lost === 0) {
-        const frame = gap / r.lost;
-        if (frame === FRAME_SAMPLES || frame === 480 || frame === 1920 || frame === 2880) {
-          let pos = s.endPos;
-          for (let i = 0; i < r.lost; i++) {
-            const pcm = i === r.lost - 1 ? s.decoder.decodeFec(p.opus, frame) : s.decoder.conceal(frame);
-            if (pcm !== null) {
-              this.emit(pos, pcm);
-              this.stats.concealed++;
-            }
-            pos += frame;
-          }
-        }
+    const pktSamples = opusPacketSamples(p.opus) || FRAME_SAMPLES;
+    let pos = s.clock.position(p.timestamp, p.arrivalMs, pktSamples);
+    const want = s.clock.pending;
+    if (want !== 0 && !resync && s.endExt !== null) {
+      // A drift correction is due. A pause before this packet (or the silence frames that end a spurt) takes it
+      // whole: this packet and the rest move by a few samples, only silence gets longer or shorter.
+      const pause = Math.max(0, extNow - s.endExt - r.lost * pktSamples);
+      const d = want > 0 ? (pause > 0 || s.lastSilent ? want : 0) : Math.max(want, -pause);
+      if (d !== 0) {
+        s.clock.shift(d);
+        pos += d;
       }
     }
-    const pktSamples = opusPacketSamples(p.opus) || FRAME_SAMPLES;
-    const pos = s.clock.position(p.timestamp, p.arrivalMs, pktSamples);
-    const pcm = s.decoder.decode(p.opus);
-    const samples = pcm === null ? pktSamples : pcm.length / BYTES_PER_SAMPLE_FRAME;
-    if (pcm === null) this.stats.undecryptable++;
-    else {
-      this.writer.logPacket(pos, p.opus, this.nowMs);
-      this.emit(pos, pcm);
-      if (!isSilenceFrame(p.opus)) this.lastVoiceMs = this.nowMs;
+    if (r.lost > 0 && s.endExt !== null) {
+      const gap = resync ? -1 : extNow - s.endExt;
+      if (gap > 0 && gap <= this.maxConcealSamples && gap % r.lost === 0 && isFrameSize(gap / r.lost)) {
+        this.concealInPlace(s, p.opus, r.lost, gap / r.lost);
+      } else this.recoverLeading(s, p.opus, r.lost, pos);
     }
+    let pcm = s.decoder.decode(p.opus);
+    const silent = isSilenceFrame(p.opus);
+    if (pcm === null) {
+      // Intact on the wire but not Opus libopus can decode (a broken sender, or an impossibly large payload):
+      // a frame of PLC keeps the speech going instead of leaving a 20 ms hole.
+      this.stats.corrupt++;
+      pcm = s.decoder.conceal(pktSamples);
+      if (pcm !== null) this.stats.concealed++;
+    } else {
+      this.writer.logPacket(pos, p.opus, this.nowMs);
+      if (!silent) this.lastVoiceMs = this.nowMs;
+      s.lastCelt = isCeltOnly(p.opus);
+    }
+    const samples = pcm === null ? pktSamples : pcm.length / BYTES_PER_SAMPLE_FRAME;
+    let placed = samples;
+    if (pcm !== null) {
+      // A drift correction during continuous audio: this frame is resampled a few samples longer or shorter.
+      const step = s.clock.slewStep(samples);
+      if (step !== 0) {
+        placed = samples + step;
+        pcm = stretchFrame(pcm, samples, placed, this.scratch());
+        s.clock.shift(step);
+      }
+      this.emit(pos, pcm);
+    }
+    // Frames lost between two silence frames were silence frames too.
+    s.trailingSilence = silent ? s.trailingSilence + 1 + (s.lastSilent ? r.lost : 0) : 0;
+    s.lastSilent = silent;
     s.endExt = extNow + samples;
-    s.endPos = pos + samples;
+    s.endPos = pos + placed;
+  }
+
+  /** Room for one stretched frame (allocated on the first drift correction, then reused). */
+  private scratch(): Int16Array {
+    return (this.stretchBuf ??= new Int16Array((MAX_PACKET_SAMPLES + 16) * 2));
+  }
+
+  /**
+   * The gap before this packet is exactly the lost frames (no pause in it): PLC for all but the last, which is
+   * rebuilt from this packet's in-band FEC when it carries some (else PLC too).
+   */
+  private concealInPlace(s: Stream, next: Uint8Array, lost: number, frame: number): void {
+    let pos = s.endPos;
+    for (let i = 0; i < lost; i++) {
+      const fec = i === lost - 1 && frame >= opusFrameSamples(next) && this.fecReady(s, next);
+      const pcm = fec ? s.decoder.decodeFec(next, frame) : s.decoder.conceal(frame);
+      if (pcm !== null) {
+        this.emit(pos, pcm);
+        this.stats.concealed++;
+        if (fec) this.stats.fec++;
+      }
+      pos += frame;
+    }
+  }
+
+  /**
+   * Packets were lost before this one, but a pause lies between it and the last audio (a new talk spurt, with or
+   * without a re-anchor): the lost ones are the previous spurt's silence tail and/or the start of this spurt.
+   * PLC has nothing to continue across a pause, but the frame right before this packet, if it belongs to this
+   * spurt, is in this packet's FEC: placed one frame before it, it gives the spurt back its first 20 ms.
+   * It belongs to this spurt when more were lost than the previous spurt's tail can account for (clients end a
+   * spurt with SILENCE_TAIL silence frames): otherwise this packet's FEC would be the previous spurt's last words.
+   */
+  private recoverLeading(s: Stream, next: Uint8Array, lost: number, pos: number): void {
+    const tailMissing = Math.max(0, SILENCE_TAIL - s.trailingSilence);
+    if (lost <= tailMissing) return;
+    const frame = opusFrameSamples(next);
+    if (!isFrameSize(frame) || !this.fecReady(s, next)) return;
+    const pcm = s.decoder.decodeFec(next, frame);
+    if (pcm === null) return;
+    this.emit(pos - frame, pcm);
+    this.stats.concealed++;
+    this.stats.fec++;
+  }
+
+  /**
+   * True if libopus will decode `next`'s FEC rather than fall back to PLC: the packet carries LBRR data, and the
+   * decoder is not in CELT-only mode (libopus refuses FEC right after a CELT packet). After the silence frames
+   * that end a spurt (CELT-only, and silent) the decoder is reset first: it has nothing audible to lose.
+   */
+  private fecReady(s: Stream, next: Uint8Array): boolean {
+    if (!opusHasFec(next)) return false;
+    if (!s.lastCelt) return true;
+    if (!s.lastSilent) return false;
+    s.decoder.reset();
+    s.lastCelt = false;
+    return true;
   }
 
   /** The released packet plus what the jitter buffer still holds of the same spurt. */

@@ -51,12 +51,33 @@ export interface AudioSink {
 export interface TrackStats {
   received: number;
   lost: number;
+  /** Frames synthesised for lost or corrupt packets: from in-band FEC (`fec` of them) or by PLC (the rest). */
   concealed: number;
   late: number;
+  /** Second copies: dropped by the jitter buffer, plus (added by the engine) those the replay filter dropped. */
   duplicate: number;
+  /** DAVE could not decrypt them (counted by the receiver; the engine adds them). */
   undecryptable: number;
+  /** Delivered intact but not decodable by libopus (or impossibly large): each replaced by PLC, in `concealed`. */
+  corrupt: number;
+  /** Of `concealed`, the frames rebuilt from the next packet's in-band FEC data. */
+  fec: number;
 }
 
 export function emptyStats(): TrackStats {
-  return { received: 0, lost: 0, concealed: 0, late: 0, duplicate: 0, undecryptable: 0 };
+  return { received: 0, lost: 0, concealed: 0, late: 0, duplicate: 0, undecryptable: 0, corrupt: 0, fec: 0 };
+}
+
+/** Just the counters of `s` (which may carry more fields), with 0 for any an older journal lacks. */
+export function copyStats(s: Partial<TrackStats>): TrackStats {
+  return {
+    received: s.received ?? 0,
+    lost: s.lost ?? 0,
+    concealed: s.concealed ?? 0,
+    late: s.late ?? 0,
+    duplicate: s.duplicate ?? 0,
+    undecryptable: s.undecryptable ?? 0,
+    corrupt: s.corrupt ?? 0,
+    fec: s.fec ?? 0,
+  };
 }
