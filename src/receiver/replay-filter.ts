@@ -17,7 +17,18 @@
  * the counter's wrap from 0xFFFFFFFF to 0 is an ordinary step forward.
  *
  * Call {@link ReplayFilter.reset} whenever the key changes: nonces restart under a new key.
+ *
+ * The one assumption here that Discord does not document is that one counter numbers every datagram the server
+ * sends this session (it must be unique per key, and a counter is how every client implements it, but the server
+ * could, say, keep one counter per forwarded stream in disjoint ranges). Were it wrong, "too old" would drop real
+ * audio wholesale, the one failure a recorder cannot afford; so the filter watches for it: once authenticated
+ * nonces arrive "too old" at a rate no network and no sane replay attack produces alongside live traffic
+ * (≥ {@link TOO_OLD_TRIP} of them, and more than 1 % of the accepted), it stops judging age and only refuses
+ * exact repeats inside the window, until the next key. {@link ReplayFilter.ageCheck} tells which mode it is in.
  */
+/** "Too old" nonces (with > 1 % of the accepted) after which the counter is taken not to be one sequence. */
+export const TOO_OLD_TRIP = 64;
+
 export class ReplayFilter {
   /** Window length in nonces (a power of two, ≥ 32). */
   readonly capacity: number;
@@ -27,6 +38,9 @@ export class ReplayFilter {
   #highest = 0;
   #started = false;
   #size = 0;
+  #accepted = 0;
+  #tooOld = 0;
+  #ageCheck = true;
 
   constructor(capacity = 16_384) {
     if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError('capacity must be a positive integer');
@@ -61,7 +75,12 @@ export class ReplayFilter {
       this.#highest = n;
       return this.#mark(n);
     }
-    if (-ahead >= this.capacity) return false;
+    if (-ahead >= this.capacity) {
+      if (!this.#ageCheck) return true;
+      this.#tooOld++;
+      if (this.#tooOld >= TOO_OLD_TRIP && this.#tooOld * 100 > this.#accepted) this.#ageCheck = false;
+      return false;
+    }
     const i = n & this.#mask;
     if ((this.#bits[i >>> 5]! & (1 << (i & 31))) !== 0) return false;
     return this.#mark(n);
@@ -73,9 +92,18 @@ export class ReplayFilter {
     this.#started = false;
     this.#highest = 0;
     this.#size = 0;
+    this.#accepted = 0;
+    this.#tooOld = 0;
+    this.#ageCheck = true;
+  }
+
+  /** False once the filter saw too many "too old" nonces to trust the counter's order (see the class doc). */
+  get ageCheck(): boolean {
+    return this.#ageCheck;
   }
 
   #mark(n: number): boolean {
+    this.#accepted++;
     const i = n & this.#mask;
     this.#bits[i >>> 5]! |= 1 << (i & 31);
     this.#size++;
