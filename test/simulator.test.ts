@@ -438,13 +438,17 @@ describe('simulator', { timeout: 60_000 }, () => {
     }
   });
 
-  test('op 5 reaches the client before each SSRC\'s first packet: at session start, a join and a rejoin mid-spurt, after a voice server move', async () => {
+  test('op 5 reaches the client before each SSRC\'s first packet (session start, a join and a rejoin mid-spurt, a voice server move); the truth counts exactly what arrived, also with copies in flight at a 4014 kick', async () => {
     const members = [
       member(1, 440, [{ atMs: 0, durationMs: 2600 }]),
       member(2, 700, [{ atMs: 200, durationMs: 2400 }], { joinAtMs: 410 }),
       member(3, 1100, [{ atMs: 0, durationMs: 2600 }], { leaveAtMs: 700, rejoinAtMs: 1010 }),
     ];
-    const sim = await startSimulator(scenario({ seed: 21, members, faults: [{ atMs: 1500, kind: 'voice-server-move' }] }));
+    // Reordering and jitter keep datagrams in flight at the kick (4014): those due after their session is gone
+    // never leave, and the truth must count them lost.
+    const impairments = { reorder: 0.5, jitterMs: 15 };
+    const faults = [{ atMs: 1500, kind: 'voice-server-move' }, { atMs: 2310, kind: 'disconnect-bot' }] as const;
+    const sim = await startSimulator(scenario({ seed: 21, members, impairments, faults: [...faults] }));
     trustSimulatorCertificate(sim);
     const client = new Client({ intents: [GatewayIntentBits.Guilds, GatewayIntentBits.GuildVoiceStates], rest: { api: sim.apiUrl } });
     let connection: VoiceConnection | undefined;
@@ -458,6 +462,7 @@ describe('simulator', { timeout: 60_000 }, () => {
       // relative to its UDP socket's datagrams.
       const firstPackets: string[] = [];
       const early: string[] = [];
+      const received = new Set<string>();
       const hooked = new WeakSet<object>();
       let sessions = 0;
       const track = (net: any): void => {
@@ -473,9 +478,14 @@ describe('simulator', { timeout: 60_000 }, () => {
           }
           if (state.udp && !hooked.has(state.udp)) {
             hooked.add(state.udp);
+            // Read what was already sent to a socket the client is tearing down (kick, move): this test counts what
+            // the network delivered, not what the client still cared to read.
+            const destroy = state.udp.destroy.bind(state.udp);
+            state.udp.destroy = () => void setTimeout(destroy, 250);
             state.udp.on('message', (msg: Buffer) => {
               if (msg.length < 12 || msg[0]! >> 6 !== 2 || (msg[1]! & 0x7f) !== 0x78 || isDiscovery(msg)) return;
               const ssrc = msg.readUInt32BE(8);
+              received.add(`${ssrc}/${msg.readUInt16BE(2)}`);
               if (seen.has(ssrc)) return;
               seen.add(ssrc);
               firstPackets.push(`${n}/${ssrc}`);
@@ -495,6 +505,10 @@ describe('simulator', { timeout: 60_000 }, () => {
       assert.equal(firstPackets.length, 7, `first packets seen: ${firstPackets}`);
       const truth = sim.truth();
       assert.equal(truth.members[2]!.ssrcs.length, 2, 'member 3 rejoined with a new SSRC');
+      // The truth counts a packet sent only when a datagram of it left on a live session: exactly what arrived.
+      const sent = truth.members.reduce((n, t) => n + t.packetsSent, 0);
+      assert.equal(received.size, sent, `${received.size} packets arrived, the truth says ${sent} were sent`);
+      assert.ok(truth.members.every((t) => t.packetsLost > 0), 'the move was an outage for everyone');
       // Held packets keep the member's send time in the truth: member 1's spurt began at tick 0, not at the release.
       assert.ok(Math.abs(truth.members[0]!.spurts[0]!.startWallMs - truth.sessionStartWallMs!) < 10, 'truth times are the member\'s');
     } finally {
