@@ -476,10 +476,11 @@ test('end to end: discord.js + @discordjs/voice reach Ready under DAVE via the s
     for (const m of sim.truth().members) {
       const got = heard[m.userId];
       assert.ok(got, `nothing heard from ${m.userId}`);
-      const audio = m.packetsSent - m.packetsLost - 5 * m.spurts.length;
-      // Packets around a transition may be lost (the protocol allows it); the rest must decrypt and be the right tone.
-      assert.ok(got.right >= audio * 0.9, `${m.userId}: ${got.right} of ${audio} audio packets decoded as its own tone`);
-      assert.ok(got.right <= audio, `${m.userId}: more packets than sent`);
+      // Nothing is lost across the join and the leave: members switch keys only at op 22 execute, after the recorder
+      // acknowledged the commit, and the recorder keeps the previous epoch's keys for frames in flight.
+      assert.equal(m.packetsLost, 0);
+      assert.equal(got.packets, m.packetsSent, `${m.userId}: ${got.packets} of ${m.packetsSent} packets (audio + silence frames)`);
+      assert.equal(got.right, m.audioPacketsSent, `${m.userId}: ${got.right} of ${m.audioPacketsSent} audio packets decoded as its own tone`);
     }
     assert.ok((session.getDecryptionStats(A, 0)?.successes ?? 0) > 0, 'frames really went through DAVE decryption');
     assert.deepEqual(new Set(session.getUserIds()), new Set([A, C, BOT]), 'B left the group, C joined');
@@ -488,5 +489,104 @@ test('end to end: discord.js + @discordjs/voice reach Ready under DAVE via the s
     getVoiceConnection(scenario.guildId)?.destroy();
     await client.destroy();
     await sim.close();
+  }
+});
+
+/** discord.js + @discordjs/voice joined to a DAVE scenario through the simulator, with the simulator's warnings. */
+async function joinThroughSimulator(scenario: Scenario) {
+  const sim = await startSimulator(scenario);
+  const warnings: string[] = [];
+  sim.events.on('warning', (w) => warnings.push(w.message));
+  trustSimulatorCertificate(sim);
+  const client = new Client({ intents: [GatewayIntentBits.Guilds, GatewayIntentBits.GuildVoiceStates], rest: { api: sim.apiUrl } });
+  const ready = new Promise((resolve) => client.once('clientReady', resolve));
+  await client.login(scenario.token);
+  await ready;
+  const guild = client.guilds.cache.get(scenario.guildId)!;
+  const connection = joinVoiceChannel({ guildId: guild.id, channelId: scenario.channelId, adapterCreator: guild.voiceAdapterCreator, selfDeaf: false });
+  await entersState(connection, VoiceConnectionStatus.Ready, 10_000);
+  await until('recorder in the DAVE group', () => sim.daveStatus()!.recorderReady, 10_000);
+  /** The voice websocket of the current Networking (to speak to the gateway as the client would). */
+  const voiceWs = () => ((connection.state as unknown as { networking: Networking }).networking.state as { ws: any }).ws;
+  const close = async () => {
+    connection.destroy();
+    await client.destroy();
+    await sim.close();
+  };
+  return { sim, client, connection, warnings, voiceWs, close };
+}
+
+const daveScenario = (extra: Partial<Scenario> = {}): Scenario => ({
+  seed: 8,
+  guildId: '5000000000000000001',
+  channelId: CHANNEL,
+  botUserId: BOT,
+  token: 'dave.e2e.token',
+  dave: true,
+  members: [
+    { userId: A, username: 'a', signal: { kind: 'tone', hz: 300 }, spurts: [{ atMs: 100, durationMs: 30_000 }] },
+    { userId: B, username: 'b', signal: { kind: 'tone', hz: 500 }, spurts: [{ atMs: 200, durationMs: 30_000 }] },
+  ],
+  ...extra,
+});
+
+test('DAVE trouble becomes simulator warnings: a rejected key package, op 31 from the recorder, the recorder left out of the group', async () => {
+  const run = await joinThroughSimulator(daveScenario({ daveJoinTimeoutMs: 400 }));
+  const { sim, warnings } = run;
+  try {
+    assert.deepEqual(warnings, [], 'a clean join warns about nothing');
+    // A key package the gateway cannot accept (as a broken client might send).
+    run.voiceWs().sendBinaryMessage(26, Buffer.from('not an MLS key package'));
+    await until('key package warning', () => warnings.some((w) => /key package rejected/.test(w)));
+    assert.equal(sim.daveStatus()!.recorderKeyPackages, 2);
+    assert.equal(sim.daveStatus()!.recorderReady, true, 'a rejected key package changes nothing');
+    // op 31 without the new key package a real client sends next: the gateway removes the recorder's stale leaf
+    // and waits for one that never comes.
+    const epoch = sim.daveStatus()!.epoch;
+    run.voiceWs().sendPacket({ op: 31, d: { transition_id: 4242 } });
+    await until('op 31 warning', () => warnings.some((w) => /op 31, transition 4242/.test(w)));
+    await until('recorder removed', () => !sim.daveStatus()!.members.includes(BOT));
+    assert.equal(sim.daveStatus()!.epoch, epoch + 1n, 'a new epoch without the recorder');
+    await until('not-in-group warning', () => warnings.some((w) => /not in the MLS group 400 ms after/.test(w)), 3000);
+    assert.equal(warnings.length, 3, warnings.join('\n'));
+  } finally {
+    await run.close();
+  }
+});
+
+test('the bot leaving the call (4014 kick, disconnect, move, voice leave) leaves the DAVE group: the remaining members go on in a new epoch', async () => {
+  const OTHER = '1234567890123456790';
+  const run = await joinThroughSimulator(daveScenario({ extraChannels: [{ id: OTHER, type: 2, name: 'Elsewhere' }] }));
+  const { sim, connection, warnings } = run;
+  const transitions: { epoch: bigint; recorderInGroup: boolean }[] = [];
+  sim.events.on('dave-transition', (e) => transitions.push(e));
+  const leaves = async (label: string, leave: () => void): Promise<void> => {
+    const before = sim.daveStatus()!;
+    assert.ok(before.members.includes(BOT) && before.recorderReady, `${label}: the recorder starts in the group`);
+    transitions.length = 0;
+    leave();
+    await until(`${label}: recorder removed`, () => !sim.daveStatus()!.members.includes(BOT));
+    const after = sim.daveStatus()!;
+    assert.equal(after.epoch, before.epoch + 1n, `${label}: the remaining members moved to a new epoch`);
+    assert.deepEqual(new Set(after.members), new Set([A, B]), `${label}: the members stay in the group`);
+    assert.equal(after.recorderReady, false);
+    assert.deepEqual(transitions.map((t) => [t.epoch, t.recorderInGroup]), [[after.epoch, false]], `${label}: one transition, without the recorder`);
+  };
+  const rejoin = async (): Promise<void> => {
+    connection.rejoin({ channelId: CHANNEL, selfDeaf: false, selfMute: false });
+    await entersState(connection, VoiceConnectionStatus.Ready, 10_000);
+    await until('recorder back in the group', () => sim.daveStatus()!.recorderReady, 10_000);
+  };
+  try {
+    await leaves('disconnect-bot', () => sim.inject({ atMs: 0, kind: 'disconnect-bot' }));
+    await rejoin();
+    await leaves('voice close 4014', () => sim.inject({ atMs: 0, kind: 'voice-close', code: 4014 }));
+    await rejoin();
+    await leaves('move-bot', () => sim.inject({ atMs: 0, kind: 'move-bot', channelId: OTHER }));
+    await rejoin();
+    await leaves('voice leave (op 4, no channel)', () => connection.disconnect());
+    assert.deepEqual(warnings, []);
+  } finally {
+    await run.close();
   }
 });

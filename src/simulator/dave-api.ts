@@ -2,12 +2,56 @@
  * The seam between the simulated voice gateway (voice-gateway.ts) and the simulated DAVE group (dave.ts).
  * The voice gateway owns the websocket and sequencing; the DAVE side owns MLS state: the external sender
  * key, the simulated members' real @snazzah/davey sessions, proposals, commits, welcomes and transitions.
+ * (index.ts imports only this file's types, so a dave:false run never loads MLS.)
  */
 export interface DaveWire {
   /** Sends a JSON voice op (21, 22, 24, ...) to the recorder. */
   json(op: number, d: unknown): void;
   /** Sends a binary DAVE op (25, 27, 29, 30, ...) to the recorder; the gateway prepends its u16 sequence. */
   binary(op: number, payload: Buffer): void;
+}
+
+/** Something that happened in the group, for logs, warnings and ground truth. */
+export type DaveEvent =
+  | { kind: 'transition-executed'; transitionId: number; epoch: bigint; members: string[]; recorderInvolved: boolean; recorderAcked: boolean }
+  | { kind: 'sole-member-reset'; userId: string }
+  | { kind: 'recorder-commit-dropped'; epoch: bigint }
+  | { kind: 'recorder-invalid'; transitionId: number }
+  | { kind: 'error'; error: Error };
+
+export interface DaveServerOptions {
+  channelId: string;
+  botUserId: string;
+  /** Simulated members in the call at the start (each becomes a real MLS member). */
+  memberIds: string[];
+  /** How long to wait for the recorder's op 23 before executing anyway (Discord: "or after a timeout"). */
+  transitionTimeoutMs?: number;
+  /** Every group event; errors of group changes are reported ONLY here (nothing throws out of the queue). */
+  onEvent?: (event: DaveEvent) => void;
+}
+
+/** Counters of the DAVE side, for tests and logs. */
+export interface DaveStats {
+  /** Transitions executed (each a new epoch or a group (re)creation). */
+  transitions: number;
+  welcomesSent: number;
+  commitsAnnounced: number;
+  recorderCommitsDropped: number;
+  recorderAckTimeouts: number;
+  /** Key packages (op 26) the recorder sent, accepted or not: more than one means its MLS session was re-initialised. */
+  recorderKeyPackages: number;
+  /** op 31 (invalid commit/welcome) messages from the recorder. */
+  recorderInvalidReports: number;
+}
+
+/** The DAVE group as the simulated gateway sees it (Simulator.daveStatus()). */
+export interface DaveStatus extends DaveStats {
+  /** Epoch of the established group (0 while there is none). */
+  epoch: bigint;
+  /** User ids holding a leaf in the group. */
+  members: string[];
+  /** The recorder executed its transition into the current group and can decrypt media. */
+  recorderReady: boolean;
 }
 
 export interface DaveServer {
@@ -20,10 +64,10 @@ export interface DaveServer {
    */
   attachRecorder(recorderUserId: string, wire: DaveWire): void;
   /**
-   * Optional: the recorder left the call for good (4014 / channel left, not a resumable close): remove it
+   * The recorder left the call for good (4014 / channel left, not a resumable close): remove it
    * from the group (a new epoch). A resume (op 7 → op 9) keeps the client's DAVE state: call nothing.
    */
-  detachRecorder?(): void;
+  detachRecorder(): void;
   /** A binary frame from the recorder (op 26 key package, 28 commit/welcome). */
   onRecorderBinary(op: number, payload: Buffer): void;
   /** A JSON op from the recorder (23 transition ready, 31 invalid commit/welcome). */
@@ -34,6 +78,11 @@ export interface DaveServer {
   memberLeft(userId: string): Promise<void>;
   /** True once the recorder has executed the transition into the current group and can decrypt media. */
   readonly recorderReady: boolean;
+  /** Current epoch of the established group (0 while unestablished). */
+  readonly epoch: bigint;
+  /** User ids by leaf index (null = blank leaf). */
+  readonly leaves: readonly (string | null)[];
+  readonly stats: DaveStats;
   /** The member's DAVE frame for one Opus packet (silence frames pass through unencrypted). */
   encryptOpus(userId: string, opus: Buffer): Buffer;
   close(): void;

@@ -32,7 +32,7 @@
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import davey from '@snazzah/davey';
 import type { DAVESession as DaveySession } from '@snazzah/davey';
-import type { DaveServer, DaveWire } from './dave-api.ts';
+import type { DaveEvent, DaveServer, DaveServerOptions, DaveStats, DaveWire } from './dave-api.ts';
 import {
   CIPHERSUITE_P256,
   CONTENT_COMMIT,
@@ -68,23 +68,9 @@ const OP = {
 /** `ProposalsOperationType.APPEND` (a const enum in davey's typings, inlined at runtime). */
 const APPEND = 0;
 
-/** Something that happened in the group, for logs and ground truth. */
-export type DaveEvent =
-  | { kind: 'transition-executed'; transitionId: number; epoch: bigint; members: string[]; recorderInvolved: boolean; recorderAcked: boolean }
-  | { kind: 'sole-member-reset'; userId: string }
-  | { kind: 'recorder-commit-dropped'; epoch: bigint }
-  | { kind: 'recorder-invalid'; transitionId: number }
-  | { kind: 'error'; error: Error };
-
-export interface DaveGroupServerOptions {
-  channelId: string;
-  botUserId: string;
-  /** Simulated members in the call at the start (each becomes a real MLS member). */
-  memberIds: string[];
-  /** How long to wait for the recorder's op 23 before executing anyway (Discord: "or after a timeout"). */
-  transitionTimeoutMs?: number;
-  onEvent?: (event: DaveEvent) => void;
-}
+export type { DaveEvent } from './dave-api.ts';
+/** Options of {@link DaveGroupServer} (see dave-api.ts). */
+export type DaveGroupServerOptions = DaveServerOptions;
 
 /** A simulated member: a real davey session. `leaf` is null while it only has its own pending group. */
 interface SimMember {
@@ -144,7 +130,10 @@ export class DaveGroupServer implements DaveServer {
   /** The last failure of a group change (also reported through `onEvent`). */
   lastError: Error | null = null;
   /** Counters, for tests and logs. */
-  readonly stats = { transitions: 0, welcomesSent: 0, commitsAnnounced: 0, recorderCommitsDropped: 0, recorderAckTimeouts: 0 };
+  readonly stats: DaveStats = {
+    transitions: 0, welcomesSent: 0, commitsAnnounced: 0, recorderCommitsDropped: 0, recorderAckTimeouts: 0, recorderKeyPackages: 0,
+    recorderInvalidReports: 0,
+  };
 
   constructor(options: DaveGroupServerOptions) {
     this.channelId = options.channelId;
@@ -223,6 +212,7 @@ export class DaveGroupServer implements DaveServer {
     const recorder = this.#recorder;
     if (!recorder || this.#closed) return;
     if (op === OP.keyPackage) {
+      this.stats.recorderKeyPackages++;
       // protocol.md "Key Packages: Validation": basic credential holding the authenticated user's id.
       let summary;
       try {
@@ -264,6 +254,7 @@ export class DaveGroupServer implements DaveServer {
     } else if (op === OP.invalidCommitWelcome) {
       // The recorder could not process a commit/welcome: remove it and re-add it with the new key package
       // it is about to send (the @discordjs/voice wrapper reinitialises and emits one).
+      this.stats.recorderInvalidReports++;
       this.#emit({ kind: 'recorder-invalid', transitionId: Number(transitionId) });
       if (this.#leaves.includes(recorder.userId)) recorder.stale = true;
       this.#recorderReady = false;

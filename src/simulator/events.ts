@@ -16,7 +16,10 @@ export interface SimulatorEvents {
   'session-ready': [e: { endpoint: string; mode: TransportMode; daveProtocolVersion: number }];
   /** Scenario time 0: the recorder's voice session became usable (with DAVE: after its first transition). */
   'session-start': [e: { wallMs: number }];
-  /** op 5 Speaking sent for a member SSRC (always before that SSRC's first packet on the session). */
+  /**
+   * op 5 Speaking sent for a member SSRC: before that SSRC's first packet on the session reaches the recorder
+   * (by at least 2 ticks), or, for a member with op5DelayMs, that long after its first packet.
+   */
   speaking: [e: { userId: string; ssrc: number }];
   /** A member entered the call (op 11 + VOICE_STATE_UPDATE), with its (new) SSRC. */
   'member-join': [e: { userId: string; ssrc: number; rejoin: boolean; wallMs: number }];
@@ -32,6 +35,15 @@ export interface SimulatorEvents {
   'voice-ws-close': [e: { code: number; wallMs: number }];
   /** A voice identify was refused with this close code (4004, 4017, scripted rejection). */
   'voice-rejected': [e: { code: number }];
-  /** Something unexpected that did not stop the simulator (e.g. a DAVE group error). */
+  /**
+   * A DAVE transition executed: the group's new epoch and who holds a leaf in it (recorderInGroup: the bot is one
+   * of them).
+   */
+  'dave-transition': [e: { transitionId: number; epoch: bigint; members: string[]; recorderInGroup: boolean; wallMs: number }];
+  /**
+   * Something unexpected that did not stop the simulator: a DAVE group error, a rejected recorder key package, an
+   * op 31 from the recorder, a transition it did not acknowledge, the recorder still not in the group after
+   * Scenario.daveJoinTimeoutMs, a DAVE encryption failure.
+   */
   warning: [e: { message: string }];
 }

@@ -11,8 +11,15 @@
  * ```
  *
  * Timeline: scenario time 0 = "session start", when the recorder's voice session is usable (op 4 Session
- * Description sent; with DAVE, once the DAVE server reports `recorderReady`). Members, faults and spurts are
- * scheduled on 20 ms ticks from that instant by one absolute clock (scheduler.ts).
+ * Description sent; with DAVE, once the recorder executed its transition into the MLS group, or at once when
+ * nobody else is in the call to share a group with). Members, faults and spurts are scheduled on 20 ms ticks
+ * from that instant by one absolute clock (scheduler.ts).
+ *
+ * op 5 Speaking (the only SSRC → user mapping a client gets) goes out before an SSRC's first packet on each voice
+ * session: up to SPEAKING_LOOKAHEAD_TICKS ahead, and never less than SPEAKING_LEAD_TICKS: when a member is
+ * already mid-spurt as it becomes visible (session start, a join or rejoin, a new session after a server move),
+ * its first packets are held until op 5 has that lead, so UDP cannot overtake the websocket. A member's
+ * `op5DelayMs` sends op 5 late on purpose instead.
  *
  * During a voice websocket outage (e.g. after a 4015 close, until op 7 resume) media keeps going to the
  * recorder's last known UDP address with the same key, as Discord's media servers do: the UDP flow does not
@@ -28,10 +35,11 @@ import { performance } from 'node:perf_hooks';
 import * as tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { createCertificate, type SimulatorCertificate } from './certificate.ts';
-import type { DaveServer, DaveWire } from './dave-api.ts';
+import type { DaveEvent, DaveServer, DaveServerOptions, DaveStatus, DaveWire } from './dave-api.ts';
 import type { SimulatorEvents } from './events.ts';
 import { MainGateway, type VoiceStateRequest } from './gateway.ts';
 import { HOSTILE_KINDS, hostileDatagram, rtcpDatagram } from './hostile.ts';
+import { DaveForger, isDaveFrame } from './hostile-dave.ts';
 import { ImpairmentModel } from './impairments.ts';
 import { Prng } from './prng.ts';
 import { createRestHandler } from './rest.ts';
@@ -44,6 +52,7 @@ import { VoiceServer, type VoiceGrant, type VoiceSession } from './voice-gateway
 import { ChannelType, World } from './world.ts';
 
 export type { SimulatorEvents } from './events.ts';
+export type { DaveStatus } from './dave-api.ts';
 export type * from './scenario.ts';
 
 export interface Simulator {
@@ -61,6 +70,8 @@ export interface Simulator {
   events: EventEmitter<SimulatorEvents>;
   /** Plays a fault now (its atMs is ignored). Scheduled faults come from scenario.faults. */
   inject(fault: Fault): void;
+  /** The DAVE group as the simulated gateway sees it (null when the scenario has DAVE off). Valid after close(). */
+  daveStatus(): DaveStatus | null;
   /** Stops everything: sockets closed, ports freed, timers cleared, temp files removed. */
   close(): Promise<void>;
 }
@@ -73,11 +84,18 @@ export function trustSimulatorCertificate(sim: Simulator): void {
 }
 
 const SNOWFLAKE = /^\d{15,20}$/;
-/** op 5 goes out this many ticks before a member's first packet on a session (TLS vs UDP race). */
+/** op 5 goes out this many ticks before a member's first packet on a session. */
 const SPEAKING_LOOKAHEAD_TICKS = 5;
+/**
+ * ...and at least this many: op 5 travels over TLS, media over UDP, and a datagram sent in the same tick can
+ * reach the client first. Packets due sooner are held (sent in order at the end of the lead).
+ */
+const SPEAKING_LEAD_TICKS = 2;
+/** Default of Scenario.daveJoinTimeoutMs. */
+const DAVE_JOIN_TIMEOUT_MS = 5000;
 const wallNow = (): number => performance.timeOrigin + performance.now();
 
-type DaveCtor = new (opts: { channelId: string; botUserId: string; memberIds: string[] }) => DaveServer;
+type DaveCtor = new (opts: DaveServerOptions) => DaveServer;
 
 /** Loads dave.ts only when DAVE is on, so a dave:false run never loads MLS (and never depends on it). */
 async function loadDave(): Promise<DaveCtor> {
@@ -96,6 +114,12 @@ function validate(s: Scenario): void {
   ];
   for (const [name, id] of ids) if (!SNOWFLAKE.test(id)) throw new RangeError(`scenario.${name} must be a numeric snowflake`);
   if (new Set(s.members.map((m) => m.userId)).size !== s.members.length) throw new RangeError('scenario: duplicate member ids');
+  s.members.forEach((m, i) => {
+    if (m.hostileDave && !(Number.isInteger(m.hostileDave.every) && m.hostileDave.every >= 1)) {
+      throw new RangeError(`scenario.members[${i}].hostileDave.every must be an integer ≥ 1`);
+    }
+    if (m.op5DelayMs !== undefined && !(m.op5DelayMs >= 0)) throw new RangeError(`scenario.members[${i}].op5DelayMs must be ≥ 0`);
+  });
 }
 
 interface TimelineEvent {
@@ -117,17 +141,15 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
   // Members: a speaker and an impairment model each, with their own PRNG streams.
   const usedSsrcs = new Set<number>();
   const speakers = scenario.members.map((m, i) => new Speaker(m, prng.fork(1000 + i), i % 2 === 0));
-  const networks = scenario.members.map((_, i) => new ImpairmentModel(scenario.impairments, prng.fork(2000 + i)));
+  const networks = scenario.members.map((m, i) => new ImpairmentModel(m.impairments ?? scenario.impairments, prng.fork(2000 + i)));
   const hostilePrng = prng.fork(3000);
+  // Only when a hostile DAVE member is scripted: remembering members' frames costs a little per packet.
+  const forger = scenario.dave && scenario.members.some((m) => m.hostileDave) ? new DaveForger(prng.fork(4000)) : null;
+  /** DAVE-encrypted audio frames per hostile member so far (every `every`-th is forged). */
+  const daveFrames = new Map<string, number>();
   const memberVoiceSession = new Map(scenario.members.map((m) => [m.userId, prng.bytes(16).toString('hex')]));
   const initiallyPresent = scenario.members.filter((m) => m.joinAtMs === undefined || m.joinAtMs <= 0);
   for (const m of initiallyPresent) world.setVoiceState(m.userId, scenario.channelId, memberVoiceSession.get(m.userId)!);
-
-  let dave: DaveServer | null = null;
-  if (scenario.dave) {
-    const Ctor = await loadDave();
-    dave = new Ctor({ channelId: scenario.channelId, botUserId: scenario.botUserId, memberIds: initiallyPresent.map((m) => m.userId) });
-  }
 
   // ---- REST + main gateway on one HTTP port ----
   const gateway = new MainGateway(world);
@@ -146,8 +168,77 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
   let gatewaySessionId = '';
   let started = false;
   let closed = false;
-  let davePoll: NodeJS.Timeout | null = null;
   const timers = new Set<NodeJS.Timeout>();
+  const warn = (message: string): void => void events.emit('warning', { message });
+
+  // ---- DAVE: the gateway's MLS role; its events become simulator warnings and start the session ----
+  let dave: DaveServer | null = null;
+  /** The recorder's voice session is attached to the group (between session-ready and detach). */
+  let recorderAttached = false;
+  let daveWatchdog: NodeJS.Timeout | null = null;
+  const daveJoinTimeoutMs = scenario.daveJoinTimeoutMs ?? DAVE_JOIN_TIMEOUT_MS;
+  const clearDaveWatchdog = (): void => {
+    if (daveWatchdog) clearTimeout(daveWatchdog);
+    daveWatchdog = null;
+  };
+  /**
+   * (Re)starts the "recorder not in the group" timer. Alone in the call the recorder has nobody to share a
+   * group with (that is normal), so it only warns when someone else is present when it fires.
+   */
+  const armDaveWatchdog = (): void => {
+    clearDaveWatchdog();
+    if (!dave || closed) return;
+    daveWatchdog = setTimeout(() => {
+      daveWatchdog = null;
+      if (closed || !dave || !recorderAttached || dave.recorderReady) return;
+      const others = started ? presentIds() : initiallyPresent.map((m) => m.userId);
+      if (others.length === 0) return;
+      warn(`DAVE: the recorder is not in the MLS group ${daveJoinTimeoutMs} ms after it connected (no usable key package, or removed after op 31)`);
+    }, daveJoinTimeoutMs);
+  };
+  const onDaveEvent = (e: DaveEvent): void => {
+    if (closed) return;
+    switch (e.kind) {
+      case 'error':
+        return warn(`DAVE: ${e.error.message}`);
+      case 'recorder-invalid':
+        warn(`DAVE: the recorder reported an invalid commit/welcome (op 31, transition ${e.transitionId}); re-adding it with its next key package`);
+        return armDaveWatchdog();
+      case 'sole-member-reset':
+        if (e.userId === scenario.botUserId) armDaveWatchdog();
+        return;
+      case 'recorder-commit-dropped':
+        return;
+      case 'transition-executed': {
+        const recorderInGroup = e.members.includes(scenario.botUserId);
+        if (e.recorderInvolved && recorderInGroup && !e.recorderAcked) {
+          warn(`DAVE: the recorder did not acknowledge transition ${e.transitionId} (op 23) in time; executed anyway`);
+        }
+        events.emit('dave-transition', { transitionId: e.transitionId, epoch: e.epoch, members: e.members, recorderInGroup, wallMs: wallNow() });
+        if (dave?.recorderReady) {
+          clearDaveWatchdog();
+          if (!started && active) startSession();
+        }
+        return;
+      }
+    }
+  };
+  if (scenario.dave) {
+    const Ctor = await loadDave();
+    dave = new Ctor({
+      channelId: scenario.channelId,
+      botUserId: scenario.botUserId,
+      memberIds: initiallyPresent.map((m) => m.userId),
+      onEvent: (e) => onDaveEvent(e),
+    });
+  }
+  /** The recorder left the call for good (4014, moved, left): the group goes on without it, in a new epoch. */
+  const detachDave = (): void => {
+    if (!dave || !recorderAttached) return;
+    recorderAttached = false;
+    clearDaveWatchdog();
+    dave.detachRecorder();
+  };
   /** Faults waiting for their outcome, by kind. */
   const pending = new Map<Fault['kind'], { outcome?: string }[]>();
   const settle = (kind: Fault['kind'], outcome: string): void => {
@@ -189,7 +280,9 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
       events.emit('session-ready', { endpoint: vs.endpoint, mode: session.mode!, daveProtocolVersion: dave?.protocolVersion ?? 0 });
       if (dave) {
         const wire: DaveWire = { json: (op, d) => session.send(op, d), binary: (op, p) => session.sendBinary(op, p) };
-        dave.attachRecorder(scenario.botUserId, wire);
+        recorderAttached = true;
+        guard(() => dave!.attachRecorder(scenario.botUserId, wire));
+        armDaveWatchdog();
       }
       if (pending.get('voice-server-move')?.length) {
         settle('voice-server-move', 'moved');
@@ -220,7 +313,7 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
     try {
       fn();
     } catch (e) {
-      events.emit('warning', { message: `DAVE: ${(e as Error).message}` });
+      warn(`DAVE: ${(e as Error).message}`);
     }
   };
   server = await newVoiceServer();
@@ -247,6 +340,7 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
       gateway.dispatch('VOICE_STATE_UPDATE', world.setVoiceState(scenario.botUserId, null, req.sessionId));
       active?.closeWs(1000, 'Left the channel.', true);
       active = null;
+      detachDave();
       return;
     }
     const channel = world.channel(req.channelId);
@@ -288,7 +382,11 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
     truth.ssrc(id, sp.ssrc);
     gateway.dispatch('VOICE_STATE_UPDATE', world.setVoiceState(id, scenario.channelId, memberVoiceSession.get(id)!));
     active?.send(11, { user_ids: [id] });
-    if (dave) dave.memberJoined(id).catch((e: Error) => events.emit('warning', { message: `DAVE join ${id}: ${e.message}` }));
+    // A failed group change is reported once, through onDaveEvent ('error' → warning).
+    if (dave) {
+      dave.memberJoined(id).catch(() => {});
+      if (recorderAttached && !dave.recorderReady) armDaveWatchdog();
+    }
     events.emit('member-join', { userId: id, ssrc: sp.ssrc, rejoin, wallMs: wallNow() });
   };
   const memberLeave = (i: number): void => {
@@ -298,7 +396,7 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
     sp.disconnect();
     active?.send(13, { user_id: id });
     gateway.dispatch('VOICE_STATE_UPDATE', world.setVoiceState(id, null, memberVoiceSession.get(id)!));
-    if (dave) dave.memberLeft(id).catch((e: Error) => events.emit('warning', { message: `DAVE leave ${id}: ${e.message}` }));
+    if (dave) dave.memberLeft(id).catch(() => {});
     events.emit('member-leave', { userId: id, wallMs: wallNow() });
   };
 
@@ -310,30 +408,104 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
   for (const f of scenario.faults ?? []) at(f.atMs, () => playFault(f));
   timeline.sort((a, b) => a.tick - b.tick || a.order - b.order);
 
-  const sendPacket = (i: number, k: number): void => {
+  /** op 5 for a member SSRC on a session (always before its packets reach the recorder, unless op5DelayMs). */
+  const announce = (session: VoiceSession, sp: Speaker, ssrc: number): void => {
+    session.send(5, { user_id: sp.member.userId, ssrc, speaking: 1 });
+    events.emit('speaking', { userId: sp.member.userId, ssrc });
+  };
+
+  /**
+   * The member's frame due at tick k, through DAVE (and, for a hostile DAVE member, forged), sealed ONCE and sent
+   * as the network model says: dropped, delayed, or the same datagram twice. The ground truth registers it now
+   * (the member's send time) and settles it when its datagrams actually leave, or cannot any more.
+   */
+  const sendPacket = (i: number, k: number, session: VoiceSession | null): void => {
     const sp = speakers[i]!;
     const frame = sp.frameAt(k);
     if (!frame) return;
     const id = sp.member.userId;
-    const wall = wallNow();
-    const session = active && active.mediaReady ? active : null;
+    // Drawn for every packet, session or not, so the network's randomness does not depend on session timing.
     const verdict = networks[i]!.decide();
-    const lost = verdict.lost || session === null;
-    truth.packet(id, frame.spurtIndex, frame.ssrc, wall, frame.kind === 'audio', lost);
-    if (lost) return;
+    // The member's send time is the tick's due time, not when this process got round to it: a real client's
+    // frame is captured on schedule, and a late send (a busy event loop here) is network delay to the recorder.
+    const dueWallMs = performance.timeOrigin + scheduler.origin + k * TICK_MS;
+    const rec = truth.packet(id, frame.spurtIndex, frame.ssrc, dueWallMs, frame.kind === 'audio');
+    if (!session) return truth.lost(rec);
+    if (sp.member.op5DelayMs !== undefined && !session.announced.has(frame.ssrc)) {
+      // Late on purpose: the recorder sees this SSRC's packets before anyone says whose they are.
+      session.announced.add(frame.ssrc);
+      const ssrc = frame.ssrc;
+      scheduler.at(scheduler.origin + k * TICK_MS + sp.member.op5DelayMs, () => {
+        if (!closed && session.state !== 'closed') announce(session, sp, ssrc);
+      });
+    }
+    const net = truth.network(id)!;
+    if (verdict.burstStart) net.bursts++;
+    if (verdict.lost) {
+      if (verdict.cause === 'burst') net.burstLost++;
+      else net.randomLost++;
+      return truth.lost(rec);
+    }
+    if (verdict.reordered) net.reordered++;
     let payload = frame.opus;
+    let forgedKind: string | null = null;
     if (dave) {
       try {
         payload = dave.encryptOpus(id, frame.opus);
       } catch (e) {
-        events.emit('warning', { message: `DAVE encrypt ${id}: ${(e as Error).message}` });
+        warn(`DAVE encrypt ${id}: ${(e as Error).message}`);
+      }
+      if (forger && frame.kind === 'audio' && isDaveFrame(payload)) {
+        const n = (daveFrames.get(id) ?? 0) + 1;
+        daveFrames.set(id, n);
+        const every = sp.member.hostileDave?.every;
+        if (every !== undefined && n % every === 0) {
+          const forged = forger.forge(id, payload);
+          payload = forged.frame;
+          forgedKind = forged.kind;
+        } else {
+          forger.observe(id, payload);
+        }
       }
     }
     const header = rtpHeader(frame);
-    const plaintext = frame.extension ? Buffer.concat([frame.extension, payload]) : payload;
-    for (const delay of verdict.delaysMs) {
-      if (delay <= 0) session!.sendMedia(header, plaintext);
-      else scheduler.at(performance.now() + delay, () => session!.sendMedia(header, plaintext));
+    const datagram = session.seal(header, frame.extension ? Buffer.concat([frame.extension, payload]) : payload);
+    // The op 5 lead: hold this SSRC's packets until op 5 has been out for SPEAKING_LEAD_TICKS (released in order,
+    // before that tick's own packet: the scheduler runs delayed sends due at a tick before the tick).
+    const hold = session.heldUntilTick.get(frame.ssrc);
+    let releaseAt: number | null = null;
+    if (hold !== undefined) {
+      if (k < hold) releaseAt = scheduler.origin + hold * TICK_MS;
+      else session.heldUntilTick.delete(frame.ssrc);
+    }
+    const delays = verdict.delaysMs;
+    if (releaseAt === null && delays.length === 1 && delays[0]! <= 0) {
+      // The common case: one copy, now (no closure per packet).
+      if (session.sendDatagram(datagram)) {
+        truth.sent(rec);
+        if (forgedKind) truth.forged(rec, forgedKind);
+      } else {
+        truth.lost(rec);
+      }
+      return;
+    }
+    let copiesLeft = delays.length;
+    let onWire = 0;
+    const send = (): void => {
+      // A copy due after its session was replaced or closed has no route to the recorder any more.
+      if (session === active && session.sendDatagram(datagram)) {
+        if (++onWire === 1) {
+          truth.sent(rec);
+          if (forgedKind) truth.forged(rec, forgedKind);
+        } else {
+          net.duplicatesSent++;
+        }
+      }
+      if (--copiesLeft === 0 && onWire === 0) truth.lost(rec);
+    };
+    for (const delay of delays) {
+      if (releaseAt === null && delay <= 0) send();
+      else scheduler.at((releaseAt ?? performance.now()) + delay, send);
     }
   };
 
@@ -343,15 +515,15 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
     for (let i = 0; i < speakers.length; i++) {
       const sp = speakers[i]!;
       if (!sp.present) continue;
-      if (session && !session.announced.has(sp.ssrc)) {
+      if (session && sp.member.op5DelayMs === undefined && !session.announced.has(sp.ssrc)) {
         const next = sp.nextEmitTick(k);
         if (next !== null && next - k <= SPEAKING_LOOKAHEAD_TICKS) {
           session.announced.add(sp.ssrc);
-          session.send(5, { user_id: sp.member.userId, ssrc: sp.ssrc, speaking: 1 });
-          events.emit('speaking', { userId: sp.member.userId, ssrc: sp.ssrc });
+          announce(session, sp, sp.ssrc);
+          if (next - k < SPEAKING_LEAD_TICKS) session.heldUntilTick.set(sp.ssrc, k + SPEAKING_LEAD_TICKS);
         }
       }
-      sendPacket(i, k);
+      sendPacket(i, k, session);
     }
   };
   const scheduler = new TickScheduler(onTick, TICK_MS);
@@ -359,7 +531,8 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
   const startSession = (): void => {
     if (started || closed) return;
     started = true;
-    const wallMs = wallNow();
+    const origin = performance.now();
+    const wallMs = performance.timeOrigin + origin;
     truth.sessionStarted(wallMs);
     for (const m of initiallyPresent) {
       const i = scenario.members.indexOf(m);
@@ -367,20 +540,15 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
       truth.ssrc(m.userId, speakers[i]!.ssrc);
     }
     events.emit('session-start', { wallMs });
-    scheduler.start();
+    scheduler.start(origin);
   };
+  /**
+   * Without DAVE the session is usable once op 4 is out. With DAVE, once the recorder executed its transition into
+   * the group (onDaveEvent 'transition-executed'); alone in the call it has nobody to share a group with, and the
+   * call starts without one (the first member to join creates it with the recorder).
+   */
   const beginWhenUsable = (): void => {
-    if (!dave) return startSession();
-    if (davePoll) return;
-    const check = (): void => {
-      if (dave!.recorderReady) {
-        if (davePoll) clearInterval(davePoll);
-        davePoll = null;
-        startSession();
-      }
-    };
-    davePoll = setInterval(check, 5);
-    check();
+    if (!dave || dave.recorderReady || initiallyPresent.length === 0) startSession();
   };
 
   // ---- faults ----
@@ -411,6 +579,7 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
         if (fault.code === 4014) {
           active.closeWs(4014, 'Disconnected.', true);
           active = null;
+          detachDave();
           return outcome('disconnected');
         }
         expect();
@@ -442,12 +611,14 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
         gateway.dispatch('VOICE_STATE_UPDATE', world.setVoiceState(scenario.botUserId, fault.channelId, gatewaySessionId));
         if (active) active.closeWs(4014, 'Disconnected.', true);
         active = null;
+        detachDave(); // it left this channel's call (the simulator plays one call: the scenario's channel)
         return outcome('moved');
       }
       case 'disconnect-bot': {
         gateway.dispatch('VOICE_STATE_UPDATE', world.setVoiceState(scenario.botUserId, null, gatewaySessionId));
         if (active) active.closeWs(4014, 'Disconnected.', true);
         active = null;
+        detachDave();
         return outcome('disconnected');
       }
       case 'hostile': {
@@ -483,11 +654,20 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
     events,
     truth: () => truth.snapshot(),
     inject: (fault) => playFault(fault),
+    daveStatus: () =>
+      dave
+        ? {
+            ...dave.stats,
+            epoch: dave.epoch,
+            members: dave.leaves.filter((u): u is string => u !== null),
+            recorderReady: dave.recorderReady,
+          }
+        : null,
     async close() {
       if (closed) return;
       closed = true;
       scheduler.stop();
-      if (davePoll) clearInterval(davePoll);
+      clearDaveWatchdog();
       for (const t of timers) clearTimeout(t);
       timers.clear();
       gateway.close();

@@ -31,18 +31,38 @@ export interface SimMember {
   rejoinAtMs?: number;
   /** Fraction (0..1) of this member's packets that carry the RTP header extension. Default 0.3. */
   extensionRatio?: number;
+  /** This member's network instead of the scenario's `impairments` (e.g. one member on a bursty link). */
+  impairments?: Impairments;
+  /**
+   * Sends op 5 Speaking LATE on purpose: this long after the first packet of each of this member's SSRCs on a
+   * voice session, instead of before it (the default). Exercises a recorder's hold-until-op-5 path.
+   */
+  op5DelayMs?: number;
+  /**
+   * A hostile DAVE sender: this member (a real MLS member of the group) replaces every `every`-th audio frame
+   * it sends under DAVE with a malformed or wrongly keyed DAVE frame (see hostile-dave.ts for the kinds). The
+   * datagrams themselves are genuine: transport-encrypted with the session key under fresh nonces.
+   */
+  hostileDave?: { every: number };
 }
 
+/**
+ * A member's network, applied per packet by a seeded model (impairments.ts). With burst probability b, burst
+ * length L and independent loss p, the expected loss rate is (b·L + (1 − b)·p) / (1 + b·(L − 1)).
+ */
 export interface Impairments {
-  /** Independent loss probability per packet. */
+  /** Independent loss probability per packet (outside bursts). */
   loss?: number;
-  /** Probability that a packet is held back and sent after the next 1..3 packets. */
+  /** Probability that a packet is held back by 1..3 packet intervals (+1 ms), so it arrives after the next 1..3. */
   reorder?: number;
-  /** Probability that a packet is sent twice. */
+  /** Probability that a packet is sent twice: the SAME datagram bytes, the copy 0..jitterMs after the first. */
   duplicate?: number;
-  /** Uniform extra delay 0..jitterMs per packet. */
+  /** Uniform extra delay 0..jitterMs per packet (and per duplicate copy). */
   jitterMs?: number;
-  /** Gilbert-style burst loss: probability a burst starts on a packet, and its length in packets. */
+  /**
+   * Gilbert-style burst loss: on a packet outside a burst, a burst starts with `probability` and drops that
+   * packet and the next `length − 1`.
+   */
   burst?: { probability: number; length: number };
 }
 
@@ -79,11 +99,25 @@ export interface Scenario {
   userLimit?: number;
   /** Close the voice gateway with this code right after identify (e.g. 4017 DAVE required). */
   rejectVoiceWith?: number;
+  /**
+   * With DAVE: warn (simulator 'warning' event) when the recorder is attached to a voice session but not in the
+   * MLS group for this long (it never sent a usable key package, or was removed after op 31). Default 5000.
+   */
+  daveJoinTimeoutMs?: number;
 }
 
-/** What was actually sent, for comparing a recording with what was played. */
+/**
+ * What was actually sent, for comparing a recording with what was played.
+ *
+ * Times are the member's: the instant each packet was due on the simulator's 20 ms clock (when a real client
+ * would have sent it). What happens afterwards (jitter, reordering, the op 5 lead hold, and this process running
+ * a tick late) delays arrival but does not move these times, just as a recorder sees it: the least-delayed
+ * packets tell when sound began.
+ * Counts are settled when a packet's datagrams actually leave (or can no longer leave) the simulator: a packet
+ * whose delayed copies find no usable voice session any more counts as lost, not sent.
+ */
 export interface SpurtTruth {
-  /** Wall clock (epoch ms, fractional) at which the spurt's first packet was sent. */
+  /** Wall clock (epoch ms, fractional) at which the spurt's first packet was due (sent by the member). */
   startWallMs: number;
   /**
    * Wall clock of the spurt's first audio sample: a client sends a 20 ms frame once it has captured it, so the
@@ -95,9 +129,25 @@ export interface SpurtTruth {
   endWallMs: number;
   /** Packets of this spurt put on the wire (audio + the 5 trailing silence frames; a duplicate counts once). */
   packetsSent: number;
-  /** Dropped by the impairment model, or due while the recorder had no usable voice session (never sent). */
+  /** Dropped by the impairment model, or no usable voice session when due or when a delayed copy was due. */
   packetsLost: number;
+  /** Of packetsSent, the audio packets (not the trailing silence frames). */
+  audioPacketsSent: number;
   ssrc: number;
+}
+
+/** What the member's network model did (impairments.ts), for checking the impairments against the wire. */
+export interface NetworkTruth {
+  /** Bursts started (each drops up to `burst.length` packets). */
+  bursts: number;
+  /** Packets dropped inside bursts. */
+  burstLost: number;
+  /** Packets dropped by the independent loss. */
+  randomLost: number;
+  /** Packets held back past later ones. */
+  reordered: number;
+  /** Extra copies that reached the wire (byte-identical to the first). */
+  duplicatesSent: number;
 }
 
 export interface MemberTruth {
@@ -107,6 +157,11 @@ export interface MemberTruth {
   spurts: SpurtTruth[];
   packetsSent: number;
   packetsLost: number;
+  /** Of packetsSent, the audio packets (not silence frames). */
+  audioPacketsSent: number;
+  /** Audio packets sent with a deliberately bad DAVE frame (SimMember.hostileDave), by kind. */
+  daveForged: Record<string, number>;
+  network: NetworkTruth;
 }
 
 export interface GroundTruth {

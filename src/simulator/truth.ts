@@ -2,11 +2,23 @@
  * Ground truth: what the simulator actually played, for comparing a recording with it (see GroundTruth
  * in scenario.ts). Counts are per talk spurt and per SSRC: a member that rejoins mid-spurt starts a new
  * SpurtTruth with its new SSRC.
+ *
+ * A packet is registered when it is due (its time is the member's send instant) and settled later, when its
+ * datagrams actually left or could no longer leave: a copy delayed by the network model (or held for the op 5
+ * lead) may find that the voice session died in the meantime, and then nothing reached the recorder.
  */
-import type { Fault, GroundTruth, MemberTruth, SimMember, SpurtTruth } from './scenario.ts';
+import type { Fault, GroundTruth, MemberTruth, NetworkTruth, SimMember, SpurtTruth } from './scenario.ts';
 
 /** Duration of one Opus frame: the audio a packet carries was captured during the frame before it was sent. */
 const FRAME_MS = 20;
+
+/** One registered packet, waiting for its fate. */
+export interface PacketRecord {
+  readonly member: MemberTruth;
+  readonly spurt: SpurtTruth;
+  readonly audio: boolean;
+  settled: boolean;
+}
 
 export class TruthRecorder {
   readonly #truth: GroundTruth;
@@ -17,7 +29,11 @@ export class TruthRecorder {
   constructor(members: SimMember[]) {
     this.#truth = { sessionStartWallMs: null, members: [], faults: [], hostileSent: 0, rtcpSent: 0 };
     for (const m of members) {
-      const mt: MemberTruth = { userId: m.userId, signal: m.signal, ssrcs: [], spurts: [], packetsSent: 0, packetsLost: 0 };
+      const network: NetworkTruth = { bursts: 0, burstLost: 0, randomLost: 0, reordered: 0, duplicatesSent: 0 };
+      const mt: MemberTruth = {
+        userId: m.userId, signal: m.signal, ssrcs: [], spurts: [], packetsSent: 0, packetsLost: 0, audioPacketsSent: 0,
+        daveForged: {}, network,
+      };
       this.#truth.members.push(mt);
       this.#byUser.set(m.userId, mt);
     }
@@ -31,29 +47,55 @@ export class TruthRecorder {
     this.#byUser.get(userId)?.ssrcs.push(ssrc);
   }
 
+  /** The member's network counters (the orchestrator adds to them as its model decides). */
+  network(userId: string): NetworkTruth | undefined {
+    return this.#byUser.get(userId)?.network;
+  }
+
   /**
-   * One packet of a member: `lost` when the impairment model (or the absence of a recorder address)
-   * dropped it. `audio` is false for the trailing silence frames, which count in packetsSent/Lost but do
-   * not move endWallMs.
+   * Registers one packet of a member, due at `wallMs`. `audio` is false for the trailing silence frames, which
+   * count in packetsSent/Lost but do not move endWallMs. Settle it with {@link sent} or {@link lost}.
    */
-  packet(userId: string, spurtIndex: number, ssrc: number, wallMs: number, audio: boolean, lost: boolean): void {
+  packet(userId: string, spurtIndex: number, ssrc: number, wallMs: number, audio: boolean): PacketRecord | null {
     const mt = this.#byUser.get(userId);
-    if (!mt) return;
+    if (!mt) return null;
     let cur = this.#current.get(userId);
     if (!cur || cur.index !== spurtIndex || cur.ssrc !== ssrc) {
-      const spurt: SpurtTruth = { startWallMs: wallMs, onsetWallMs: wallMs - FRAME_MS, endWallMs: wallMs, packetsSent: 0, packetsLost: 0, ssrc };
+      const spurt: SpurtTruth = {
+        startWallMs: wallMs, onsetWallMs: wallMs - FRAME_MS, endWallMs: wallMs, packetsSent: 0, packetsLost: 0, audioPacketsSent: 0, ssrc,
+      };
       mt.spurts.push(spurt);
       cur = { index: spurtIndex, ssrc, spurt };
       this.#current.set(userId, cur);
     }
     if (audio) cur.spurt.endWallMs = wallMs;
-    if (lost) {
-      cur.spurt.packetsLost++;
-      mt.packetsLost++;
-    } else {
-      cur.spurt.packetsSent++;
-      mt.packetsSent++;
+    return { member: mt, spurt: cur.spurt, audio, settled: false };
+  }
+
+  /** The packet's first datagram reached the wire (later copies of it are duplicates, not packets). */
+  sent(rec: PacketRecord | null): void {
+    if (!rec || rec.settled) return;
+    rec.settled = true;
+    rec.spurt.packetsSent++;
+    rec.member.packetsSent++;
+    if (rec.audio) {
+      rec.spurt.audioPacketsSent++;
+      rec.member.audioPacketsSent++;
     }
+  }
+
+  /** The packet never reached the wire (network model, or no usable voice session when it was due to leave). */
+  lost(rec: PacketRecord | null): void {
+    if (!rec || rec.settled) return;
+    rec.settled = true;
+    rec.spurt.packetsLost++;
+    rec.member.packetsLost++;
+  }
+
+  /** A packet carrying a deliberately bad DAVE frame of `kind` reached the wire. */
+  forged(rec: PacketRecord | null, kind: string): void {
+    if (!rec) return;
+    rec.member.daveForged[kind] = (rec.member.daveForged[kind] ?? 0) + 1;
   }
 
   /** Records a fault; returns a handle to set its outcome later. */

@@ -49,8 +49,13 @@ export class VoiceSession {
   encryptor: TransportEncryptor | null = null;
   /** Where media goes: Select Protocol's address (falls back to the discovery source). */
   client: ClientAddress | null = null;
-  /** Member SSRCs already announced with op 5 on this session. */
+  /** Member SSRCs already announced with op 5 on this session (or whose late op 5 is scheduled). */
   readonly announced = new Set<number>();
+  /**
+   * Member SSRC → scheduler tick before which its packets are held: op 5 went out less than the lead before its
+   * first packet, and UDP must not overtake the TLS websocket (index.ts SPEAKING_LEAD_TICKS).
+   */
+  readonly heldUntilTick = new Map<number, number>();
   ws: WebSocket | null;
   #seq = 0;
   readonly #buffer: { seq: number; frame: string | Buffer }[] = [];
@@ -106,11 +111,25 @@ export class VoiceSession {
     this.ws?.close(code, reason);
   }
 
-  /** Sends one encrypted media datagram (RTP or RTCP) to the recorder. */
+  /** Encrypts one media datagram (RTP or RTCP) with this session's key and the next nonce. Needs mediaReady. */
+  seal(aad: Buffer, plaintext: Buffer): Buffer {
+    if (!this.encryptor) throw new Error('voice session has no transport key yet');
+    return this.encryptor.seal(aad, plaintext);
+  }
+
+  /**
+   * Sends one sealed datagram to the recorder, as is: a network duplicate is the same bytes sent twice.
+   * Returns false (nothing sent) when the session can no longer carry media.
+   */
+  sendDatagram(datagram: Buffer): boolean {
+    if (!this.mediaReady) return false;
+    return this.server.udp.send(datagram, this.client!);
+  }
+
+  /** Seals and sends one media datagram (RTP or RTCP) to the recorder. */
   sendMedia(aad: Buffer, plaintext: Buffer): boolean {
     if (!this.mediaReady) return false;
-    this.server.udp.send(this.encryptor!.seal(aad, plaintext), this.client!);
-    return true;
+    return this.sendDatagram(this.seal(aad, plaintext));
   }
 
   #nextSeq(): number {

@@ -44,10 +44,12 @@ export class VoiceUdp extends EventEmitter<VoiceUdpEvents> {
     return this.#port;
   }
 
-  send(buf: Buffer, to: ClientAddress): void {
-    if (this.#closed) return;
+  /** Sends one datagram; false when the socket is closed (nothing sent). */
+  send(buf: Buffer, to: ClientAddress): boolean {
+    if (this.#closed) return false;
     this.sent++;
     this.#socket.send(buf, to.port, to.address);
+    return true;
   }
 
   close(): Promise<void> {
