@@ -12,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Fault } from '../src/simulator/scenario.ts';
-import type { WorkerPool } from '../src/pool/pool.ts';
+import { MAX_RESTARTS, RESTART_WINDOW_MS, type WorkerPool } from '../src/pool/pool.ts';
 import { DvrecError, ExitCode } from '../src/errors.ts';
 import { CAPTURE_DIR, MANIFEST_FILE } from '../src/sinks/capture-layout.ts';
 import { BLOCK, TONE_PEAK, msToSample, onsetMs, readWavLeft, scenario, toneAmplitude } from './record-fixtures.ts';
@@ -146,40 +146,127 @@ test('the bot dragged to another channel: the recording ends cleanly (it does no
   assert.ok(gap <= 20, `${gap} ms missing before the move`);
 });
 
-test('a pool worker killed mid-recording is replaced; its speaker goes on in the same track', async (t) => {
-  const members = [member(1, HZ[0]!, [[200, 2600]]), member(2, HZ[1]!, [[300, 2400]])];
+/**
+ * What a dead worker may lose: the audio it held and had not written yet. The writer flushes pending audio once
+ * it is flushMs (250) old, the jitter buffer holds playoutDelayMs (60), and one batch (10 ms) is in flight.
+ */
+const WORKER_LOSS_BOUND_MS = 250 + 60 + 10 + 10;
+
+for (const [how, fault] of [
+  ['killed (terminate)', (p: WorkerPool, userId: string) => void p.workerOf(userId)!.terminate()],
+  ['that throws (uncaught error inside the worker)', (p: WorkerPool, userId: string) => void p.injectWorkerCrash(userId, 'injected: decoder bug')],
+] as const) {
+  test(`a pool worker ${how} mid-recording is replaced; its speaker goes on in the same track`, async (t) => {
+    const members = [member(1, HZ[0]!, [[200, 2600]]), member(2, HZ[1]!, [[300, 2400]])];
+    let pool: WorkerPool | undefined;
+    let killedAt = NaN;
+    const restarts: { index: number; error?: string; userIds: string[] }[] = [];
+    const run = await recordScenario(scenario(members, { dave: false }), {
+      durationMs: 3200,
+      hooks: {
+        workerFaults: true,
+        onPool: (p) => {
+          pool = p;
+          p.on('workerRestarted', (i) => restarts.push(i));
+          setTimeout(() => {
+            assert.ok(p.workerOf(members[0]!.userId), 'member 1 is pinned to a worker');
+            killedAt = performance.timeOrigin + performance.now();
+            fault(p, members[0]!.userId);
+          }, 1500);
+        },
+      },
+    });
+    assert.ok(pool && run.manifest, String(run.error));
+    assert.equal(restarts.length, 1, `one restart: ${JSON.stringify(restarts)}`);
+    assert.ok(restarts[0]!.userIds.includes(members[0]!.userId), 'the restarted worker held member 1');
+    if (how.startsWith('that throws')) assert.match(restarts[0]!.error ?? '', /injected: decoder bug/, 'the worker\'s own error is reported');
+    assert.ok(run.warnings.some((w) => /worker \d+ restarted/.test(w)), run.warnings.join(' | '));
+    assert.equal(run.manifest.tracks.length, 2, 'same tracks, no new file');
+    const x1 = run.pcm.get(members[0]!.userId)!;
+    const s = run.truth.members[0]!.spurts[0]!;
+    const start = s.onsetWallMs - run.startedAtMs;
+    const end = s.endWallMs - run.startedAtMs;
+    const gap = longestSilence(x1, start + 30, end - 30);
+    const kill = killedAt - run.startedAtMs;
+    t.diagnostic(`worker ${how} at ${kill.toFixed(0)} ms: longest silence in the speaker's track ${gap.lengthMs} ms at ${gap.startMs} ms`);
+    // At most what was in flight (not yet on disk) is lost, and only there.
+    assert.ok(gap.lengthMs <= WORKER_LOSS_BOUND_MS, `${gap.lengthMs} ms lost at ${gap.startMs} ms`);
+    assert.ok(Math.abs(gap.startMs + gap.lengthMs / 2 - kill) <= 400, `the loss is at the fault (${kill.toFixed(0)} ms)`);
+    assert.ok(silentMs(x1, start + 30, end - 30) <= gap.lengthMs + 20, 'no other dropout in the track');
+    const off = offsetMs(x1, end - 300, end + 300);
+    assert.ok(off !== null && Math.abs(off - end) <= 20, `after the restart the timeline is unchanged: offset ${off} vs ${end}`);
+    // The other speaker's worker was not touched: their track has no dropout at all.
+    const x2 = run.pcm.get(members[1]!.userId)!;
+    const s2 = run.truth.members[1]!.spurts[0]!;
+    if (!restarts[0]!.userIds.includes(members[1]!.userId)) {
+      assert.equal(silentMs(x2, s2.onsetWallMs - run.startedAtMs + 30, s2.endWallMs - run.startedAtMs - 30), 0, 'member 2 intact');
+    }
+  });
+}
+
+test(`a pool worker that keeps dying (${MAX_RESTARTS + 1} times within ${RESTART_WINDOW_MS / 1000} s) is given up: clean stop, exit 1, audio kept`, async (t) => {
+  const members = [member(1, HZ[0]!, [[200, 8000]]), member(2, HZ[1]!, [[300, 8000]])];
   let pool: WorkerPool | undefined;
-  let killedAt = NaN;
+  let firstAt = NaN;
+  let crashes = 0;
+  const restarts: string[] = [];
+  let failed: { index: number; deaths: number; userIds: string[] } | undefined;
   const run = await recordScenario(scenario(members, { dave: false }), {
-    durationMs: 3200,
+    durationMs: 20_000,
     hooks: {
+      workerFaults: true,
       onPool: (p) => {
         pool = p;
+        const crash = (): void => {
+          crashes++;
+          p.injectWorkerCrash(members[0]!.userId, `injected fault ${crashes}`);
+        };
+        // Every replacement of member 1's worker is crashed again 100 ms after it starts.
+        p.on('workerRestarted', (i) => {
+          restarts.push(i.error ?? '');
+          if (i.userIds.includes(members[0]!.userId)) setTimeout(crash, 100);
+        });
+        p.on('workerFailed', (i) => (failed = i));
         setTimeout(() => {
-          const w = p.workerOf(members[0]!.userId);
-          assert.ok(w, 'member 1 is pinned to a worker');
-          killedAt = performance.timeOrigin + performance.now();
-          void w.terminate();
+          firstAt = performance.timeOrigin + performance.now();
+          crash();
         }, 1500);
       },
     },
   });
-  assert.ok(pool && run.manifest, String(run.error));
-  assert.ok(run.warnings.some((w) => /worker \d+ restarted/.test(w)), run.warnings.join(' | '));
-  assert.equal(run.manifest.tracks.length, 2, 'same tracks, no new file');
-  const x1 = run.pcm.get(members[0]!.userId)!;
-  const s = run.truth.members[0]!.spurts[0]!;
-  const start = s.onsetWallMs - run.startedAtMs;
-  const end = s.endWallMs - run.startedAtMs;
-  const gap = longestSilence(x1, start + 30, end - 30);
-  const kill = killedAt - run.startedAtMs;
-  t.diagnostic(`worker killed at ${kill.toFixed(0)} ms: longest silence in the speaker's track ${gap.lengthMs} ms at ${gap.startMs} ms`);
-  // At most what was in flight (not yet on disk) is lost: the writer's unflushed audio (flushMs 250) plus the
-  // jitter buffer (60 ms) plus one batch (10 ms).
-  assert.ok(gap.lengthMs <= 330, `${gap.lengthMs} ms lost at ${gap.startMs} ms`);
-  assert.ok(Math.abs(gap.startMs + gap.lengthMs / 2 - kill) <= 400, `the loss is at the kill (${kill.toFixed(0)} ms)`);
-  const off = offsetMs(x1, end - 300, end + 300);
-  assert.ok(off !== null && Math.abs(off - end) <= 20, `after the restart the timeline is unchanged: offset ${off} vs ${end}`);
+  assert.ok(pool, 'recording started');
+  assert.equal(restarts.length, MAX_RESTARTS, `replaced ${MAX_RESTARTS} times: ${restarts.join(' | ')}`);
+  assert.ok(failed, 'then given up');
+  assert.equal(failed.deaths, MAX_RESTARTS + 1);
+  assert.equal(crashes, MAX_RESTARTS + 1);
+  assert.ok(failed.userIds.includes(members[0]!.userId));
+  if (pool.size > 1) assert.ok(!failed.userIds.includes(members[1]!.userId), 'member 2 is on another worker');
+  // The engine stops cleanly with an internal-error exit code and says why, once.
+  assert.ok(run.error instanceof DvrecError, `a DvrecError: ${String(run.error)}`);
+  assert.equal(run.error.exitCode, ExitCode.INTERNAL);
+  assert.match(run.error.message, new RegExp(`^decoder worker \\d+ kept failing \\(${MAX_RESTARTS + 1} times within ${RESTART_WINDOW_MS / 1000} s: injected fault ${MAX_RESTARTS + 1}\\): recording stopped at \\d+\\.\\d s; everything captured until then is kept$`));
+  assert.ok(run.phases.some((p) => p.phase === 'stopping' && p.reason === 'error'), JSON.stringify(run.phases));
+  assert.ok(run.phases.some((p) => p.phase === 'done'), 'the files were finished');
+  // Finished: manifest, both tracks cut to the recording's length, no capture left behind.
+  assert.ok(!existsSync(join(run.dir, CAPTURE_DIR)), 'captures finished in place');
+  const manifest = JSON.parse(readFileSync(join(run.dir, MANIFEST_FILE), 'utf8')) as { durationMs: number; tracks: { userId: string; file: string }[] };
+  const first = firstAt - run.startedAtMs;
+  assert.ok(manifest.durationMs > first && manifest.durationMs < first + 5000, `stopped at ${manifest.durationMs} ms (first death at ${first.toFixed(0)} ms)`);
+  assert.equal(manifest.tracks.length, 2);
+  const figures: string[] = [];
+  for (const [i, m] of members.entries()) {
+    const tr = manifest.tracks.find((x) => x.userId === m.userId)!;
+    const x = readWavLeft(join(run.dir, tr.file));
+    assert.ok(Math.abs(x.length - msToSample(manifest.durationMs)) <= BLOCK, `${tr.file}: cut to the recording's length`);
+    const start = run.truth.members[i]!.spurts[0]!.onsetWallMs - run.startedAtMs;
+    // Everything up to the first death (minus what was in flight then) is intact; for a speaker on a healthy
+    // worker, everything up to the stop.
+    const until = failed.userIds.includes(m.userId) ? first - WORKER_LOSS_BOUND_MS : manifest.durationMs - 100;
+    const gap = silentMs(x, start + 30, until);
+    figures.push(`${tr.file}: ${gap} ms missing between ${start.toFixed(0)} and ${until.toFixed(0)} ms, audio until ${offsetMs(x, 0, manifest.durationMs)?.toFixed(0)} ms`);
+    assert.equal(gap, 0, figures.at(-1));
+  }
+  t.diagnostic(`first death at ${first.toFixed(0)} ms, given up and stopped at ${manifest.durationMs} ms; ${figures.join('; ')}; ${run.error.message}`);
 });
 
 /** A small filesystem for the disk-full test: tmpfs if this process may mount, else null. */
