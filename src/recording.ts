@@ -49,6 +49,8 @@ export interface RecordingHooks {
   onPool?: (pool: WorkerPool) => void;
   /** The pool's workers obey WorkerPool.injectWorkerCrash. */
   workerFaults?: boolean;
+  /** How long a lost voice connection may take to come back before the recording stops (default 60 s). */
+  reconnectTimeoutMs?: number;
 }
 
 /** One user's track as the engine knows it (names may improve after the first packet; the stem never changes). */
@@ -143,7 +145,11 @@ export async function runRecording(opts: RecordOptions, observer: RecordingObser
   const at = (): string => (clock ? `${(Math.max(0, clock()) / 1000).toFixed(1)} s` : 'the start');
 
   const session = await VoiceSession.open(
-    { token: opts.token, guildId: opts.guildId, channelId: opts.channelId, ...(opts.apiUrl ? { apiUrl: opts.apiUrl } : {}) },
+    {
+      token: opts.token, guildId: opts.guildId, channelId: opts.channelId,
+      ...(opts.apiUrl ? { apiUrl: opts.apiUrl } : {}),
+      ...(hooks.reconnectTimeoutMs !== undefined ? { reconnectTimeoutMs: hooks.reconnectTimeoutMs } : {}),
+    },
     {
       signal: stop,
       attach: (s) => {

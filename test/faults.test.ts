@@ -16,7 +16,7 @@ import { MAX_RESTARTS, RESTART_WINDOW_MS, type WorkerPool } from '../src/pool/po
 import { DvrecError, ExitCode } from '../src/errors.ts';
 import { CAPTURE_DIR, MANIFEST_FILE } from '../src/sinks/capture-layout.ts';
 import { BLOCK, TONE_PEAK, msToSample, onsetMs, readWavLeft, scenario, toneAmplitude } from './record-fixtures.ts';
-import { cleanupDirs, longestSilence, member, offsetMs, recordScenario, silentMs, tempDir, type Run } from './fault-fixtures.ts';
+import { cleanupDirs, longestSilence, member, offsetMs, recordInChild, recordScenario, silentMs, tempDir, type Run } from './fault-fixtures.ts';
 
 after(cleanupDirs);
 
@@ -144,6 +144,42 @@ test('the bot dragged to another channel: the recording ends cleanly (it does no
   const start = run.truth.members[0]!.spurts[0]!.onsetWallMs - run.startedAtMs;
   const gap = silentMs(x, start + 30, move - 60);
   assert.ok(gap <= 20, `${gap} ms missing before the move`);
+});
+
+test('the voice connection not back in time (Discord unreachable): the recording stops, exit 8, files finished', async (t) => {
+  // Production waits 60 s (src/receiver/voice-session.ts); the test injects 2 s into the same code path.
+  const RECONNECT_MS = 2000;
+  const members = [member(1, HZ[0]!, [[200, 8000]]), member(2, HZ[1]!, [[300, 8000]])];
+  // In a child process: after this outage @discordjs/ws retries the gateway forever (see test/fault-child.ts).
+  const run = await recordInChild({
+    scenario: scenario(members),
+    options: { durationMs: 30_000, outDir: join(tempDir('dvrec-faults-'), 'out') },
+    reconnectTimeoutMs: RECONNECT_MS,
+    discordDownAfterMs: 1500,
+  });
+  assert.ok(run.error, 'the recording reported an error');
+  assert.equal(run.error.exitCode, ExitCode.NETWORK, run.error.message);
+  assert.match(run.error.message, new RegExp(`^voice connection lost \\(could not reconnect within ${RECONNECT_MS / 1000} s\\): recording stopped at \\d+\\.\\d s; everything captured until then is kept$`));
+  assert.ok(run.phases.some((p) => p.phase === 'reconnecting'), 'reported reconnecting');
+  assert.ok(run.phases.some((p) => p.phase === 'stopping' && p.reason === 'error'), JSON.stringify(run.phases));
+  assert.ok(run.phases.some((p) => p.phase === 'done'), 'the files were finished');
+  assert.ok(!existsSync(join(run.dir, CAPTURE_DIR)), 'captures finished in place');
+  const manifest = JSON.parse(readFileSync(join(run.dir, MANIFEST_FILE), 'utf8')) as { durationMs: number; tracks: { userId: string; file: string }[] };
+  const down = run.downAtMs! - run.startedAtMs;
+  // It gave up RECONNECT_MS after the connection was found lost (which follows the outage within milliseconds).
+  assert.ok(manifest.durationMs >= down + RECONNECT_MS && manifest.durationMs <= down + RECONNECT_MS + 1000, `stopped at ${manifest.durationMs} ms (outage at ${down.toFixed(0)} ms)`);
+  assert.equal(manifest.tracks.length, 2);
+  for (const [i, m] of members.entries()) {
+    const tr = manifest.tracks.find((x) => x.userId === m.userId)!;
+    const x = readWavLeft(join(run.dir, tr.file));
+    assert.ok(Math.abs(x.length - msToSample(manifest.durationMs)) <= BLOCK, `${tr.file}: cut to the recording's length`);
+    const start = run.truth.members[i]!.spurts[0]!.onsetWallMs - run.startedAtMs;
+    // Everything before the outage is there; after it, silence to the end.
+    assert.equal(silentMs(x, start + 30, down - 30), 0, `${tr.file}: audio before the outage intact`);
+    const last = offsetMs(x, 0, manifest.durationMs)!;
+    assert.ok(Math.abs(last - down) <= 40, `${tr.file}: audio until ${last.toFixed(0)} ms, outage at ${down.toFixed(0)} ms`);
+  }
+  t.diagnostic(`outage at ${down.toFixed(0)} ms, stopped at ${manifest.durationMs} ms; ${run.error.message}; warnings: ${run.warnings.join(' | ')}`);
 });
 
 /**
