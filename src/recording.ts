@@ -47,6 +47,8 @@ const FULL_CODES = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
 export interface RecordingHooks {
   /** Called once the worker pool exists (t=0). */
   onPool?: (pool: WorkerPool) => void;
+  /** Called once the voice session exists (before the first voice event). */
+  onSession?: (session: VoiceSession) => void;
   /** The pool's workers obey WorkerPool.injectWorkerCrash. */
   workerFaults?: boolean;
   /** How long a lost voice connection may take to come back before the recording stops (default 60 s). */
@@ -153,6 +155,7 @@ export async function runRecording(opts: RecordOptions, observer: RecordingObser
     {
       signal: stop,
       attach: (s) => {
+        hooks.onSession?.(s);
         clock = () => s.now();
         observer.phase({ phase: 'joining', guildName: s.guild.name, channelName: s.channel.name });
         const users = opts.users;
