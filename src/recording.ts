@@ -43,10 +43,16 @@ const RESERVE_FILE = '.reserve';
 /** Write errors that mean "the disk (or the file-size limit) is full": stop cleanly, exit OUTPUT. */
 const FULL_CODES = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
 
-/** Test and diagnostics seams: observe the engine's parts (never needed in production). */
+/** Test and diagnostics seams: observe the engine's parts and inject faults (never used in production). */
 export interface RecordingHooks {
   /** Called once the worker pool exists (t=0). */
   onPool?: (pool: WorkerPool) => void;
+  /** Called once the voice session exists (before the first voice event). */
+  onSession?: (session: VoiceSession) => void;
+  /** The pool's workers obey WorkerPool.injectWorkerCrash. */
+  workerFaults?: boolean;
+  /** How long a lost voice connection may take to come back before the recording stops (default 60 s). */
+  reconnectTimeoutMs?: number;
 }
 
 /** One user's track as the engine knows it (names may improve after the first packet; the stem never changes). */
@@ -141,10 +147,15 @@ export async function runRecording(opts: RecordOptions, observer: RecordingObser
   const at = (): string => (clock ? `${(Math.max(0, clock()) / 1000).toFixed(1)} s` : 'the start');
 
   const session = await VoiceSession.open(
-    { token: opts.token, guildId: opts.guildId, channelId: opts.channelId, ...(opts.apiUrl ? { apiUrl: opts.apiUrl } : {}) },
+    {
+      token: opts.token, guildId: opts.guildId, channelId: opts.channelId,
+      ...(opts.apiUrl ? { apiUrl: opts.apiUrl } : {}),
+      ...(hooks.reconnectTimeoutMs !== undefined ? { reconnectTimeoutMs: hooks.reconnectTimeoutMs } : {}),
+    },
     {
       signal: stop,
       attach: (s) => {
+        hooks.onSession?.(s);
         clock = () => s.now();
         observer.phase({ phase: 'joining', guildName: s.guild.name, channelName: s.channel.name });
         const users = opts.users;
@@ -168,9 +179,20 @@ export async function runRecording(opts: RecordOptions, observer: RecordingObser
               t0EpochMs: s.startedAtMs,
               // MP3 is encoded while recording, so that only a short tail is left at stop.
               ...(opts.format === 'mp3' ? { mp3: { bitrateKbps: opts.bitrateKbps, mono: opts.mono } } : {}),
+              ...(hooks.workerFaults === true ? { faultInjection: true } : {}),
             });
             hooks.onPool?.(pool);
             pool.on('workerRestarted', (i) => observer.warn(`decoder worker ${i.index} restarted (${i.error ?? `exit ${i.exitCode}`}); ${i.userIds.length} track(s) continue`));
+            pool.on('workerFailed', (i) => {
+              // A worker that a fresh replacement cannot keep alive is a bug (or an exhausted machine): stop and
+              // finish what is on disk rather than record on with some speakers silently missing.
+              const why = redact(i.error ?? `exit ${i.exitCode}`);
+              observer.warn(`decoder worker ${i.index} failed ${i.deaths} times within ${i.windowMs / 1000} s (${why}); stopping`);
+              requestStop('error', new DvrecError(
+                `decoder worker ${i.index} kept failing (${i.deaths} times within ${i.windowMs / 1000} s: ${why}): recording stopped at ${at()}; everything captured until then is kept`,
+                ExitCode.INTERNAL,
+              ));
+            });
             pool.on('trackError', (i) => {
               const full = i.code !== undefined && FULL_CODES.has(i.code);
               // Free the reserve at once: the other tracks' last writes and the journal need the room.

@@ -19,6 +19,7 @@ import { CHANNEL, GUILD, TOKEN, onsetMs, readWavLeft, scenario } from './record-
 import { cleanupDirs, member, offsetMs, silentMs, tempDir } from './fault-fixtures.ts';
 import { decodeAudio } from './decoders.ts';
 import { noFfmpegEnv } from './format-fixtures.ts';
+import { needs } from './strict.ts';
 
 after(cleanupDirs);
 
@@ -105,11 +106,13 @@ for (const format of ['wav', 'mp3'] as const) {
 }
 
 test('a file-size limit (RLIMIT_FSIZE) stops dvrec record with exit 9 and a clear message; captures kept', async (t) => {
+  let prlimit = true;
   try {
     execFileSync('prlimit', ['--version'], { stdio: 'ignore' });
   } catch {
-    return t.skip('prlimit (util-linux) is not installed');
+    prlimit = false;
   }
+  if (needs(t, prlimit, 'prlimit (util-linux) is not installed')) return;
   const members = [member(1, HZ[0]!, [[200, 8000]]), member(2, HZ[1]!, [[300, 8000]])];
   for (const m of members) opusLoop(m.signal);
   const sim = await startSimulator(scenario(members, { dave: false }));

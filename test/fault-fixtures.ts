@@ -3,7 +3,9 @@
  * @discordjs/voice, receiver, worker pool, finisher) against the simulator and measure where sound and
  * silence are in the decoded tracks, compared with the simulator's ground truth.
  */
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startSimulator, trustSimulatorCertificate, type Simulator } from '../src/simulator/index.ts';
@@ -93,6 +95,46 @@ export async function recordScenario(sc: Scenario, opts: RecordRunOptions = {}):
     clearTimeout(timer);
     await sim.close();
   }
+}
+
+/** What test/fault-child.ts runs: a scenario, plain recording options, and the faults it can inject. */
+export interface ChildSpec {
+  scenario: Scenario;
+  options: Partial<Omit<RecordOptions, 'users'>> & { durationMs?: number; outDir: string };
+  /** RecordingHooks.reconnectTimeoutMs. */
+  reconnectTimeoutMs?: number;
+  /** Close the whole simulator this long after its session start. */
+  discordDownAfterMs?: number;
+}
+
+/** A {@link Run} as JSON from the child (no PCM: read the files in `dir`). */
+export interface ChildRun extends Omit<Run, 'pcm' | 'error'> {
+  error?: { message: string; exitCode?: number };
+  /** Wall clock (epoch ms) at which the simulator was closed. */
+  downAtMs?: number;
+}
+
+/** Records in a child process (see test/fault-child.ts for why) and returns its outcome. */
+export async function recordInChild(spec: ChildSpec, timeoutMs = 120_000): Promise<ChildRun> {
+  const script = fileURLToPath(new URL('./fault-child.ts', import.meta.url));
+  const child = spawn(process.execPath, [script, JSON.stringify(spec)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const code = await new Promise<number | null>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`fault-child did not exit within ${timeoutMs} ms: ${stderr}`));
+    }, timeoutMs);
+    child.on('close', (c) => {
+      clearTimeout(timer);
+      resolve(c);
+    });
+  });
+  const line = stdout.trim().split('\n').at(-1) ?? '';
+  if (code !== 0 || !line.startsWith('{')) throw new Error(`fault-child failed (exit ${code}): ${stderr}${stdout}`);
+  return JSON.parse(line) as ChildRun;
 }
 
 export const member = (n: number, hz: number, spurts: [number, number][], extra: Partial<SimMember> = {}): SimMember => ({

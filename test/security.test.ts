@@ -4,7 +4,9 @@
  *    process against the simulator — a normal run, --json with DVREC_DEBUG=1, a --token-file run killed with
  *    SIGKILL (its crash leftovers), a bad token, a run that fails after the voice gateway saw the token — with
  *    stdout, stderr, every file under the output directory and the process's /proc cmdline and thread names
- *    (sampled while it runs) searched for the token and its encoded forms;
+ *    (sampled while it runs) searched for the token and its encoded forms; MP3 and FLAC runs with --mix, through
+ *    ffmpeg and through the embedded encoders, searched the same way, and the environment and arguments of every
+ *    ffmpeg child (a stand-in --ffmpeg records them) checked for the token and for DISCORD_TOKEN;
  *  - file names derived from hostile user names stay inside the output directory and never collide (unit, and
  *    end to end with such names in the simulator), and nothing a user name carries reaches the terminal raw;
  *  - output directories are private (0700) and files are not readable by others.
@@ -14,12 +16,15 @@ import assert from 'node:assert/strict';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve, sep } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { ExitCode } from '../src/errors.ts';
 import type { Manifest } from '../src/sinks/capture-layout.ts';
 import { sanitizeName, trackStem } from '../src/sinks/naming.ts';
 import { startSimulator, type Scenario, type Simulator } from '../src/simulator/index.ts';
 import type { SimMember } from '../src/simulator/scenario.ts';
 import { baseEnv, collect, startCli, waitForOutput, type CliResult } from './cli-helpers.ts';
+import { hasFfmpeg } from './format-fixtures.ts';
+import { needs } from './strict.ts';
 
 const GUILD = '1300000000000000001';
 const VOICE = '1300000000000000002';
@@ -253,6 +258,94 @@ describe('the bot token never leaves the process (real CLI, child processes)', (
       await rejecting.close();
     }
   });
+});
+
+/**
+ * A stand-in for ffmpeg that records what dvrec hands its children (environment and arguments, from
+ * /proc/self/environ: the exact bytes) and then runs the real ffmpeg, so the run still produces real files.
+ */
+function fakeFfmpeg(dumpDir: string): string {
+  const real = spawnSync('sh', ['-c', 'command -v ffmpeg'], { encoding: 'utf8' }).stdout.trim();
+  const script = join(work, 'fake-ffmpeg');
+  writeFileSync(script, [
+    '#!/bin/sh',
+    `cat /proc/$$/environ > '${dumpDir}/env.'$$`,
+    `for a in "$@"; do printf '%s\\n' "$a"; done > '${dumpDir}/args.'$$`,
+    `exec '${real}' "$@"`,
+    '',
+  ].join('\n'), { mode: 0o700 });
+  return script;
+}
+
+/** True when the optional ffmpeg-static package brought a binary: then dvrec finds an ffmpeg whatever PATH says. */
+async function ffmpegStaticPresent(): Promise<boolean> {
+  try {
+    const name = 'ffmpeg-static';
+    const p = ((await import(name)) as { default?: unknown }).default;
+    return typeof p === 'string' && existsSync(p);
+  } catch {
+    return false;
+  }
+}
+
+describe('the token in encoded output and in ffmpeg children (MP3 and FLAC with --mix)', () => {
+  const members = [member(1, 'ann', 'Ann', 440), member(2, 'bob', 'Bob', 660)];
+  const scenario: Scenario = { seed: 19, guildId: GUILD, channelId: VOICE, botUserId: BOT, token: TOKEN, dave: true, members };
+
+  for (const format of ['mp3', 'flac'] as const) {
+    test(`${format} --mix through ffmpeg: no token in the files, and ffmpeg's environment and arguments hold none`, async (t) => {
+      if (needs(t, hasFfmpeg(), 'no ffmpeg to stand behind the fake one')) return;
+      const dumps = mkdtempSync(join(work, `ffdump-${format}-`));
+      const sim = await startSimulator(scenario);
+      try {
+        const run = await record(sim, `ff-${format}`, ['--duration', '2', '--format', format, '--mix', '--ffmpeg', fakeFfmpeg(dumps)], { DISCORD_TOKEN: TOKEN, DVREC_DEBUG: '1' });
+        assert.equal(run.r.code, ExitCode.OK, run.r.stderr);
+        const manifest = JSON.parse(readFileSync(join(run.out, 'manifest.json'), 'utf8')) as Manifest;
+        // The ffmpeg path really ran: FLAC tracks and the mix came from ffmpeg (MP3 tracks from the streaming LAME).
+        for (const tr of manifest.tracks) assert.equal(tr.encoder, format === 'flac' ? 'ffmpeg' : 'lame-wasm-stream', `${tr.file}: ${tr.encoder}`);
+        assert.ok(manifest.mix && existsSync(join(run.out, manifest.mix)), `mix written: ${manifest.mix}`);
+        assertOutputsClean(`${format} ffmpeg run`, run.r, run.out, [TOKEN]);
+        assertNoToken(`${format} ffmpeg run /proc`, Buffer.from(run.proc.join('\n')), [TOKEN]);
+        checkPrivate(run.out);
+        // Every ffmpeg dvrec started (the --ffmpeg check, each encode): no DISCORD_TOKEN variable, no token anywhere.
+        const envs = readdirSync(dumps).filter((f) => f.startsWith('env.'));
+        const encodes = readdirSync(dumps).filter((f) => f.startsWith('args.') && readFileSync(join(dumps, f), 'utf8').includes('pipe:0'));
+        assert.equal(encodes.length, format === 'flac' ? 3 : 1, `ffmpeg encodes: ${readdirSync(dumps).join(', ')}`);
+        assert.ok(encodes.some((f) => readFileSync(join(dumps, f), 'utf8').includes(manifest.mix!)), 'ffmpeg encoded the mix');
+        for (const f of readdirSync(dumps)) {
+          const bytes = readFileSync(join(dumps, f));
+          const args = readFileSync(join(dumps, `args.${f.split('.')[1]}`), 'utf8').trim().split('\n').join(' ');
+          assertNoToken(`ffmpeg ${f} (ffmpeg ${args})`, bytes, [TOKEN]);
+          if (f.startsWith('env.')) {
+            const names = bytes.toString('utf8').split('\0').map((kv) => kv.split('=')[0]);
+            assert.ok(!names.includes('DISCORD_TOKEN'), `ffmpeg ${f} (ffmpeg ${args}) inherited DISCORD_TOKEN`);
+          }
+        }
+        t.diagnostic(`${envs.length} ffmpeg processes (${encodes.length} encodes) checked`);
+      } finally {
+        await sim.close();
+      }
+    });
+
+    test(`${format} --mix with the embedded encoders (no ffmpeg): no token in the files`, async (t) => {
+      if (await ffmpegStaticPresent()) return t.skip('ffmpeg-static brought a binary: the CLI finds an ffmpeg whatever PATH says (the ffmpeg test above covers it)');
+      const sim = await startSimulator(scenario);
+      try {
+        // A PATH without ffmpeg (dvrec starts no other program).
+        const run = await record(sim, `embedded-${format}`, ['--duration', '2', '--format', format, '--mix'], { DISCORD_TOKEN: TOKEN, DVREC_DEBUG: '1', PATH: mkdtempSync(join(work, 'empty-path-')) });
+        assert.equal(run.r.code, ExitCode.OK, run.r.stderr);
+        const manifest = JSON.parse(readFileSync(join(run.out, 'manifest.json'), 'utf8')) as Manifest;
+        for (const tr of manifest.tracks) assert.equal(tr.encoder, format === 'flac' ? 'libflac-js' : 'lame-wasm-stream', `${tr.file}: ${tr.encoder}`);
+        // No ffmpeg was reachable, so the mix came from the embedded encoder too.
+        assert.ok(manifest.mix && existsSync(join(run.out, manifest.mix)), `mix written: ${manifest.mix}`);
+        assertOutputsClean(`${format} embedded run`, run.r, run.out, [TOKEN]);
+        assertNoToken(`${format} embedded run /proc`, Buffer.from(run.proc.join('\n')), [TOKEN]);
+        checkPrivate(run.out);
+      } finally {
+        await sim.close();
+      }
+    });
+  }
 });
 
 /** Files and directories dvrec leaves: directories 0700, files not readable by group/others. */

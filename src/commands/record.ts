@@ -120,9 +120,11 @@ export async function prepareRecording(
 export async function recordCommand(flags: RecordFlags, setReporter: (r: Reporter) => void): Promise<number> {
   const reporter = createReporter({ json: flags.json === true });
   setReporter(reporter);
-  const options = await prepareRecording(flags, process.env, reporter);
-  // The token has been read: take it out of the environment so no child (ffmpeg) inherits it.
+  // Take the token out of the environment before anything can start a child: the --ffmpeg check already runs
+  // `ffmpeg -version`, and no child (ffmpeg, now or at the stop) may inherit the token. The copy is only read.
+  const env = { ...process.env };
   delete process.env.DISCORD_TOKEN;
+  const options = await prepareRecording(flags, env, reporter);
   reporter.note(`output: ${options.outDir}`);
   return runWithSignals(options, reporter);
 }

@@ -14,7 +14,11 @@
  * A worker that dies (throws, is killed, runs out of memory) is replaced; its users' tracks continue in the
  * same capture files, because writes are positional and the writer never writes behind what is on disk.
  * Only the packets in flight to the dead worker (≤ one batch, plus its jitter buffers and ≤ flushMs of
- * pending audio) are lost. The pool emits `workerRestarted` so the engine can log it.
+ * pending audio) are lost. The pool emits `workerRestarted` so the engine can log it. A worker that keeps
+ * dying (more than MAX_RESTARTS times within RESTART_WINDOW_MS) is not replaced again: a crash that a fresh
+ * worker reproduces at once is a bug or an exhausted machine, and restarting it forever would burn the CPU the
+ * other tracks need while its own tracks keep losing audio. The pool emits `workerFailed`; what that worker's
+ * tracks put on disk stays there and is finished from the captures, as after a crash.
  *
  * Clock: `arrivalMs` of every packet is "ms since t=0". By default t=0 is the pool's construction; pass
  * `t0EpochMs` (`performance.timeOrigin + performance.now()` taken at t=0) to use the engine's t=0. With
@@ -61,7 +65,16 @@ export interface WorkerPoolOptions {
    * `budgetMsPerTick` (default 5 of every 10 ms tick) caps their CPU. Tracks beyond are encoded after stop.
    */
   mp3?: { bitrateKbps: number; mono: boolean; maxStreams?: number; budgetMsPerTick?: number };
+  /**
+   * Test seam: the workers obey {@link WorkerPool.injectWorkerCrash} (an uncaught throw inside the worker).
+   * Off in production: nothing else can make a worker throw on purpose.
+   */
+  faultInjection?: boolean;
 }
+
+/** A worker that dies more than this many times within {@link RESTART_WINDOW_MS} is given up (see above). */
+export const MAX_RESTARTS = 5;
+export const RESTART_WINDOW_MS = 10_000;
 
 /** Final per-user figures from {@link WorkerPool.cleanup}. */
 export type PoolTrackStats = TrackStats & {
@@ -89,6 +102,11 @@ export interface PoolTrackStatus {
 export interface WorkerPoolEvents {
   /** A worker died and was replaced; `userIds` continue in their files. */
   workerRestarted: [info: { index: number; exitCode: number; error?: string; userIds: string[] }];
+  /**
+   * A worker died for the (MAX_RESTARTS + 1)th time within RESTART_WINDOW_MS and was NOT replaced: `userIds` take
+   * no more audio (their captures keep what was written). The engine should stop cleanly.
+   */
+  workerFailed: [info: { index: number; deaths: number; windowMs: number; exitCode: number; error?: string; userIds: string[] }];
   /** A track's file could not be written (e.g. ENOSPC): that track stops; the engine should stop cleanly. */
   trackError: [info: { userId: string; code: string | undefined; message: string }];
 }
@@ -116,7 +134,10 @@ class WorkerSlot {
   /** Latest clock value posted (packets mode). */
   lastNowMs = -Infinity;
   tracks = 0;
-  restarts = 0;
+  /** performance.now() of this slot's recent worker deaths (those within RESTART_WINDOW_MS). */
+  deaths: number[] = [];
+  /** Given up after too many deaths: no worker, its tracks take no more audio. */
+  failed = false;
   /** Worker-clock instant up to which this worker has flushed everything it released (last status). */
   flushedMs = -Infinity;
   pendingCleanup: { endMs: number; resolve: (r: TrackStatusReport[]) => void } | null = null;
@@ -143,7 +164,7 @@ function safeStem(userId: string): string {
 }
 
 export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioSink {
-  private readonly opts: Required<Omit<WorkerPoolOptions, 't0EpochMs' | 'workers' | 'mp3'>>;
+  private readonly opts: Required<Omit<WorkerPoolOptions, 't0EpochMs' | 'workers' | 'mp3' | 'faultInjection'>>;
   private readonly init: WorkerInit;
   private readonly slots: WorkerSlot[] = [];
   private readonly byUser = new Map<string, TrackEntry>();
@@ -185,6 +206,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
       tickMs: this.opts.batchMs,
       statusMs: 500,
       flushMs: this.opts.flushMs,
+      ...(options.faultInjection === true ? { faultInjection: true } : {}),
     };
     const n = Math.max(1, options.workers ?? availableParallelism());
     if (options.mp3) {
@@ -219,6 +241,19 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
     return w;
   }
 
+  /**
+   * Test seam: makes the worker holding `userId`'s track throw an uncaught error, as a bug in the decoder or the
+   * writer would. Only for pools made with `faultInjection` (the worker ignores the message otherwise).
+   * Returns the worker's index.
+   */
+  injectWorkerCrash(userId: string, message = 'injected fault'): number {
+    if (this.init.faultInjection !== true) throw new Error('injectWorkerCrash needs a pool made with faultInjection');
+    const e = this.byUser.get(userId);
+    if (e === undefined) throw new Error(`no track for ${userId}`);
+    this.send(this.slots[e.worker]!, { type: 'crash', message });
+    return e.worker;
+  }
+
   /** The worker currently holding a user's track (diagnostics and fault-injection tests). */
   workerOf(userId: string): Worker | undefined {
     const e = this.byUser.get(userId);
@@ -247,8 +282,10 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
    */
   addTrack(userId: string, stem: string): void {
     if (this.byUser.has(userId) || this.cleaned) return;
+    // Least loaded among the workers still alive (a given-up slot only if nothing else is left).
     let best = 0;
-    for (let i = 1; i < this.slots.length; i++) if (this.slots[i]!.tracks < this.slots[best]!.tracks) best = i;
+    const rank = (i: number): number => (this.slots[i]!.failed ? Infinity : this.slots[i]!.tracks);
+    for (let i = 1; i < this.slots.length; i++) if (rank(i) < rank(best)) best = i;
     const entry: TrackEntry = { trackId: this.nextTrackId++, userId, stem, worker: best, last: null };
     this.byUser.set(userId, entry);
     this.byId.set(entry.trackId, entry);
@@ -267,6 +304,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
       e = this.byUser.get(packet.userId)!;
     }
     const slot = this.slots[e.worker]!;
+    if (slot.failed) return;
     // The record's length field is 16 bits. No Opus packet comes near that (libopus refuses > 8 KiB), so a larger
     // payload goes on as an empty one: the track counts it as corrupt and conceals it, in its place in the
     // sequence, instead of it vanishing uncounted (and being taken for a lost packet).
@@ -337,6 +375,8 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
     this.cleaned = true;
     const results = await Promise.all(
       this.slots.map((slot) => {
+        // A given-up worker's tracks keep their last reported figures; their captures are finished from disk.
+        if (slot.failed) return Promise.resolve([]);
         this.flushSlot(slot, endMs);
         return new Promise<TrackStatusReport[]>((resolve) => {
           slot.pendingCleanup = { endMs, resolve };
@@ -367,7 +407,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
     this.closing = true;
     clearTimeout(this.timer);
     await Promise.all(
-      this.slots.map(
+      this.slots.filter((slot) => !slot.failed).map(
         (slot) =>
           new Promise<void>((resolve) => {
             slot.pendingClose = resolve;
@@ -389,7 +429,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
 
   private flushBatches(): void {
     this.batchStartMs = Infinity;
-    for (const slot of this.slots) this.flushSlot(slot);
+    for (const slot of this.slots) if (!slot.failed) this.flushSlot(slot);
   }
 
   private flushSlot(slot: WorkerSlot, nowOverride?: number): void {
@@ -443,8 +483,23 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
   private onExit(index: number, w: Worker, code: number, error: string | undefined): void {
     const slot = this.slots[index];
     if (slot === undefined || slot.worker !== w || this.closing) return;
-    slot.restarts++;
     const users = [...this.byId.values()].filter((e) => e.worker === index);
+    const now = performance.now();
+    slot.deaths = slot.deaths.filter((t) => now - t < RESTART_WINDOW_MS);
+    slot.deaths.push(now);
+    if (slot.deaths.length > MAX_RESTARTS) {
+      slot.failed = true;
+      slot.len = 0;
+      // Nothing will answer for this slot any more: a cleanup or close waiting on it must not hang.
+      slot.pendingCleanup?.resolve([]);
+      slot.pendingCleanup = null;
+      slot.pendingClose?.();
+      slot.pendingClose = null;
+      this.emit('workerFailed', {
+        index, deaths: slot.deaths.length, windowMs: RESTART_WINDOW_MS, exitCode: code, error, userIds: users.map((u) => u.userId),
+      });
+      return;
+    }
     slot.worker = this.spawn(index);
     slot.newBuffer(MIN_BATCH);
     for (const e of users) {

@@ -25,13 +25,17 @@ export interface WorkerInit {
   flushMs: number;
   /** Set when the output is MP3: stream-encode each track while recording (see src/sinks/mp3-stream.ts). */
   mp3?: Mp3StreamConfig;
+  /** Test seam: obey `crash` messages (WorkerPool.injectWorkerCrash). Never set in production. */
+  faultInjection?: boolean;
 }
 
 export type ToWorker =
   | { type: 'add'; trackId: number; userId: string; stem: string; resume?: TrackResume }
   | { type: 'batch'; buf: ArrayBuffer; len: number; nowMs: number }
   | { type: 'cleanup'; endMs: number }
-  | { type: 'close' };
+  | { type: 'close' }
+  /** Throw an uncaught error (only when WorkerInit.faultInjection is set: fault-injection tests). */
+  | { type: 'crash'; message: string };
 
 /** Live per-track status, reported about twice a second. */
 export interface TrackStatusReport extends TrackSummary {

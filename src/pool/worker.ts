@@ -217,5 +217,9 @@ port.on('message', (m: ToWorker) => {
       port.close();
       break;
     }
+    case 'crash':
+      // Uncaught, on purpose: the pool must survive exactly what a bug here would do to it.
+      if (init.faultInjection === true) throw new Error(m.message);
+      break;
   }
 });
