@@ -22,7 +22,7 @@ import type { Manifest } from '../src/sinks/capture-layout.ts';
 import { sanitizeName, trackStem } from '../src/sinks/naming.ts';
 import { startSimulator, type Scenario, type Simulator } from '../src/simulator/index.ts';
 import type { SimMember } from '../src/simulator/scenario.ts';
-import { baseEnv, collect, startCli, waitForOutput, type CliResult } from './cli-helpers.ts';
+import { PLAIN_ERROR, baseEnv, collect, startCli, waitForOutput, type CliResult } from './cli-helpers.ts';
 import { hasFfmpeg } from './format-fixtures.ts';
 import { needs } from './strict.ts';
 
@@ -245,7 +245,7 @@ describe('the bot token never leaves the process (real CLI, child processes)', (
       // 4. A wrong token: exit 3, and the wrong token (it may be someone's real token) is not echoed either.
       const bad = await record(sim, 'bad', ['--duration', '2'], { DISCORD_TOKEN: WRONG_TOKEN });
       assert.equal(bad.r.code, ExitCode.AUTH, bad.r.stderr);
-      assert.match(bad.r.stderr, /^dvrec: .+/m);
+      assert.match(bad.r.stderr, new RegExp(PLAIN_ERROR.source + ".+", "m"));
       assertOutputsClean('bad-token run', bad.r, bad.out, [WRONG_TOKEN, TOKEN]);
       assertNoToken('bad-token run /proc', Buffer.from(bad.proc.join('\n')), [WRONG_TOKEN]);
 
