@@ -3,7 +3,7 @@
  *
  * The main thread only routes: each user is pinned to one worker for the life of the track (Opus decoders
  * are stateful, and one writer per capture file keeps writes ordered), chosen as the least-loaded worker at
- * first sight. Packets are appended to one ArrayBuffer per worker and transferred every ~10 ms or when the
+ * first sight. Packets are appended to one ArrayBuffer per worker and transferred every ~20 ms or when the
  * buffer fills: no per-packet postMessage.
  *
  * Wake-ups are the fixed cost of a thread on a virtual machine (~0.1 ms of CPU each, measured), so while audio
@@ -62,7 +62,7 @@ export interface WorkerPoolOptions {
   /**
    * Output is MP3: each worker stream-encodes its tracks while recording (src/sinks/mp3-stream.ts), so at stop
    * only the tail is left. `maxStreams` (pool-wide, default 48 ≈ 62 MiB of encoder RSS) caps the encoders;
-   * `budgetMsPerTick` (default 5 of every 10 ms tick) caps their CPU. Tracks beyond are encoded after stop.
+   * `budgetMsPerTick` (default: half of each tick, i.e. 10 of every 20 ms) caps their CPU. Tracks beyond are encoded after stop.
    */
   mp3?: { bitrateKbps: number; mono: boolean; maxStreams?: number; budgetMsPerTick?: number };
   /**

@@ -2,7 +2,7 @@
  * Messages between the pool (main thread) and its workers.
  *
  * Audio travels in batches: the main thread appends packets to one ArrayBuffer per worker and transfers it
- * every ~10 ms (or when it fills), so there is no per-packet postMessage / structured clone.
+ * every ~20 ms (or when it fills), so there is no per-packet postMessage / structured clone.
  * Batch record layout (little-endian):
  *   u32 trackId | u32 ssrc | u16 sequence | u16 opusLength | u32 timestamp | f64 arrivalMs | opus bytes
  */

@@ -3,7 +3,7 @@
  *
  * It unpacks batches into Track.push(), and ticks to release jitter-buffer deadlines and flush pending audio,
  * and reports status about twice a second. While audio flows, a tick follows each batch (the pool sends one
- * every ~10 ms), so the thread wakes once per batch instead of twice (a wake-up costs ~0.1 ms of CPU on a
+ * every ~20 ms), so the thread wakes once per batch instead of twice (a wake-up costs ~0.1 ms of CPU on a
  * virtual machine); a timer ticks only when no batch came for tickMs (silence, or the end of the recording).
  */
 import { parentPort, workerData } from 'node:worker_threads';
