@@ -12,7 +12,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { CHANNELS, FRAME_SAMPLES, SAMPLE_RATE } from './types.ts';
+import { CHANNELS, FRAME_SAMPLES, MAX_FRAME_SAMPLES, MAX_PACKET_BYTES, SAMPLE_RATE } from './types.ts';
 import { loadNativeOpus, nativeOpusUnavailable } from './opus-native.ts';
 
 /** The slice of the WebAssembly JS API we use (tsconfig's lib has no DOM/WebAssembly typings). */
@@ -35,10 +35,6 @@ interface OpusExports {
   _initialize?: () => void;
 }
 
-/** Largest Opus packet we accept (RFC 6716 allows 1275 bytes per frame, up to 48 frames; Discord sends < 1500). */
-const MAX_PACKET_BYTES = 8192;
-/** 120 ms at 48 kHz: the longest frame a packet can hold. */
-const MAX_FRAME_SAMPLES = 5760;
 const OPUS_RESET_STATE = 4028;
 
 /** A detected SIMD-capable engine loads simd.wasm, else the scalar build (same test as @evan/opus). */

@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CHANNELS, FRAME_SAMPLES } from './types.ts';
+import { CHANNELS, FRAME_SAMPLES, MAX_FRAME_SAMPLES, MAX_PACKET_BYTES } from './types.ts';
 import type { OpusDecoders, StreamDecoder } from './opus-decoder.ts';
 
 /** The addon's exports (see native/opus-fec.c). */
@@ -20,10 +20,6 @@ interface OpusAddon {
   reset(decoder: object): void;
   version(): string;
 }
-
-/** 120 ms at 48 kHz: the longest frame a packet can hold. */
-const MAX_FRAME_SAMPLES = 5760;
-const MAX_PACKET_BYTES = 8192;
 
 /** Where `npm install` leaves the addon: <package root>/build/Release/dvrec_opus.node (from src/sinks or dist/src/sinks). */
 function addonPath(): string | null {

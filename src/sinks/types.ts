@@ -13,6 +13,10 @@ export const CHANNELS = 2;
 export const BYTES_PER_SAMPLE_FRAME = CHANNELS * 2;
 /** Discord clients send 20 ms Opus frames. */
 export const FRAME_SAMPLES = 960;
+/** 120 ms at 48 kHz: the longest frame an Opus packet can hold (both decoders size their output by it). */
+export const MAX_FRAME_SAMPLES = 5760;
+/** Largest Opus packet we decode (RFC 6716 allows 1275 bytes per frame, up to 48 frames; Discord sends < 1500). */
+export const MAX_PACKET_BYTES = 8192;
 
 /** One Opus frame as it left the receiver: transport- and DAVE-decrypted, RTP metadata kept. */
 export interface AudioPacket {
