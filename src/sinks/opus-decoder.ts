@@ -224,26 +224,3 @@ export class OpusStreamDecoder implements StreamDecoder {
     return this.wasm.pcmView(n);
   }
 }
-
-/**
- * Samples per channel (48 kHz) in an Opus packet, from its TOC byte (RFC 6716 §3.1), without decoding.
- * Returns 0 for a malformed packet.
- */
-export function opusPacketSamples(packet: Uint8Array): number {
-  if (packet.length < 1) return 0;
-  const toc = packet[0]!;
-  const config = toc >> 3;
-  let frame: number;
-  if (config < 12) frame = [480, 960, 1920, 2880][config & 3]!; // SILK: 10/20/40/60 ms
-  else if (config < 16) frame = (config & 1) === 0 ? 480 : 960; // hybrid: 10/20 ms
-  else frame = [120, 240, 480, 960][config & 3]!; // CELT: 2.5/5/10/20 ms
-  const code = toc & 3;
-  let count: number;
-  if (code === 0) count = 1;
-  else if (code === 3) {
-    if (packet.length < 2) return 0;
-    count = packet[1]! & 0x3f;
-  } else count = 2;
-  const total = frame * count;
-  return total > MAX_FRAME_SAMPLES || total === 0 ? 0 : total;
-}

@@ -136,15 +136,6 @@ export function opusHasFec(packet: Uint8Array): boolean {
   return lbrr;
 }
 
-/** Samples (48 kHz) in ONE frame of the packet, from its TOC (RFC 6716 §3.1); a packet may hold several. */
-export function opusFrameSamples(packet: Uint8Array): number {
-  if (packet.length < 1) return 0;
-  const config = packet[0]! >> 3;
-  if (config < 12) return [480, 960, 1920, 2880][config & 3]!;
-  if (config < 16) return (config & 1) === 0 ? 480 : 960;
-  return [120, 240, 480, 960][config & 3]!;
-}
-
 /** True for CELT-only packets (TOC config 16–31), such as the F8 FF FE silence frame. */
 export function isCeltOnly(packet: Uint8Array): boolean {
   return packet.length > 0 && packet[0]! >> 3 >= 16;

@@ -15,17 +15,16 @@
  *              libopus rejects (corrupt) is replaced by a frame of PLC
  */
 import type { TrackStats } from './types.ts';
-import { BYTES_PER_SAMPLE_FRAME, FRAME_SAMPLES, SAMPLE_RATE, copyStats, emptyStats } from './types.ts';
+import { BYTES_PER_SAMPLE_FRAME, FRAME_SAMPLES, MAX_FRAME_SAMPLES, SAMPLE_RATE, copyStats, emptyStats } from './types.ts';
 import { JitterBuffer, type JitterPacket, type Release } from './jitter-buffer.ts';
 import { StreamClock, type ClockSample } from './clock.ts';
 import { CaptureWriter } from './capture-writer.ts';
-import { opusPacketSamples, type StreamDecoder, type OpusDecoders } from './opus-decoder.ts';
-import { isCeltOnly, opusFrameSamples, opusHasFec } from './opus-fec.ts';
+import type { StreamDecoder, OpusDecoders } from './opus-decoder.ts';
+import { isCeltOnly, opusHasFec } from './opus-fec.ts';
+import { opusFrameSamples, opusPacketSamples } from './formats/opus-packet.ts';
 import { stretchFrame } from './stretch.ts';
 
 const SAMPLES_PER_MS = SAMPLE_RATE / 1000;
-/** The longest Opus packet: 120 ms. */
-const MAX_PACKET_SAMPLES = 5760;
 /**
  * Positions this far behind the track's clock are final even where nothing was written (a pause): the jitter
  * buffer releases everything within its playout delay (later packets are dropped as late) and a new spurt
@@ -344,7 +343,7 @@ export class Track {
 
   /** Room for one stretched frame (allocated on the first drift correction, then reused). */
   private scratch(): Int16Array {
-    return (this.stretchBuf ??= new Int16Array((MAX_PACKET_SAMPLES + 16) * 2));
+    return (this.stretchBuf ??= new Int16Array((MAX_FRAME_SAMPLES + 16) * 2));
   }
 
   /**

@@ -1,10 +1,16 @@
 /** Opus packet facts needed to place packets on the timeline (RFC 6716 section 3.1). */
+import { MAX_FRAME_SAMPLES } from '../types.ts';
 
 /** Samples at 48 kHz of one frame for each TOC config (0..31). */
 function frameSamples(config: number): number {
   if (config < 12) return [480, 960, 1920, 2880][config & 3]!; // SILK: 10/20/40/60 ms
   if (config < 16) return [480, 960][config & 1]!; // Hybrid: 10/20 ms
   return [120, 240, 480, 960][config & 3]!; // CELT: 2.5/5/10/20 ms
+}
+
+/** Samples (48 kHz) of ONE frame of a packet, from its TOC byte; 0 for an empty packet. */
+export function opusFrameSamples(p: Uint8Array): number {
+  return p.length < 1 ? 0 : frameSamples(p[0]! >> 3);
 }
 
 /** Total samples (48 kHz) a packet decodes to, or 0 when the packet is malformed. */
@@ -21,7 +27,7 @@ export function opusPacketSamples(p: Uint8Array): number {
     frames = p[1]! & 0x3f;
   }
   const total = per * frames;
-  return frames > 0 && total <= 5760 ? total : 0; // RFC: at most 120 ms per packet
+  return frames > 0 && total <= MAX_FRAME_SAMPLES ? total : 0; // RFC: at most 120 ms per packet
 }
 
 /**
