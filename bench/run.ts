@@ -191,7 +191,8 @@ async function main(): Promise<void> {
       results.baseline = await ladderRun('baseline');
     }
   } finally {
-    rmSync(workDir, { recursive: true, force: true });
+    if (process.env.DVREC_BENCH_KEEP) log(`kept ${workDir} (DVREC_BENCH_KEEP)`);
+    else rmSync(workDir, { recursive: true, force: true });
   }
   const wallS = (Date.now() - started) / 1000;
   const { table, markdown } = renderReport(results, wallS);

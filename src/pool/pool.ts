@@ -34,7 +34,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { CAPTURE_DIR } from '../sinks/capture-layout.ts';
 import type { AudioPacket, AudioSink, RtcpPacket, TrackStats } from '../sinks/types.ts';
-import { copyStats, emptyStats } from '../sinks/types.ts';
+import { PRIMING_MS, copyStats, emptyStats } from '../sinks/types.ts';
 import type { TrackResume } from '../sinks/track.ts';
 import type { Mp3StreamReport } from '../sinks/mp3-stream.ts';
 import { RECORD_HEADER_BYTES, type FromWorker, type ToWorker, type TrackStatusReport, type WorkerInit } from './protocol.ts';
@@ -263,12 +263,13 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
   /**
    * Recording-clock milliseconds before which every packet handed to {@link onAudio} is on disk, as confirmed
    * by the workers' last status reports (each worker flushes before it reports): the slowest worker's flush
-   * instant minus the jitter buffer's hold. −Infinity until every worker has reported once.
+   * instant minus the jitter buffer's longest hold (a talk spurt's priming window). −Infinity until every
+   * worker has reported once.
    */
   get flushedMs(): number {
     let min = Infinity;
     for (const s of this.slots) min = Math.min(min, s.flushedMs);
-    return min - this.opts.playoutDelayMs;
+    return min - Math.max(this.opts.playoutDelayMs, PRIMING_MS);
   }
 
   /** Number of workers. */

@@ -49,7 +49,7 @@ export interface TrackStatusReport extends TrackSummary {
 export type FromWorker =
   /**
    * `flushedMs`: every track of this worker has written to disk all audio released before this worker-clock
-   * instant, so everything that arrived before `flushedMs − playoutDelayMs` is durable (the pool's heartbeat
+   * instant, so everything that arrived before `flushedMs − max(playoutDelayMs, PRIMING_MS)` is durable (the pool's heartbeat
    * for the journal).
    */
   | { type: 'status'; tracks: TrackStatusReport[]; flushedMs: number }

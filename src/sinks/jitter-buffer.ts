@@ -13,8 +13,11 @@
  *   after the first later packet arrived; then the missing ones are declared lost and the next present packet
  *   is released with `lost = n`.
  * - Priming: the first packet of a stream, and the first packet after a long timestamp jump (a new talk
- *   spurt), is held `playoutDelayMs` so that packets reordered ahead of it can still get in and so the clock
- *   can anchor on the least-delayed packet of that window ({@link JitterBuffer.held}).
+ *   spurt), is held `primingMs` so that packets reordered ahead of it can still get in and so the clock
+ *   can anchor on the least-delayed packet of that window ({@link JitterBuffer.held}). The window is longer
+ *   than a gap's hold because arrival times are taken by a busy process: when hundreds of members start in
+ *   the same instant the first ~150 ms of their packets are all stamped late (the receiving thread is
+ *   working through the burst), and an anchor taken only on those places the spurt tens of ms late.
  * - A packet older than the release point is `late` (or `duplicate` if it was released already); a second
  *   copy of a buffered packet is `duplicate`. Both are dropped.
  *
@@ -43,8 +46,10 @@ export interface Release<P extends JitterPacket> {
 }
 
 export interface JitterBufferOptions {
-  /** How long a gap or a priming window is held open for late packets (ms). Default 60. */
+  /** How long a gap is held open for late packets (ms). Default 60. */
   playoutDelayMs?: number;
+  /** How long the first packet of a stream or talk spurt is held (the clock's anchoring window, ms). Default playoutDelayMs. */
+  primingMs?: number;
   /** Timestamp jump (samples) beyond which the next packet starts a new spurt and is primed. Default 48000 (1 s). */
   resyncSamples?: number;
   /** Slots; packets further ahead than this force the gap in front of them to be given up. Default 64. */
@@ -74,6 +79,7 @@ type State = 'empty' | 'priming' | 'running';
 export class JitterBuffer<P extends JitterPacket = JitterPacket> {
   readonly counters: JitterCounters = { late: 0, duplicate: 0, lost: 0 };
   private readonly delayMs: number;
+  private readonly primingMs: number;
   private readonly resyncSamples: number;
   private readonly capacity: number;
   private readonly maxLossRun: number;
@@ -101,6 +107,7 @@ export class JitterBuffer<P extends JitterPacket = JitterPacket> {
 
   constructor(opts: JitterBufferOptions = {}) {
     this.delayMs = opts.playoutDelayMs ?? 60;
+    this.primingMs = opts.primingMs ?? this.delayMs;
     this.resyncSamples = opts.resyncSamples ?? 48_000;
     let cap = 1;
     while (cap < (opts.capacity ?? 64)) cap <<= 1;
@@ -122,7 +129,7 @@ export class JitterBuffer<P extends JitterPacket = JitterPacket> {
     if (this.state === 'empty') {
       this.state = 'priming';
       this.nextSeq = seq;
-      this.deadline = p.arrivalMs + this.delayMs;
+      this.deadline = p.arrivalMs + this.primingMs;
       this.resyncNext = true;
       this.store(seq, p);
       return true;
@@ -230,7 +237,7 @@ export class JitterBuffer<P extends JitterPacket = JitterPacket> {
       // Contiguous. A long timestamp jump means a new talk spurt: prime it (hold for packets reordered ahead
       // of it, and give the clock a window to anchor on) unless we are draining.
       if (this.haveLast && !this.resyncNext && tsDiff(head.timestamp, this.lastTs) > this.resyncSamples) {
-        if (this.deadline === Infinity) this.deadline = head.arrivalMs + this.delayMs;
+        if (this.deadline === Infinity) this.deadline = head.arrivalMs + this.primingMs;
         if (!drain && nowMs < this.deadline && this.count < this.capacity / 2) return null;
         this.resyncNext = true;
       }

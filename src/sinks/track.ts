@@ -15,7 +15,7 @@
  *              libopus rejects (corrupt) is replaced by a frame of PLC
  */
 import type { TrackStats } from './types.ts';
-import { BYTES_PER_SAMPLE_FRAME, FRAME_SAMPLES, MAX_FRAME_SAMPLES, SAMPLE_RATE, copyStats, emptyStats } from './types.ts';
+import { BYTES_PER_SAMPLE_FRAME, FRAME_SAMPLES, MAX_FRAME_SAMPLES, PRIMING_MS, SAMPLE_RATE, copyStats, emptyStats } from './types.ts';
 import { JitterBuffer, type JitterPacket, type Release } from './jitter-buffer.ts';
 import { StreamClock, type ClockSample } from './clock.ts';
 import { CaptureWriter } from './capture-writer.ts';
@@ -67,6 +67,8 @@ export interface TrackOptions {
   packetLogPath?: string;
   wasm: OpusDecoders;
   playoutDelayMs?: number;
+  /** Hold of a stream's or talk spurt's first packet (ms). Default {@link PRIMING_MS}. */
+  primingMs?: number;
   /** Longest gap concealed with FEC/PLC (ms). Default 100. */
   maxConcealMs?: number;
   flushMs?: number;
@@ -113,6 +115,7 @@ export class Track {
   private readonly streams = new Map<number, Stream>();
   private readonly ssrcs: number[];
   private readonly delayMs: number;
+  private readonly primingMs: number;
   private readonly maxConcealSamples: number;
   private readonly streamIdleMs: number;
   private startPos: number | null;
@@ -137,6 +140,7 @@ export class Track {
   constructor(opts: TrackOptions) {
     this.wasm = opts.wasm;
     this.delayMs = opts.playoutDelayMs ?? 60;
+    this.primingMs = opts.primingMs ?? PRIMING_MS;
     this.maxConcealSamples = Math.round((opts.maxConcealMs ?? 100) * SAMPLES_PER_MS);
     this.streamIdleMs = opts.streamIdleMs ?? 30_000;
     this.writer = new CaptureWriter(opts.capturePath, {
@@ -235,7 +239,7 @@ export class Track {
   private openStream(ssrc: number): Stream {
     const s: Stream = {
       ssrc,
-      jb: new JitterBuffer<TrackPacket>({ playoutDelayMs: this.delayMs }),
+      jb: new JitterBuffer<TrackPacket>({ playoutDelayMs: this.delayMs, primingMs: this.primingMs }),
       decoder: this.wasm.newDecoder(),
       clock: new StreamClock(),
       endExt: null,

@@ -85,3 +85,14 @@ export function copyStats(s: Partial<TrackStats>): TrackStats {
     fec: s.fec ?? 0,
   };
 }
+
+/**
+ * How long the first packet of a stream or talk spurt is held before it is placed: the clock anchors on the
+ * least-delayed packet of this window (clock.ts). A gap is held only playoutDelayMs, but arrival times are
+ * stamped by the receiving thread, and when hundreds of members start at once the first ~150 ms of their
+ * packets are all stamped late while that thread works through the burst (measured at 500 simultaneous
+ * starters: anchors up to 70 ms late with a 60 ms window, which the clock then had to pull back by resampling
+ * for 10+ s). 250 ms reaches past such a burst; a recorder has no use for low latency, and the hold is opus
+ * packets, not PCM.
+ */
+export const PRIMING_MS = 250;
