@@ -549,3 +549,25 @@ test('track: a new SSRC for the same user (rejoin) continues in the same file at
   }
   assert.equal(n, 100);
 });
+
+test('track: a spurt whose first packets were stamped late (a receiving thread busy with a burst) is placed by its on-time packets', () => {
+  // The receiving thread stamps arrival. When hundreds of members start at once it works through a burst: the
+  // first packets of a stream are stamped up to 70 ms late, the lateness shrinking as it catches up (5 ms per
+  // packet here, gone after 280 ms). The anchor must come from the packets after the burst, not from the first
+  // few (a 60 ms window would place this spurt 50 ms late and then resample it back for seconds).
+  const d = tmp();
+  const spec = { userId: 'u', ssrc: 5, firstSeq: 100, firstTs: 123_456, startMs: 1000, spurts: [{ tsOffset: 0, packets: encodeTone(440, 100) }] };
+  const onTime = buildStream(spec);
+  const busy = onTime.map((p, i) => ({ ...p, arrivalMs: p.arrivalMs + Math.max(0, 70 - 5 * i) }));
+  runTrack(join(d, 'a.wav'), onTime, 4000);
+  const s = runTrack(join(d, 'b.wav'), busy, 4000);
+  const a = readCaptureLeft(join(d, 'a.wav')).left;
+  const b = readCaptureLeft(join(d, 'b.wav')).left;
+  const onA = onset(a, 440);
+  const onB = onset(b, 440);
+  assert.ok(Math.abs(onA - 48_000) <= FRAME, `reference onset ${onA} ≈ 48000`);
+  assert.ok(Math.abs(onB - onA) <= 48, `onset with a busy start ${onB} vs ${onA} (samples)`);
+  // Same anchor, so nothing to correct afterwards: the audio is the same sample for sample.
+  assert.ok(Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength)), 'identical audio');
+  assert.equal(s.received, 100);
+});

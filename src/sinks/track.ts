@@ -402,10 +402,14 @@ export class Track {
     return true;
   }
 
-  /** The released packet plus what the jitter buffer still holds of the same spurt. */
+  /**
+   * The released packet plus what the jitter buffer still holds of the same spurt: everything that came in
+   * during the priming hold (up to twice its length of audio, as the first packets may have been stamped late
+   * and the rest caught up), and nothing of a later spurt (that would be a timestamp jump of over 1 s).
+   */
   private *windowOf(s: Stream, p: TrackPacket): IterableIterator<ClockSample> {
     yield { timestamp: p.timestamp, arrivalMs: p.arrivalMs, samples: opusPacketSamples(p.opus) || FRAME_SAMPLES };
-    const horizon = this.delayMs * SAMPLES_PER_MS * 2;
+    const horizon = Math.max(this.delayMs, this.primingMs) * SAMPLES_PER_MS * 2;
     for (const h of s.jb.held()) {
       const d = (h.timestamp - p.timestamp) | 0;
       if (d > 0 && d <= horizon) {
