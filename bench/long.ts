@@ -24,7 +24,7 @@
  * encoded by @discordjs/opus the way Discord clients send (48 kHz stereo, 20 ms, 64 kbps, in-band FEC on).
  * Speakers talk continuously (the worst case for decoding); arrival times carry 0–8 ms of seeded jitter.
  */
-import { mkdirSync, linkSync, readdirSync, rmSync, statSync, existsSync } from 'node:fs';
+import { mkdirSync, linkSync, readdirSync, readFileSync, rmSync, statSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as yieldLoop, setTimeout as sleep } from 'node:timers/promises';
 import { WorkerPool } from '../src/pool/pool.ts';
@@ -89,6 +89,11 @@ export interface LongResult {
   /** Cost of just generating the packets here (measured with no pool), per speaker-hour. */
   synthCpuPerSpeakerHour: number;
   captureBytes: number;
+  /**
+   * Dirty + writeback page cache at the stop (/proc/meminfo, MiB): what the WAV finish's syncs have to write out.
+   * The captures start writeback every 4 MiB (src/sinks/capture-writer.ts); without that, this feed left 1.5–2.3 GB.
+   */
+  dirtyAtStopMiB: number | null;
   lost: number;
   concealed: number;
   finishes: FinishTiming[];
@@ -217,6 +222,18 @@ function journalFor(format: AudioFormat, userIds: string[], stats: Map<string, {
   };
 }
 
+/** Dirty + Writeback from /proc/meminfo (MiB), or null where there is none. */
+function pageCacheDirtyMiB(): number | null {
+  try {
+    const m = readFileSync('/proc/meminfo', 'utf8');
+    const kb = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(m)?.[1] ?? NaN);
+    const v = (kb('Dirty') + kb('Writeback')) / 1024;
+    return Number.isFinite(v) ? v : null;
+  } catch {
+    return null;
+  }
+}
+
 /** Runs part 1. */
 export async function runLong(o: LongOptions): Promise<LongResult> {
   rmSync(o.dir, { recursive: true, force: true });
@@ -267,6 +284,7 @@ export async function runLong(o: LongOptions): Promise<LongResult> {
 
   // ---- stop ----
   const endMs = 500 + o.durationS * 1000 + 500;
+  const dirtyAtStopMiB = pageCacheDirtyMiB();
   const tStop = performance.now();
   const stats = await pool.cleanup(endMs);
   const cleanupS = (performance.now() - tStop) / 1000;
@@ -329,6 +347,7 @@ export async function runLong(o: LongOptions): Promise<LongResult> {
     packets: sent,
     feedWallS,
     speedX: o.durationS / feedWallS,
+    dirtyAtStopMiB,
     workerCpuS: cpu1.worker - cpu0.worker,
     mainCpuS: cpu1.main - cpu0.main,
     otherCpuS: cpu1.other - cpu0.other,

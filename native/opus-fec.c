@@ -116,12 +116,16 @@ static napi_value version(napi_env env, napi_callback_info info) {
   return s;
 }
 
+/* native/writeback.c: the addon's one helper that is not about Opus (the same build, so no second addon). */
+napi_value dvrec_start_writeback(napi_env env, napi_callback_info info);
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"create", NULL, create, NULL, NULL, NULL, napi_default, NULL},
     {"decode", NULL, decode, NULL, NULL, NULL, napi_default, NULL},
     {"reset", NULL, reset, NULL, NULL, NULL, napi_default, NULL},
     {"version", NULL, version, NULL, NULL, NULL, napi_default, NULL},
+    {"startWriteback", NULL, dvrec_start_writeback, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

@@ -1,7 +1,8 @@
 /**
  * The native Opus decoder (native/opus-fec.c, built by `npm install`) must be a drop-in for the WebAssembly one:
  * the same libopus, so the same PCM sample for sample — for normal decoding, in-band FEC recovery and PLC —
- * from real Opus packets of a known tone. And the pool must actually use it where it is built.
+ * from real Opus packets of a known tone. And the pool must actually use it where it is built. The addon's other
+ * export, the writeback helper the capture writer uses (native/writeback.c), is checked at the end.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,6 +10,10 @@ import { OpusWasm, createOpusDecoders, type StreamDecoder } from '../src/sinks/o
 import { loadNativeOpus, nativeOpusUnavailable } from '../src/sinks/opus-native.ts';
 import { FRAME, encodeTone } from './sink-fixtures.ts';
 import { needs } from './strict.ts';
+import { addon, nativeAddonUnavailable } from '../src/sinks/native-addon.ts';
+import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { constants as osConstants, tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 /** Copies (the decoders return views of a shared buffer). */
 function copy(pcm: Uint8Array | null): Uint8Array | null {
@@ -111,5 +116,21 @@ test('the pool decodes natively where the addon is built (DVREC_OPUS selects; wa
   } finally {
     if (saved === undefined) delete process.env.DVREC_OPUS;
     else process.env.DVREC_OPUS = saved;
+  }
+});
+
+test('native writeback helper: starts writeback of a written range (0), reports a bad fd or range as an errno, never throws', (t) => {
+  const a = addon();
+  if (needs(t, a !== null, `native addon ${nativeAddonUnavailable}`)) return;
+  const dir = mkdtempSync(join(tmpdir(), 'dvrec-wb-'));
+  try {
+    const fd = openSync(join(dir, 'f'), 'w');
+    writeSync(fd, Buffer.alloc(1 << 20, 1));
+    assert.equal(a!.startWriteback(fd, 0, 1 << 20), 0);
+    assert.equal(a!.startWriteback(fd, -1, 10), osConstants.errno.EINVAL, 'negative offset');
+    closeSync(fd);
+    assert.equal(a!.startWriteback(fd, 0, 10), osConstants.errno.EBADF, 'closed fd');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { JitterBuffer, seqDiff, type JitterPacket } from '../src/sinks/jitter-buffer.ts';
 import { StreamClock } from '../src/sinks/clock.ts';
 import { OpusWasm } from '../src/sinks/opus-decoder.ts';
-import { CaptureWriter } from '../src/sinks/capture-writer.ts';
+import { CaptureWriter, WRITEBACK_BYTES } from '../src/sinks/capture-writer.ts';
 import { Track } from '../src/sinks/track.ts';
 import type { AudioPacket } from '../src/sinks/types.ts';
 import { opusHasFec } from '../src/sinks/opus-fec.ts';
@@ -269,6 +269,36 @@ test('capture writer: positional, holes are silence, 0600, packet log records, e
   assert.equal(w2.writtenEnd, 24_000);
   w2.close();
   assert.equal(statSync(path).size, 44 + 24_000 * 4);
+});
+
+test('capture writer: writeback is started as the capture grows, over everything written, at most 4 MiB behind', () => {
+  const d = tmp();
+  const calls: { offset: number; length: number }[] = [];
+  const w = new CaptureWriter(join(d, 'wb.wav'), { startWriteback: (_fd, offset, length) => calls.push({ offset, length }) });
+  const frame = new Uint8Array(960 * 4).fill(3);
+  const frames = 3000; // 60 s of audio, 11.5 MB
+  let maxBehind = 0;
+  for (let i = 0; i < frames; i++) {
+    w.write(i * 960, frame, i * 20);
+    w.flushIfDue(i * 20);
+    const started = calls.reduce((n, c) => n + c.length, 0);
+    // What was written and not yet handed to writeback (the pending buffer is not written yet: not counted).
+    maxBehind = Math.max(maxBehind, statSync(join(d, 'wb.wav')).size - 44 - started);
+  }
+  w.close();
+  assert.ok(calls.length >= 2, `${calls.length} writeback calls`);
+  let next = 44;
+  for (const c of calls) {
+    assert.equal(c.offset, next, 'ranges follow each other without gaps or overlap');
+    assert.ok(c.length >= WRITEBACK_BYTES, `range of ${c.length} bytes`);
+    next = c.offset + c.length;
+  }
+  assert.ok(maxBehind < WRITEBACK_BYTES, `at most ${maxBehind} bytes written and not yet handed to writeback`);
+  // Without the hook (no addon), nothing is attempted and the capture is the same.
+  const w2 = new CaptureWriter(join(d, 'plain.wav'), { startWriteback: null });
+  for (let i = 0; i < frames; i++) w2.write(i * 960, frame, i * 20);
+  w2.close();
+  assert.ok(readFileSync(join(d, 'plain.wav')).equals(readFileSync(join(d, 'wb.wav'))));
 });
 
 test('track: tone at the right place across seq wraparound, exact silence in pauses, exact length', () => {

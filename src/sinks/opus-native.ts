@@ -6,52 +6,12 @@
  * see test/opus-native.test.ts), for ~1/3 less CPU per packet, which is most of what a recorder spends. Absent
  * addon → `loadNativeOpus()` returns null and the caller uses wasm.
  */
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { CHANNELS, FRAME_SAMPLES, MAX_FRAME_SAMPLES, MAX_PACKET_BYTES } from './types.ts';
 import type { OpusDecoders, StreamDecoder } from './opus-decoder.ts';
+import { addon, type OpusAddon } from './native-addon.ts';
 
-/** The addon's exports (see native/opus-fec.c). */
-interface OpusAddon {
-  create(): object;
-  decode(decoder: object, packet: Uint8Array | null, decodeFec: number, out: Int16Array, frameSize: number): number;
-  reset(decoder: object): void;
-  version(): string;
-}
-
-/** Where `npm install` leaves the addon: <package root>/build/Release/dvrec_opus.node (from src/sinks or dist/src/sinks). */
-function addonPath(): string | null {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++) {
-    const p = join(dir, 'build', 'Release', 'dvrec_opus.node');
-    if (existsSync(p)) return p;
-    if (existsSync(join(dir, 'package.json'))) return null;
-    dir = dirname(dir);
-  }
-  return null;
-}
-
-let cached: OpusAddon | null | undefined;
 /** Why the addon is not in use (for `dvrec doctor`), once {@link loadNativeOpus} returned null. */
-export let nativeOpusUnavailable = '';
-
-/** The addon, or null when it was not built or does not load here. */
-function addon(): OpusAddon | null {
-  if (cached !== undefined) return cached;
-  cached = null;
-  const p = addonPath();
-  if (p === null) nativeOpusUnavailable = 'not built (npm install builds it when a C compiler is present)';
-  else {
-    try {
-      cached = createRequire(import.meta.url)(p) as OpusAddon;
-    } catch (e) {
-      nativeOpusUnavailable = `does not load: ${(e as Error).message.split('\n')[0]}`;
-    }
-  }
-  return cached;
-}
+export { nativeAddonUnavailable as nativeOpusUnavailable } from './native-addon.ts';
 
 /** Native decoders for one thread; null when the addon is unavailable. */
 export function loadNativeOpus(): NativeOpus | null {
