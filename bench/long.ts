@@ -91,7 +91,7 @@ export interface LongResult {
   captureBytes: number;
   /**
    * Dirty + writeback page cache at the stop (/proc/meminfo, MiB): what the WAV finish's syncs have to write out.
-   * The captures start writeback every 4 MiB (src/sinks/capture-writer.ts); without that, this feed left 1.5–2.3 GB.
+   * The captures start writeback about every MiB (src/sinks/capture-writer.ts); without that, this feed left 1.5–2.3 GB.
    */
   dirtyAtStopMiB: number | null;
   lost: number;

@@ -234,7 +234,7 @@ export function renderReport(r: BenchResults, wallS: number): { table: string; m
         `production WorkerPool with \`clock: 'packets'\` at ${f(L.speedX, 1)}× real time ` +
         `(${L.packets.toLocaleString('en')} packets, ${f(L.captureBytes / 2 ** 30, 2)} GiB of captures, lost ${L.lost}, concealed ${L.concealed}). ` +
         `Page cache not yet on disk at the stop: ${L.dirtyAtStopMiB === null ? 'n/a' : `${f(L.dirtyAtStopMiB, 0)} MiB`} (the captures start ` +
-        `writeback every 4 MiB with the native addon; without it this feed left 1.5–2.3 GB, and syncing that took 1.3–2.5 s of the stop → WAV time).`,
+        `writeback about every MiB with the native addon; without it this feed left 1.5–2.3 GB, and syncing that took 1.3–2.5 s of the stop → WAV time).`,
       '',
       table(
         ['', 'value'],

@@ -7,7 +7,7 @@
  * contiguous, or when the buffer fills. Files are created 0o600 and opened without truncation, so a replaced
  * worker continues in the same file.
  *
- * Every WRITEBACK_BYTES of audio, the kernel is asked to start writing what was written to disk (without waiting:
+ * Every ~WRITEBACK_BYTES of audio, the kernel is asked to start writing what was written to disk (without waiting:
  * native/writeback.c). The finish at stop syncs each file before renaming it into place, and that sync writes out
  * whatever the page cache still holds of the capture: left to the kernel that was 1.5–2.3 GB at the stop of
  * 10 × 1 h fed at ~100× real time (1.3–2.5 s of syncing), and the kernel does not reliably write back the older
@@ -21,8 +21,20 @@ import { addon } from './native-addon.ts';
 
 const PENDING_BYTES = 64 * 1024;
 const OPEN_FLAGS = constants.O_RDWR | constants.O_CREAT;
-/** Audio bytes after which writeback of what was written is started (4 MiB: ~22 s of one track). */
-export const WRITEBACK_BYTES = 4 * 1024 * 1024;
+/**
+ * Audio bytes after which writeback of what was written is started: on average 1 MiB (~5.5 s of one track), each
+ * time drawn between 0.5 and 1.5 MiB. The spread matters: tracks that start together (hundreds of members at once)
+ * would otherwise all hand the kernel their range in the same instant, every time — at 500 tracks, 2 GB at once
+ * with 4 MiB ranges, which stalled the disk queue long enough for the main thread's journal write to block and
+ * the kernel to drop datagrams. Spread out, it is a steady trickle far below what the disk takes.
+ */
+export const WRITEBACK_BYTES = 1024 * 1024;
+/** The most a writer can have written and not yet handed to writeback (the largest drawn range). */
+export const WRITEBACK_MAX_BYTES = WRITEBACK_BYTES * 1.5;
+
+function nextWritebackBytes(): number {
+  return Math.round(WRITEBACK_BYTES * (0.5 + Math.random()));
+}
 
 /** Starts writing a byte range of a file to disk without waiting for it (advisory: errors are ignored). */
 export type StartWriteback = (fd: number, offset: number, length: number) => void;
@@ -109,6 +121,8 @@ export class CaptureWriter {
   /** Byte range of the capture written since writeback was last started (lo = Infinity: none). */
   private dirtyLo = Infinity;
   private dirtyHi = 0;
+  /** Size of the range at which the next writeback starts (see WRITEBACK_BYTES). */
+  private writebackAt = nextWritebackBytes();
 
   constructor(path: string, opts: CaptureWriterOptions = {}) {
     this.path = path;
@@ -200,10 +214,11 @@ export class CaptureWriter {
     if (this.startWriteback === null) return;
     if (offset < this.dirtyLo) this.dirtyLo = offset;
     if (offset + len > this.dirtyHi) this.dirtyHi = offset + len;
-    if (this.dirtyHi - this.dirtyLo >= WRITEBACK_BYTES) {
+    if (this.dirtyHi - this.dirtyLo >= this.writebackAt) {
       this.startWriteback(this.fd, this.dirtyLo, this.dirtyHi - this.dirtyLo);
       this.dirtyLo = Infinity;
       this.dirtyHi = 0;
+      this.writebackAt = nextWritebackBytes();
     }
   }
 
