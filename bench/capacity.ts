@@ -224,8 +224,9 @@ function checkAudio(x: Int16Array, hz: number, endSample: number): { blocks: num
   const mid = Math.max(0, Math.floor((onset + end) / 2) - 24_000);
   // Whose tone it is: the strongest frequency within ±10 Hz of the member's must be the member's, allowing for
   // dvrec's drift correction, which resamples a track by up to 0.52 % while it moves its anchor
-  // (src/sinks/clock.ts; at 500 speakers starting in the same 20 ms most tracks are still correcting a congested
-  // first anchor mid-step). The neighbours are 7 Hz (≥ 1.2 %) away, so a ±0.6 % tolerance still tells them apart.
+  // (src/sinks/clock.ts; a talk spurt's anchor is taken over 250 ms so that a congested start rarely needs it, but
+  // a step may still catch a track mid-correction). The neighbours are 7 Hz (≥ 1.2 %) away, so a ±0.6 % tolerance
+  // still tells them apart.
   let own = 0;
   let peakHz = hz;
   for (let f = hz - 10; f <= hz + 10; f += 0.5) {

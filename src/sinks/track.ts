@@ -67,8 +67,6 @@ export interface TrackOptions {
   packetLogPath?: string;
   wasm: OpusDecoders;
   playoutDelayMs?: number;
-  /** Hold of a stream's or talk spurt's first packet (ms). Default {@link PRIMING_MS}. */
-  primingMs?: number;
   /** Longest gap concealed with FEC/PLC (ms). Default 100. */
   maxConcealMs?: number;
   flushMs?: number;
@@ -115,7 +113,6 @@ export class Track {
   private readonly streams = new Map<number, Stream>();
   private readonly ssrcs: number[];
   private readonly delayMs: number;
-  private readonly primingMs: number;
   private readonly maxConcealSamples: number;
   private readonly streamIdleMs: number;
   private startPos: number | null;
@@ -140,7 +137,6 @@ export class Track {
   constructor(opts: TrackOptions) {
     this.wasm = opts.wasm;
     this.delayMs = opts.playoutDelayMs ?? 60;
-    this.primingMs = opts.primingMs ?? PRIMING_MS;
     this.maxConcealSamples = Math.round((opts.maxConcealMs ?? 100) * SAMPLES_PER_MS);
     this.streamIdleMs = opts.streamIdleMs ?? 30_000;
     this.writer = new CaptureWriter(opts.capturePath, {
@@ -239,7 +235,7 @@ export class Track {
   private openStream(ssrc: number): Stream {
     const s: Stream = {
       ssrc,
-      jb: new JitterBuffer<TrackPacket>({ playoutDelayMs: this.delayMs, primingMs: this.primingMs }),
+      jb: new JitterBuffer<TrackPacket>({ playoutDelayMs: this.delayMs, primingMs: PRIMING_MS }),
       decoder: this.wasm.newDecoder(),
       clock: new StreamClock(),
       endExt: null,
@@ -409,7 +405,7 @@ export class Track {
    */
   private *windowOf(s: Stream, p: TrackPacket): IterableIterator<ClockSample> {
     yield { timestamp: p.timestamp, arrivalMs: p.arrivalMs, samples: opusPacketSamples(p.opus) || FRAME_SAMPLES };
-    const horizon = Math.max(this.delayMs, this.primingMs) * SAMPLES_PER_MS * 2;
+    const horizon = Math.max(this.delayMs, PRIMING_MS) * SAMPLES_PER_MS * 2;
     for (const h of s.jb.held()) {
       const d = (h.timestamp - p.timestamp) | 0;
       if (d > 0 && d <= horizon) {
