@@ -458,7 +458,8 @@ describe('live session: the full path with real DAVE under a fuzz storm', () => 
   test('mutations, truncations, replays and garbage built from real datagrams: DAVE session survives, audio continues', async () => {
     const { startSimulator, trustSimulatorCertificate } = await import('../src/simulator/index.ts');
     const { opusLoop } = await import('../src/simulator/opus-cache.ts');
-    const { VoiceSession } = await import('../src/receiver/voice-session.ts');
+    const { loginAndJoin } = await import('../src/commands/join.ts');
+    const { ConnectionTap } = await import('../src/receiver/connection-tap.ts');
     const members = [
       { userId: '200000000000000001', username: 'a', signal: { kind: 'tone' as const, hz: 400 }, spurts: [{ atMs: 100, durationMs: 6000 }] },
       { userId: '200000000000000002', username: 'b', signal: { kind: 'tone' as const, hz: 1000 }, spurts: [{ atMs: 100, durationMs: 6000 }] },
@@ -468,23 +469,25 @@ describe('live session: the full path with real DAVE under a fuzz storm', () => 
     trustSimulatorCertificate(sim);
     const audio = new Map<string, number>();
     const real: Buffer[] = [];
-    let receiver: Receiver | undefined;
-    const session = await VoiceSession.open({ token: TOKEN, apiUrl: sim.apiUrl, guildId: GUILD, channelId: CHANNEL }, {
-      attach: (s) => {
-        const r = new Receiver({
-          sink: { onAudio: (p) => audio.set(p.userId, (audio.get(p.userId) ?? 0) + 1), onRtcp: () => {} },
-          clock: () => s.now(),
-          dave: () => s.dave(),
-        });
-        receiver = r;
-        s.on('cipher', (c) => r.setCipher(c));
-        s.on('speaking', (ssrc, u) => r.mapSsrc(ssrc, u));
-        s.on('datagram', (d) => {
-          r.onDatagram(d);
-          if (real.length < 400 && classifyDatagram(d).kind === 'rtp') real.push(Buffer.from(d));
-        });
-      },
+    const joined = await loginAndJoin({ token: TOKEN, apiUrl: sim.apiUrl, guildId: GUILD, channelId: CHANNEL });
+    // The library's own receive handler stays on the socket, contained (the tap's default): the storm must not
+    // reach it in a form that throws, and must not disturb the tap.
+    const session = new ConnectionTap(joined.connection);
+    const r = new Receiver({
+      sink: { onAudio: (p) => audio.set(p.userId, (audio.get(p.userId) ?? 0) + 1), onRtcp: () => {} },
+      clock: () => session.now(),
+      dave: () => session.dave(),
     });
+    const receiver: Receiver | undefined = r;
+    session.on('cipher', (c) => r.setCipher(c));
+    session.on('speaking', (ssrc, u) => r.mapSsrc(ssrc, u));
+    session.on('datagram', (d) => {
+      r.onDatagram(d);
+      if (real.length < 400 && classifyDatagram(d).kind === 'rtp') real.push(Buffer.from(d));
+    });
+    const ready = new Promise<void>((resolve) => session.on('state', (st) => st.status === 'ready' && resolve()));
+    session.start();
+    await ready;
     try {
       const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
       await sleep(1500);
@@ -528,6 +531,7 @@ describe('live session: the full path with real DAVE under a fuzz storm', () => 
       }
     } finally {
       session.close();
+      joined.leave();
       await sim.close();
     }
   });
@@ -542,7 +546,7 @@ describe('end to end: a recording under heavy hostile traffic', () => {
   test('finishes, members intact, every hostile kind counted in manifest.json', async (t) => {
     const { startSimulator, trustSimulatorCertificate } = await import('../src/simulator/index.ts');
     const { opusLoop } = await import('../src/simulator/opus-cache.ts');
-    const { runRecording } = await import('../src/recording.ts');
+    const { runRecording } = await import('../src/commands/run-recording.ts');
     const members = [
       { userId: '200000000000000011', username: 'ann', displayName: 'Ann', signal: { kind: 'tone' as const, hz: 400 }, spurts: [{ atMs: 200, durationMs: 3200 }] },
       { userId: '200000000000000012', username: 'ben', displayName: 'Ben', signal: { kind: 'tone' as const, hz: 1000 }, spurts: [{ atMs: 300, durationMs: 3000 }] },

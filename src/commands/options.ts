@@ -8,13 +8,13 @@
  */
 import { accessSync, constants, readFileSync, statSync, existsSync, readdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { DvrecError, ExitCode, registerSecret } from '../errors.ts';
+import { DvrecError, UsageError, AuthError, OutputError, registerSecret } from '../errors.ts';
 import type { AudioFormat } from '../sinks/capture-layout.ts';
 import { JOURNAL_FILE, MANIFEST_FILE } from '../sinks/capture-layout.ts';
 import { DEFAULT_MP3_BITRATE_KBPS, MP3_SAMPLE_RATES, defaultMp3BitrateAt, formatBitrates, mp3BitratesAt } from '../sinks/formats/mp3-params.ts';
 
 function usage(message: string): DvrecError {
-  return new DvrecError(message, ExitCode.USAGE);
+  return new UsageError(message);
 }
 
 /** Discord ids are unsigned 64-bit integers written in decimal: 17–20 digits for any id Discord issues. */
@@ -205,17 +205,16 @@ export function checkOutputDir(dir: string, force: boolean): string {
   const abs = resolve(dir);
   if (existsSync(abs)) {
     const st = statSync(abs);
-    if (!st.isDirectory()) throw new DvrecError(`output ${abs} exists and is not a directory`, ExitCode.OUTPUT);
+    if (!st.isDirectory()) throw new OutputError(`output ${abs} exists and is not a directory`);
     try {
       accessSync(abs, constants.W_OK | constants.X_OK);
     } catch {
-      throw new DvrecError(`output directory ${abs} is not writable`, ExitCode.OUTPUT);
+      throw new OutputError(`output directory ${abs} is not writable`);
     }
     const holds = readdirSync(abs).filter((f) => f === MANIFEST_FILE || f === JOURNAL_FILE);
     if (holds.length > 0 && !force) {
-      throw new DvrecError(
+      throw new OutputError(
         `output directory ${abs} already holds a recording (${holds.join(', ')}); choose another --out or pass --force`,
-        ExitCode.OUTPUT,
       );
     }
     return abs;
@@ -234,7 +233,7 @@ export function checkOutputDir(dir: string, force: boolean): string {
   } catch {
     ok = false;
   }
-  if (!ok) throw new DvrecError(`cannot create output directory ${abs}: ${parent} is not a writable directory`, ExitCode.OUTPUT);
+  if (!ok) throw new OutputError(`cannot create output directory ${abs}: ${parent} is not a writable directory`);
   return abs;
 }
 
@@ -260,18 +259,18 @@ export function resolveToken(env: NodeJS.ProcessEnv, tokenFile?: string): { toke
       }
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code ?? 'error';
-      throw new DvrecError(`cannot read token file ${tokenFile} (${code})`, ExitCode.AUTH);
+      throw new AuthError(`cannot read token file ${tokenFile} (${code})`);
     }
   } else if (env.DISCORD_TOKEN !== undefined) {
     source = 'DISCORD_TOKEN';
     raw = env.DISCORD_TOKEN;
   } else {
-    throw new DvrecError('no bot token: set DISCORD_TOKEN or pass --token-file FILE', ExitCode.AUTH);
+    throw new AuthError('no bot token: set DISCORD_TOKEN or pass --token-file FILE');
   }
   const token = raw.trim().replace(/^Bot\s+/i, '');
   registerSecret(token);
   registerSecret(raw.trim());
-  if (token === '') throw new DvrecError(`${source} is empty: it must hold the bot token`, ExitCode.AUTH);
-  if (/\s/.test(token)) throw new DvrecError(`${source} does not look like a bot token (it contains spaces)`, ExitCode.AUTH);
+  if (token === '') throw new AuthError(`${source} is empty: it must hold the bot token`);
+  if (/\s/.test(token)) throw new AuthError(`${source} does not look like a bot token (it contains spaces)`);
   return warning === undefined ? { token } : { token, warning };
 }

@@ -4,7 +4,8 @@
  * documented code; anything else is a bug: exit 1 with a one-line message, the stack only when
  * DVREC_DEBUG=1. Everything is redacted.
  */
-import { DvrecError, ExitCode, redact } from '../errors.ts';
+import { DvrecError, redact } from '../errors.ts';
+import { ExitCode, exitCodeOf } from './exit-codes.ts';
 import { errorLine, oneLine } from '../ui/error-line.ts';
 import type { Reporter } from '../ui/reporter.ts';
 
@@ -12,7 +13,7 @@ export { oneLine };
 
 /** Maps any thrown value to its exit code and the line to print (without the `dvrec: ` prefix). */
 export function describeFailure(err: unknown, env: NodeJS.ProcessEnv = process.env): { exitCode: number; message: string; stack?: string } {
-  if (err instanceof DvrecError) return { exitCode: err.exitCode, message: oneLine(redact(err.message)) };
+  if (err instanceof DvrecError) return { exitCode: exitCodeOf(err), message: oneLine(redact(err.message)) };
   const e = err instanceof Error ? err : new Error(String(err));
   const stack = env.DVREC_DEBUG === '1' && e.stack ? redact(e.stack) : undefined;
   const message = oneLine(redact(`internal error: ${e.message || e.name}`)) + (stack ? '' : ' (run with DVREC_DEBUG=1 for details, and please report it)');

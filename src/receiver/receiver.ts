@@ -178,6 +178,23 @@ export class Receiver {
     return dropCounts(this.counters, this.#ssrcs.heldCount);
   }
 
+  /**
+   * One line of what was skipped as hostile, broken or undecryptable (for a warning at the stop), or '' when
+   * nothing was. Routine traffic (RTCP, keepalive echoes, non-audio payloads, users not recorded) is not listed.
+   */
+  dropSummary(): string {
+    const c = this.counters;
+    const parts: string[] = [];
+    if (c.malformed) parts.push(`${c.malformed} malformed`);
+    if (c.undecryptable) parts.push(`${c.undecryptable} failed transport decryption`);
+    if (c.daveUndecryptable) parts.push(`${c.daveUndecryptable} failed DAVE decryption`);
+    if (c.unknownSsrc) parts.push(`${c.unknownSsrc} from unknown SSRCs`);
+    if (c.rtcpUndecryptable) parts.push(`${c.rtcpUndecryptable} undecryptable RTCP`);
+    if (c.replayed) parts.push(`${c.replayed} replayed or duplicated`);
+    if (c.badPadding) parts.push(`${c.badPadding} with impossible padding`);
+    return parts.join(', ');
+  }
+
   /** Datagrams accounted for: delivered + every drop kind + still held. Always equals `counters.datagrams`. */
   accounted(): number {
     const c = this.counters;

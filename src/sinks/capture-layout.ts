@@ -16,6 +16,10 @@
  *                             (24.8 h) are written as a record [u32 LE high word][u16 LE 0xFFFF] without
  *                             payload ({@link PACKET_LOG_EPOCH}), which adds high × 2^32 to the positions
  *                             of the records after it.
+ *   .capture/<stem>.utterances  the track's talk spurts on the recording clock, one edge per line: `s <position>`
+ *                             (first voiced sample frame) or `e <position>` (just past the last); appended once
+ *                             the audio before them is on disk, so after a crash an open `s` ends where the
+ *                             capture's audio does.
  *   <stem>.wav|mp3|flac|opus  finished tracks (written at stop, or by `dvrec convert DIR`)
  *   mix.<ext>                 (with --mix) everyone mixed
  *   manifest.json             written last, on a clean finish
@@ -110,9 +114,23 @@ export interface Journal {
   tracks: JournalTrack[];
   /** Receiver drop counts so far (refreshed with every journal write). */
   dropped?: ReceiverDrops;
+  /** Stretches during which the recording was paused (recording-clock ms): silence in every track. */
+  pauses?: Pause[];
   /** Set when the recording stopped cleanly (its finished length). */
   endedAt?: string;
   durationMs?: number;
+}
+
+/** A stretch of the recording clock during which nothing was recorded on purpose (Recording.pause()). */
+export interface Pause {
+  startMs: number;
+  endMs: number;
+}
+
+/** One talk spurt of a track on the recording clock: from its first voiced sample to just past its last. */
+export interface Utterance {
+  startMs: number;
+  endMs: number;
 }
 
 export interface ManifestTrack {
@@ -127,6 +145,8 @@ export interface ManifestTrack {
    * recordings made before they existed.
    */
   packets: { received: number; lost: number; concealed: number; late: number; duplicate: number; undecryptable: number; corrupt?: number; fec?: number };
+  /** The user's talk spurts, in order (from the track's utterance log; absent for recordings made before it). */
+  utterances?: Utterance[];
   /**
    * What produced the file: 'wav-in-place', 'ffmpeg', 'lame-wasm', 'lame-wasm-stream' (MP3 encoded while
    * recording), 'libflac-js', 'libopus', 'opus-copy' (src/sinks/formats/encoders.ts EncoderName).
@@ -147,6 +167,8 @@ export interface Manifest {
   recovered?: boolean;
   /** What the receiver dropped, by kind (from the journal; absent for captures made before it existed). */
   dropped?: ReceiverDrops;
+  /** When the recording was paused (silence in every track); absent when it never was. */
+  pauses?: Pause[];
 }
 
 export function capturePath(dir: string, stem: string): string {
@@ -155,6 +177,10 @@ export function capturePath(dir: string, stem: string): string {
 
 export function packetLogPath(dir: string, stem: string): string {
   return join(dir, CAPTURE_DIR, `${stem}.opus.pkt`);
+}
+
+export function utteranceLogPath(dir: string, stem: string): string {
+  return join(dir, CAPTURE_DIR, `${stem}.utterances`);
 }
 
 /** Writes JSON atomically: a reader (or a crash) sees the old file or the new one, never half of one. */
