@@ -64,7 +64,7 @@ describe('help and version', () => {
     const r = await runCli(['record', '--json', '--guild', '1']);
     assert.equal(r.code, ExitCode.USAGE);
     const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { event: string; exitCode: number; message: string });
-    assert.deepEqual(events.map((e) => [e.event, exitCodeOf(e)]), [['error', ExitCode.USAGE]]);
+    assert.deepEqual(events.map((e) => [e.event, e.exitCode]), [['error', ExitCode.USAGE]]);
     assert.match(events[0]!.message, /^--channel is required/);
     assert.match(r.stderr, /^dvrec: --channel is required/);
     const early = await runCli(['record', '--json', '--colour']);

@@ -299,7 +299,9 @@ export class ConnectionTap extends EventEmitter<ConnectionTapEvents> {
     }
     if (udp) {
       udp.off('message', this.#libraryHandler);
-      if (this.#replacement !== noop && !udp.listeners('message').includes(this.#replacement)) udp.on('message', this.#replacement);
+      // 'detach': the library attaches the no-op we put in its place; keep the socket's listeners to the tap's own.
+      if (this.#replacement === noop) udp.off('message', noop);
+      else if (!udp.listeners('message').includes(this.#replacement)) udp.on('message', this.#replacement);
     }
     // The voice websocket: op 5 / 11 / 13 and close codes.
     const ws = Reflect.get(state, 'ws') as VoiceWebSocket | undefined;
