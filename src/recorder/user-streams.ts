@@ -199,6 +199,9 @@ export class UserAudioStream extends EventEmitter<UserAudioStreamEvents> impleme
   }
 }
 
+/** The 48 → 16 kHz anti-aliasing filter (see Decimator). */
+const TAPS = designLowPass(49, 7000 / 48_000);
+
 /**
  * 48 kHz → 16 kHz mono: a 49-tap windowed-sinc low-pass (cut-off 7 kHz, Blackman window; below −70 dB from
  * 8 kHz, the new Nyquist) evaluated on every third input sample. Causal, so each output sample is reported at the
@@ -206,29 +209,13 @@ export class UserAudioStream extends EventEmitter<UserAudioStreamEvents> impleme
  * the previous one (a pause) restarts the filter from silence, which is what the track holds in the gap.
  */
 class Decimator {
-  static readonly TAPS = Decimator.#design(49, 7000 / 48_000);
-  readonly #hist = new Float64Array(Decimator.TAPS.length);
+  readonly #hist = new Float64Array(TAPS.length);
   #at = 0;
   /** Input position (48 kHz frames) just past the last sample pushed; −1 before the first. */
   #next = -1;
 
-  static #design(n: number, fc: number): Float64Array {
-    const h = new Float64Array(n);
-    const m = (n - 1) / 2;
-    let sum = 0;
-    for (let i = 0; i < n; i++) {
-      const x = i - m;
-      const sinc = x === 0 ? 2 * fc : Math.sin(2 * Math.PI * fc * x) / (Math.PI * x);
-      const w = 0.42 - 0.5 * Math.cos((2 * Math.PI * i) / (n - 1)) + 0.08 * Math.cos((4 * Math.PI * i) / (n - 1));
-      h[i] = sinc * w;
-      sum += h[i]!;
-    }
-    for (let i = 0; i < n; i++) h[i]! /= sum;
-    return h;
-  }
-
   push(position: number, mono: Int16Array): { startMs: number; samples: Int16Array } {
-    const taps = Decimator.TAPS;
+    const taps = TAPS;
     const n = taps.length;
     if (position !== this.#next) {
       this.#hist.fill(0);
@@ -250,4 +237,20 @@ class Decimator {
     const delay = (n - 1) / 2;
     return { startMs: first < 0 ? 0 : (first - delay) / FRAMES_PER_MS, samples: Int16Array.from(out) };
   }
+}
+
+/** A windowed-sinc low-pass of `n` taps with cut-off `fc` (a fraction of the sample rate), Blackman window, unit gain. */
+function designLowPass(n: number, fc: number): Float64Array {
+  const h = new Float64Array(n);
+  const m = (n - 1) / 2;
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    const x = i - m;
+    const sinc = x === 0 ? 2 * fc : Math.sin(2 * Math.PI * fc * x) / (Math.PI * x);
+    const w = 0.42 - 0.5 * Math.cos((2 * Math.PI * i) / (n - 1)) + 0.08 * Math.cos((4 * Math.PI * i) / (n - 1));
+    h[i] = sinc * w;
+    sum += h[i]!;
+  }
+  for (let i = 0; i < n; i++) h[i]! /= sum;
+  return h;
 }
