@@ -317,6 +317,18 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     this.send(this.slots[e.worker]!, { type: 'tap', trackId, tap });
   }
 
+  /**
+   * Makes a track start its streams afresh after a discontinuity nothing may bridge (a recording resumed after a
+   * pause): ordered after every packet already handed to {@link onAudio}, before every later one.
+   */
+  restartStreams(trackId: number): void {
+    const e = this.byId.get(trackId);
+    if (e === undefined) return;
+    const slot = this.slots[e.worker]!;
+    this.flushSlot(slot);
+    this.send(slot, { type: 'restart', trackId });
+  }
+
   /** One packet for a track (arrival on the track's recording clock). */
   onAudio(trackId: number, packet: Omit<AudioPacket, 'userId'>): void {
     const e = this.byId.get(trackId);

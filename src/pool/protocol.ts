@@ -57,6 +57,8 @@ export type ToWorker =
   | { type: 'batch'; buf: ArrayBuffer; len: number; nowMs: number }
   /** Start or stop handing a track's output back (listenTo / sinks added or removed). */
   | { type: 'tap'; trackId: number; tap: TapConfig }
+  /** A discontinuity the track must not bridge (the recording resumes after a pause): start its streams afresh. */
+  | { type: 'restart'; trackId: number }
   /**
    * Finish these tracks at `endMs` (each on its own recording clock), report them, and forget them. `requestId`
    * pairs the answer with the request (several recordings may stop at once).

@@ -126,6 +126,11 @@ export class PoolTracks extends EventEmitter<PoolTracksEvents> {
     if (id !== undefined) this.pool.setTap(id, tap);
   }
 
+  /** Every track starts its streams afresh (see WorkerPool.restartStreams): the recording resumes after a pause. */
+  restartStreams(): void {
+    for (const id of this.#byTrack.keys()) this.pool.restartStreams(id);
+  }
+
   /** Latest figures per user (workers report about twice a second). */
   status(): Map<string, PoolTrackStats> {
     const out = new Map<string, PoolTrackStats>();

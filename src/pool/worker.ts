@@ -243,6 +243,11 @@ port.on('message', (m: ToWorker) => {
     case 'add':
       addTrack(m.trackId, m);
       break;
+    case 'restart': {
+      const s = tracks.get(m.trackId);
+      if (s) guard(m.trackId, s, (tr) => tr.restartStreams());
+      break;
+    }
     case 'tap': {
       const s = tracks.get(m.trackId);
       if (s) s.tap = m.tap;

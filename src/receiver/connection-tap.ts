@@ -35,7 +35,7 @@ import {
 } from '@discordjs/voice';
 import { watchNetworking } from './networking-watch.ts';
 import { TransportCipher, isTransportMode } from './transport-crypto.ts';
-import type { DaveDecryptor } from './dave.ts';
+import { DecryptOnce, type DaveDecryptor } from './dave-once.ts';
 
 export type TapState =
   | { status: 'connecting' }
@@ -114,6 +114,10 @@ export class ConnectionTap extends EventEmitter<ConnectionTapEvents> {
   readonly #libraryHandler: (msg: Buffer) => void;
   /** What the tap put in its place (the guard, or a no-op). */
   readonly #replacement: (msg: Buffer) => void;
+  /** Whether the library's receiver still reads the socket (then DAVE decryption is shared with it). */
+  readonly #shareDave: boolean;
+  /** The current networking's DAVE session and its decrypt-once front (see dave-once.ts). */
+  #dave: { session: DaveDecryptor; once: DecryptOnce; patched: boolean } | undefined;
 
   constructor(connection: VoiceConnection, options: ConnectionTapOptions = {}) {
     super();
@@ -124,6 +128,7 @@ export class ConnectionTap extends EventEmitter<ConnectionTapEvents> {
     const original = this.#receiver.onUdpMessage;
     this.#libraryHandler = original;
     this.#replacement = options.libraryReceiver === 'detach' ? noop : guardLibraryHandler(original);
+    this.#shareDave = options.libraryReceiver !== 'detach';
     for (const [ssrc, data] of this.#receiver.ssrcMap.map) this.knownSsrcs.set(ssrc >>> 0, data.userId);
     // Swap the library's handler before any networking event: updateReceiveBindings attaches
     // `receiver.onUdpMessage` by property lookup, so sockets created from now on get the replacement; the
@@ -154,10 +159,37 @@ export class ConnectionTap extends EventEmitter<ConnectionTapEvents> {
     return performance.now() - this.t0Perf;
   }
 
-  /** The DAVE session of the current networking (it changes on every reconnect), if any. */
+  /**
+   * The DAVE session of the current networking (it changes on every reconnect), if any, behind the decrypt-once
+   * front that the library's own receiver shares (dave-once.ts).
+   */
   dave(): DaveDecryptor | undefined {
     const networking = Reflect.get(this.connection.state, 'networking') as Networking | undefined;
-    return (networking ? (Reflect.get(networking.state, 'dave') as DaveDecryptor | undefined) : undefined) ?? undefined;
+    const session = networking ? (Reflect.get(networking.state, 'dave') as DaveDecryptor | undefined) : undefined;
+    if (!session) return undefined;
+    if (this.#dave?.session !== session) this.#frontDave(session);
+    return this.#dave!.once;
+  }
+
+  /** Puts a decrypt-once front on a (new) DAVE session; with the library's receiver active, routes it through it too. */
+  #frontDave(session: DaveDecryptor): void {
+    this.#unfrontDave();
+    const original = session.decrypt.bind(session);
+    const once = new DecryptOnce(original);
+    let patched = false;
+    if (this.#shareDave && !this.#closed) {
+      // The host's receiver calls `dave.decrypt(packet, userId)` by property lookup on every packet.
+      session.decrypt = (packet, userId) => once.decrypt(packet, userId);
+      patched = true;
+    }
+    this.#dave = { session, once, patched };
+  }
+
+  /** Gives the DAVE session its own decrypt back. */
+  #unfrontDave(): void {
+    const d = this.#dave;
+    if (d?.patched) delete (d.session as { decrypt?: unknown }).decrypt;
+    this.#dave = undefined;
   }
 
   /** The current transport cipher, if a session description arrived. */
@@ -191,6 +223,7 @@ export class ConnectionTap extends EventEmitter<ConnectionTapEvents> {
     this.#ws?.off('packet', this.#onWsPacket);
     this.#ws?.off('close', this.#onWsClose);
     this.#udp?.off('message', this.#onDatagram);
+    this.#unfrontDave();
     // The library attaches `receiver.onUdpMessage` to the current socket: put the original back in both places.
     if (this.#receiver.onUdpMessage === this.#replacement) {
       this.#receiver.onUdpMessage = this.#libraryHandler;
@@ -313,6 +346,9 @@ export class ConnectionTap extends EventEmitter<ConnectionTapEvents> {
       ws?.on('close', this.#onWsClose);
       this.#clients.clear();
     }
+    // The DAVE session: fronted as soon as it exists, so the host's receiver and ours share each decryption.
+    const dave = Reflect.get(state, 'dave') as DaveDecryptor | undefined;
+    if (dave && dave !== this.#dave?.session) this.#frontDave(dave);
     // The transport key (op 4): a new one for every new voice session.
     const data = Reflect.get(state, 'connectionData') as { encryptionMode?: string; secretKey?: Uint8Array } | undefined;
     if (data?.secretKey && data.encryptionMode) {

@@ -212,6 +212,8 @@ export class Recording extends EventEmitter<RecordingEvents> {
   resume(): void {
     if (!this.#paused) return;
     const at = this.now();
+    // Nothing may bridge the pause (no FEC of what was said while paused, no timestamp continuity across it).
+    this.#tracks?.restartStreams();
     this.#pauses.push({ startMs: Math.round(this.#paused.since), endMs: Math.round(at) });
     this.#paused = null;
     if (this.#state.status === 'recording') this.#setState({ status: 'recording', paused: false });

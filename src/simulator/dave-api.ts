@@ -85,5 +85,7 @@ export interface DaveServer {
   readonly stats: DaveStats;
   /** The member's DAVE frame for one Opus packet (silence frames pass through unencrypted). */
   encryptOpus(userId: string, opus: Buffer): Buffer;
+  /** A frame the recorder's client sent, decrypted by a call member (null when no member can decrypt it). */
+  decryptRecorderFrame(frame: Buffer): Buffer | null;
   close(): void;
 }

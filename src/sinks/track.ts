@@ -242,6 +242,18 @@ export class Track {
     return this.summary();
   }
 
+  /**
+   * A discontinuity the track must not bridge (the recording was paused): everything buffered is released, and the
+   * next packet of any SSRC opens a new stream, anchored on its own arrival. Without this, the first packet after
+   * a pause would bring back, by FEC, 20 ms spoken while paused, and the clock would bridge the pause by timestamp.
+   */
+  restartStreams(): void {
+    if (this.closed) return;
+    for (const s of this.streams.values()) this.drainStream(s, true);
+    for (const s of [...this.streams.values()]) this.closeStream(s);
+    this.endUtterance();
+  }
+
   /** Closes without cutting (worker shutdown). */
   close(): void {
     if (this.closed) return;
