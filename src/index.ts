@@ -33,7 +33,7 @@ export { UserAudioStream, type ListenFormat, type ListenOptions, type UserAudioE
 export type { RecordingTrack, UtteranceEvent, LiveStatus, LiveTrackStatus, ConvertProgress } from './recorder/types.ts';
 export type { RtcpPacket } from './sinks/types.ts';
 export type {
-  AudioFormat, Manifest, ManifestTrack, ReceiverDrops, Utterance, Pause,
+  AudioFormat, Manifest, ManifestTrack, ReceiverDrops, Utterance, Pause, Note,
 } from './sinks/capture-layout.ts';
 export { finishRecording } from './sinks/finalize.ts';
 export {

@@ -6,7 +6,7 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { Client, Events, GatewayIntentBits, type Guild, type VoiceBasedChannel } from 'discord.js';
@@ -266,7 +266,7 @@ test('two guilds at once in one process, one pool: each right, and stopping one 
   }
 });
 
-test('pause and resume: the paused stretch is silence in every track, the timeline runs on, the manifest lists it', async () => {
+test('pause and resume: the paused stretch is silence in every track, the timeline runs on, the manifest lists it; notes become labels', async () => {
   const members = [member(1, HZ[0]!, [[200, 2600]]), member(2, HZ[2]!, [[250, 2500]])];
   const sc = scenario(members, { seed: 61 });
   for (const m of members) opusLoop(m.signal);
@@ -279,13 +279,30 @@ test('pause and resume: the paused stretch is silence in every track, the timeli
   try {
     const rec = recorder.record(connection, { outDir, channel: b.channel });
     await rec.ready;
+    assert.throws(() => rec.note('   '), UsageError);
+    await sleep(500 - rec.now());
+    const n1 = rec.note('first\tnote\nacross lines', { userId: members[0]!.userId, name: 'Member 1' });
+    const n1Ms = rec.now();
     await sleep(1000 - rec.now());
     rec.pause();
     assert.equal(rec.paused, true);
     await sleep(1800 - rec.now());
     rec.resume();
+    await sleep(2200 - rec.now());
+    const n2Ms = rec.now();
+    rec.note('second');
     await sleep(3000 - rec.now());
     const m = (await rec.stop())!;
+    // Notes: in the manifest at the moment they were made, and as Audacity labels beside the tracks.
+    assert.equal(n1.text, 'first note across lines');
+    assert.deepEqual(m.notes?.map((n) => n.text), ['first note across lines', 'second']);
+    assert.ok(Math.abs(m.notes![0]!.atMs - n1Ms) <= 20 && Math.abs(m.notes![1]!.atMs - n2Ms) <= 20, JSON.stringify(m.notes));
+    assert.equal(m.notes![0]!.userId, members[0]!.userId);
+    assert.equal(m.labels, 'labels.txt');
+    const labels = readFileSync(join(outDir, 'labels.txt'), 'utf8').trim().split('\n').map((l) => l.split('\t'));
+    assert.deepEqual(labels.map((l) => l.length), [3, 3]);
+    assert.equal(labels[0]![2], 'Member 1: first note across lines');
+    assert.ok(Math.abs(Number(labels[1]![0]) * 1000 - m.notes![1]!.atMs) < 1 && labels[1]![0] === labels[1]![1], labels[1]!.join('|'));
     assert.equal(m.pauses?.length, 1);
     const p = m.pauses![0]!;
     assert.ok(Math.abs(p.startMs - 1000) <= 30 && Math.abs(p.endMs - 1800) <= 30, JSON.stringify(p));

@@ -22,14 +22,14 @@
 import { EventEmitter } from 'node:events';
 import { statSync } from 'node:fs';
 import type { VoiceConnection } from '@discordjs/voice';
-import { CancelledError, ConnectionError, DvrecError, InternalError, OutputError, VoiceRejectedError } from '../errors.ts';
+import { CancelledError, ConnectionError, DvrecError, InternalError, OutputError, UsageError, VoiceRejectedError } from '../errors.ts';
 import { ConnectionTap, type TapState } from '../receiver/connection-tap.ts';
 import { Receiver } from '../receiver/receiver.ts';
 import type { WorkerPool } from '../pool/pool.ts';
 import { PoolTracks } from '../pool/recording-tracks.ts';
 import { finishRecording } from '../sinks/finalize.ts';
 import type { StreamedMp3 } from '../sinks/mp3-stream.ts';
-import { capturePath, type Journal, type Manifest } from '../sinks/capture-layout.ts';
+import { capturePath, type Journal, type Manifest, type Note } from '../sinks/capture-layout.ts';
 import { copyStats } from '../sinks/types.ts';
 import type { TapConfig, TapRecord } from '../sinks/track-tap.ts';
 import { JournalWriter } from './journal.ts';
@@ -132,6 +132,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
   readonly #speaking = new Set<string>();
   #paused: { since: number } | null = null;
   readonly #pauses: { startMs: number; endMs: number }[] = [];
+  readonly #notes: Note[] = [];
   #stopRequested: { reason: StopReason; error?: DvrecError } | undefined;
   #wake: (() => void) | undefined;
   #result: RecordingResult | undefined;
@@ -222,6 +223,26 @@ export class Recording extends EventEmitter<RecordingEvents> {
 
   get paused(): boolean {
     return this.#paused !== null;
+  }
+
+  /**
+   * Marks this moment with a line of text (Craig's `/note`): listed in the manifest (`notes`) and written beside the
+   * tracks as Audacity labels (`labels.txt`). Returns the note, placed on the recording clock. Throws UsageError
+   * when the text is empty or the recording is not recording (before t=0, or stopping).
+   */
+  note(text: string, by?: { userId?: string; name?: string }): Note {
+    const clean = String(text ?? '').replace(/\s+/g, ' ').trim().slice(0, 2000);
+    if (clean === '') throw new UsageError('a note needs some text');
+    if (this.#state.status !== 'recording' && this.#state.status !== 'reconnecting') throw new UsageError(`cannot add a note: the recording is ${this.#state.status}`);
+    const note: Note = { atMs: Math.round(Math.max(0, this.now())), text: this.#o.redactor.redact(clean), ...(by?.userId ? { userId: by.userId } : {}), ...(by?.name ? { author: by.name } : {}) };
+    this.#notes.push(note);
+    this.#journal?.soon(() => this.#writeJournal());
+    return note;
+  }
+
+  /** The notes so far. */
+  get notes(): readonly Note[] {
+    return this.#notes;
   }
 
   /**
@@ -368,6 +389,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
       tracks,
       flushedMs: Math.max(this.#journal?.journal.flushedMs ?? 0, flushed),
       pauses: this.#allPauses(),
+      notes: [...this.#notes],
       ...(receiver ? { dropped: receiver.drops() } : {}),
     };
   }
@@ -628,6 +650,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
         durationMs: endMs,
         dropped: receiver.drops(),
         pauses,
+        notes: [...this.#notes],
       });
     } catch (e) {
       const why = stopError ? `${stopError.message}; then ` : '';

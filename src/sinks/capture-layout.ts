@@ -22,6 +22,7 @@
  *                             capture's audio does.
  *   <stem>.wav|mp3|flac|opus  finished tracks (written at stop, or by `dvrec convert DIR`)
  *   mix.<ext>                 (with --mix) everyone mixed
+ *   labels.txt                the recording's notes as an Audacity label track (written when there are notes)
  *   manifest.json             written last, on a clean finish
  * ```
  * The journal is the single source for finishing: a clean stop writes it one last time (with endedAt and
@@ -36,6 +37,8 @@ import { join } from 'node:path';
 export const CAPTURE_DIR = '.capture';
 export const JOURNAL_FILE = 'capture.json';
 export const MANIFEST_FILE = 'manifest.json';
+/** The notes as Audacity labels: one `start<TAB>end<TAB>text` line each, seconds (Audacity: File › Import › Labels). */
+export const LABELS_FILE = 'labels.txt';
 export const WAV_HEADER_BYTES = 44;
 /** Length field of a packet-log record that sets the high 32 bits of the positions that follow (no payload). */
 export const PACKET_LOG_EPOCH = 0xffff;
@@ -116,6 +119,8 @@ export interface Journal {
   dropped?: ReceiverDrops;
   /** Stretches during which the recording was paused (recording-clock ms): silence in every track. */
   pauses?: Pause[];
+  /** Markers added while recording (Recording.note()). */
+  notes?: Note[];
   /** Set when the recording stopped cleanly (its finished length). */
   endedAt?: string;
   durationMs?: number;
@@ -125,6 +130,17 @@ export interface Journal {
 export interface Pause {
   startMs: number;
   endMs: number;
+}
+
+/** A marker added while recording: a moment on the recording clock with a line of text (and who added it). */
+export interface Note {
+  /** Milliseconds since t=0. */
+  atMs: number;
+  text: string;
+  /** Discord user id of whoever added it, when known. */
+  userId?: string;
+  /** Their display name, when known. */
+  author?: string;
 }
 
 /** One talk spurt of a track on the recording clock: from its first voiced sample to just past its last. */
@@ -169,6 +185,10 @@ export interface Manifest {
   dropped?: ReceiverDrops;
   /** When the recording was paused (silence in every track); absent when it never was. */
   pauses?: Pause[];
+  /** Markers added while recording, in order; also written as Audacity labels to `labels` (absent without notes). */
+  notes?: Note[];
+  /** The Audacity label file (`labels.txt`) beside the tracks, when there are notes. */
+  labels?: string;
 }
 
 export function capturePath(dir: string, stem: string): string {

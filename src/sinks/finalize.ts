@@ -13,12 +13,12 @@
  * If the process dies between 3 and 5, running the finisher again completes the job: a track whose capture is
  * gone but whose output exists was already renamed into place and is taken as it is.
  */
-import { promises as fsp, existsSync } from 'node:fs';
+import { promises as fsp, existsSync, writeFileSync } from 'node:fs';
 import { join, basename } from 'node:path';
 import {
-  CAPTURE_DIR, PRIVATE_FILE_MODE, JOURNAL_FILE, MANIFEST_FILE, WAV_HEADER_BYTES,
+  CAPTURE_DIR, PRIVATE_FILE_MODE, JOURNAL_FILE, LABELS_FILE, MANIFEST_FILE, WAV_HEADER_BYTES,
   capturePath, packetLogPath, utteranceLogPath, writeJsonAtomic,
-  type AudioFormat, type Journal, type JournalTrack, type Manifest, type ManifestTrack, type Utterance,
+  type AudioFormat, type Journal, type JournalTrack, type Manifest, type ManifestTrack, type Note, type Utterance,
 } from './capture-layout.ts';
 import { SAMPLE_RATE, BYTES_PER_SAMPLE_FRAME, CHANNELS, emptyStats } from './types.ts';
 import { DvrecError, OutputError, InputError } from '../errors.ts';
@@ -174,6 +174,20 @@ async function readUtterances(path: string, totalFrames: number, openEnd: number
   }
   if (open !== null) close(Math.max(open, openEnd));
   return out;
+}
+
+/**
+ * The notes as an Audacity label track: `start<TAB>end<TAB>text` per line, in seconds with microsecond precision
+ * (point labels: start = end). Text is one line (tabs and line breaks become spaces).
+ */
+export function audacityLabels(notes: readonly Note[]): string {
+  return notes
+    .map((n) => {
+      const at = (Math.max(0, n.atMs) / 1000).toFixed(6);
+      const text = (n.author ? `${n.author}: ${n.text}` : n.text).replace(/[\t\r\n]+/g, ' ');
+      return `${at}\t${at}\t${text}\n`;
+    })
+    .join('');
 }
 
 /** A stem of an orphan capture (no journal entry): a snowflake in it is taken as the user id. */
@@ -426,7 +440,9 @@ export async function finishRecordingWithReport(
       ...(recovered ? { recovered: true } : {}),
       ...(journal.dropped ? { dropped: journal.dropped } : {}),
       ...(journal.pauses?.length ? { pauses: journal.pauses } : {}),
+      ...(journal.notes?.length ? { notes: journal.notes, labels: LABELS_FILE } : {}),
     };
+    if (journal.notes?.length) writeFileSync(join(dir, LABELS_FILE), audacityLabels(journal.notes), { mode: PRIVATE_FILE_MODE });
     writeJsonAtomic(join(dir, MANIFEST_FILE), manifest, PRIVATE_FILE_MODE);
 
     // 5. Only now may the captures go.
