@@ -33,6 +33,7 @@ export type ErrorKind =
 
 /** Base class: an expected failure with a {@link ErrorKind}. */
 export class DvrecError extends Error {
+  /** What went wrong (stable; the CLI's exit code is chosen by it). */
   readonly kind: ErrorKind;
   constructor(message: string, kind: ErrorKind, options?: { cause?: unknown }) {
     super(message, options);
@@ -83,6 +84,7 @@ export class ChannelFullError extends DvrecError {
 
 /** The voice server refused the session; `closeCode` is its voice close code when it closed with one. */
 export class VoiceRejectedError extends DvrecError {
+  /** The voice gateway close code it refused with (e.g. 4017), when it closed with one. */
   readonly closeCode: number | undefined;
   constructor(message: string, options?: { cause?: unknown; closeCode?: number }) {
     super(message, 'voice-rejected', options);

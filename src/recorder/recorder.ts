@@ -9,6 +9,7 @@ import { WorkerPool } from '../pool/pool.ts';
 import { resolveOptions, type RecordingOptions } from './options.ts';
 import { Recording, type RecordingHooks } from './recording.ts';
 
+/** Options of a {@link Recorder}. */
 export interface RecorderOptions {
   /** Decoder threads; default: one per CPU core (os.availableParallelism()). */
   workers?: number;

@@ -47,24 +47,65 @@ const HEARTBEAT_MS = 1000;
 /** A user counts as speaking this long after their last voiced packet arrived. */
 const SPEAKING_HOLD_MS = 300;
 
+/** Where a recording is in its life (the `state` event and {@link Recording.state}). */
 export type RecordingState =
-  | { status: 'starting' }
-  | { status: 'recording'; paused: boolean }
-  | { status: 'reconnecting'; reason: string }
-  | { status: 'stopping'; reason: StopReason }
-  | { status: 'stopped'; reason: StopReason; error?: DvrecError };
+  /** Waiting for the connection to be ready (t=0). */
+  | {
+      /** Waiting for t=0. */
+      status: 'starting';
+    }
+  /** Receiving; `paused` while {@link Recording.pause} holds. */
+  | {
+      /** Receiving. */
+      status: 'recording';
+      /** Audio is not being taken (see {@link Recording.pause}). */
+      paused: boolean;
+    }
+  /** The voice connection dropped; waiting up to `reconnectTimeoutMs` for it. */
+  | {
+      /** The connection dropped. */
+      status: 'reconnecting';
+      /** What the connection is doing (rejoining, reconnecting to the voice server...). */
+      reason: string;
+    }
+  /** Finishing the tracks. */
+  | {
+      /** Finishing. */
+      status: 'stopping';
+      /** Why it stopped. */
+      reason: StopReason;
+    }
+  /** Done: files written (or nothing, when it never started). Terminal. */
+  | {
+      /** Done. */
+      status: 'stopped';
+      /** Why it stopped. */
+      reason: StopReason;
+      /** The error it stopped on, if any. */
+      error?: DvrecError;
+    };
 
 /** What a stopped recording leaves: its manifest (null when it never started), why it stopped, and its error if any. */
 export interface RecordingResult {
+  /** The finished recording's manifest; null when it never started (nothing was written). */
   manifest: Manifest | null;
+  /** Why it stopped. */
   reason: StopReason;
+  /** The error it stopped on (the files were finished first), or why it could not start. */
   error?: DvrecError;
 }
 
+/** The events of a {@link Recording}, with their arguments. */
 export interface RecordingEvents {
+  /** Every state change. */
   state: [next: RecordingState, previous: RecordingState];
-  /** t=0: receiving now. `startedAt` is its wall-clock time (ISO 8601). */
-  ready: [info: { startedAt: string }];
+  /** t=0: receiving now. */
+  ready: [
+    info: {
+      /** Wall-clock time of t=0 (ISO 8601). */
+      startedAt: string;
+    },
+  ];
   /** A user's first packet arrived: their track exists. */
   trackAdded: [track: RecordingTrack];
   /** A user started or stopped speaking (live: by packet arrival, 300 ms hold). */
@@ -79,7 +120,9 @@ export interface RecordingEvents {
   reconnecting: [reason: string];
   /** It came back: the timeline goes on (the outage is silence). */
   reconnected: [];
+  /** {@link Recording.pause} took effect at `atMs` on the recording clock. */
   paused: [atMs: number];
+  /** {@link Recording.resume} took effect at `atMs` on the recording clock. */
   resumed: [atMs: number];
   /** The recording is stopping: the tracks are being finished. */
   stopping: [reason: StopReason];
@@ -107,11 +150,20 @@ export interface RecordingContext {
   hooks?: RecordingHooks;
 }
 
+/**
+ * One recording of one voice connection, made by `Recorder.record`. Await {@link ready} for t=0, call
+ * {@link stop} to finish; listen to its {@link RecordingEvents}.
+ */
 export class Recording extends EventEmitter<RecordingEvents> {
+  /** The connection being recorded (its owner's; the recording never joins, rejoins or destroys it). */
   readonly connection: VoiceConnection;
+  /** Where the tracks, mix and manifest are written. */
   readonly outDir: string;
   /** Resolves at t=0; rejects (typed) when the recording cannot start. */
-  readonly ready: Promise<{ startedAt: string }>;
+  readonly ready: Promise<{
+    /** Wall-clock time of t=0 (ISO 8601). */
+    startedAt: string;
+  }>;
   /** Resolves with the manifest once stopped and finished; rejects (typed) if it stopped on an error or never started. */
   readonly finished: Promise<Manifest>;
   #state: RecordingState = { status: 'starting' };
@@ -140,7 +192,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
   /** RTCP packets handed to the sinks (diagnostics). */
   rtcpPackets = 0;
 
-  /** @internal Made by {@link Recorder.record}. */
+  /** @internal Made by `Recorder.record`. */
   constructor(connection: VoiceConnection, options: ResolvedOptions, ctx: RecordingContext) {
     super();
     this.connection = connection;
@@ -168,6 +220,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
     this.finished.catch(() => {});
   }
 
+  /** Where the recording is in its life. */
   get state(): RecordingState {
     return this.#state;
   }
@@ -221,6 +274,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
     this.emit('resumed', at);
   }
 
+  /** True between {@link pause} and {@link resume}. */
   get paused(): boolean {
     return this.#paused !== null;
   }

@@ -17,8 +17,11 @@ export const FRAMES_PER_MS = 48;
 
 /** A recorded user's track began (their first packet arrived). */
 export interface SinkTrack {
+  /** Discord user id. */
   userId: string;
+  /** Their user name (the id itself when no `channel` was given, until the API answers). */
   username: string;
+  /** Their display name in the guild. */
   displayName: string;
   /** The track's file name without extension (unique in the recording directory). */
   stem: string;
@@ -26,6 +29,7 @@ export interface SinkTrack {
 
 /** PCM of one user, placed on the recording clock. */
 export interface SinkAudio {
+  /** Discord user id of the speaker. */
   userId: string;
   /**
    * Where the first sample lands: 48 kHz sample frames since the recording's t=0. Chunks of one user never
@@ -38,15 +42,21 @@ export interface SinkAudio {
 
 /** One Opus packet of one user as received (decrypted), with where its first sample lands on the recording clock. */
 export interface SinkOpus {
+  /** Discord user id of the speaker. */
   userId: string;
+  /** Where the packet's first sample lands: 48 kHz sample frames since t=0. */
   position: number;
+  /** The Opus packet (transport- and DAVE-decrypted); the sink's to keep. */
   packet: Buffer;
 }
 
 /** A talk spurt's edge: `start` at its first voiced sample, `end` just past its last. */
 export interface SinkUtterance {
+  /** Discord user id of the speaker. */
   userId: string;
+  /** Which edge of the talk spurt. */
   edge: 'start' | 'end';
+  /** 48 kHz sample frames since t=0: the first voiced sample (start), or just past the last (end). */
   position: number;
 }
 

@@ -27,6 +27,7 @@ export type ListenFormat =
   /** The Opus packets as received (decrypted), 20 ms each, with their place on the recording clock. */
   | 'opus';
 
+/** Options of {@link Recording.listenTo}. */
 export interface ListenOptions {
   /** Default 'pcm'. */
   format?: ListenFormat;
@@ -36,20 +37,45 @@ export interface ListenOptions {
 
 /** One item of a user stream. Times are milliseconds on the recording clock (since its t=0). */
 export type UserAudioEvent =
+  /** A chunk of the user's audio. */
   | {
+      /** Discriminant. */
       type: 'audio';
+      /** Discord user id. */
       userId: string;
       /** Where the first sample lands on the recording clock. */
       startMs: number;
+      /** 48 000 (formats pcm, pcm-mono) or 16 000 (pcm-16k). */
       sampleRate: 48_000 | 16_000;
+      /** 2 (pcm) or 1 (pcm-mono, pcm-16k). */
       channels: 1 | 2;
       /** 16-bit little-endian PCM in the stream's format; consecutive chunks with a gap between them had silence there. */
       data: Buffer;
     }
-  | { type: 'opus'; userId: string; startMs: number; packet: Buffer }
+  /** One Opus packet (format opus). */
+  | {
+      /** Discriminant. */
+      type: 'opus';
+      /** Discord user id. */
+      userId: string;
+      /** Where its first sample lands on the recording clock. */
+      startMs: number;
+      /** The packet, decrypted. */
+      packet: Buffer;
+    }
   /** A talk spurt began (its first voiced sample) or ended (just past its last). */
-  | { type: 'utterance'; userId: string; edge: 'start' | 'end'; atMs: number };
+  | {
+      /** Discriminant. */
+      type: 'utterance';
+      /** Discord user id. */
+      userId: string;
+      /** Which edge. */
+      edge: 'start' | 'end';
+      /** On the recording clock. */
+      atMs: number;
+    };
 
+/** The events of a {@link UserAudioStream}. */
 export interface UserAudioStreamEvents {
   /** The reader fell behind and `missedMs` of audio were dropped in this episode (emitted once per episode). */
   overflow: [missedMs: number];
@@ -67,7 +93,9 @@ export function tapForFormat(format: ListenFormat): TapConfig {
  * {@link readable}; not both.
  */
 export class UserAudioStream extends EventEmitter<UserAudioStreamEvents> implements AsyncIterable<UserAudioEvent> {
+  /** Whose audio this is. */
   readonly userId: string;
+  /** What it delivers. */
   readonly format: ListenFormat;
   readonly #maxBufferMs: number;
   readonly #queue: UserAudioEvent[] = [];
@@ -180,6 +208,7 @@ export class UserAudioStream extends EventEmitter<UserAudioStreamEvents> impleme
     return e;
   }
 
+  /** Yields the stream's events in order; ends once the stream ended and everything queued was read. */
   async *[Symbol.asyncIterator](): AsyncIterator<UserAudioEvent> {
     for (;;) {
       const e = this.#next();

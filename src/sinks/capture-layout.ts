@@ -33,6 +33,7 @@
  */
 import { promises as fsp, writeFileSync, renameSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { TrackStats } from './types.ts';
 
 export const CAPTURE_DIR = '.capture';
 export const JOURNAL_FILE = 'capture.json';
@@ -49,6 +50,7 @@ export const PACKET_LOG_EPOCH = 0xffff;
 export const PRIVATE_FILE_MODE = 0o600;
 export const PRIVATE_DIR_MODE = 0o700;
 
+/** Output format of the tracks (and mix): WAV, MP3 (LAME), FLAC, or the received Opus packets in Ogg. */
 export type AudioFormat = 'wav' | 'mp3' | 'flac' | 'opus';
 
 export interface JournalTrack {
@@ -60,8 +62,11 @@ export interface JournalTrack {
   ssrcs: number[];
   /** Where this user's first audio lands on the recording clock (ms), null until they spoke. */
   startOffsetMs: number | null;
-  /** Packet accounting so far (the engine refreshes it with every journal write). */
-  packets: ManifestTrack['packets'];
+  /**
+   * Packet accounting so far (the engine refreshes it with every journal write). `corrupt` and `fec` are absent
+   * from journals written before they existed; the finisher reads them as 0.
+   */
+  packets: Omit<TrackStats, 'corrupt' | 'fec'> & Partial<Pick<TrackStats, 'corrupt' | 'fec'>>;
 }
 
 /**
@@ -70,6 +75,7 @@ export interface JournalTrack {
  * on the voice socket. Keys are the receiver's kinds (see src/receiver/receiver.ts dropCounts()).
  */
 export interface ReceiverDrops {
+  /** Every datagram that arrived on the voice socket. */
   datagrams: number;
   /** Delivered as audio (so that `datagrams` = audio + every other field). */
   audio: number;
@@ -128,7 +134,9 @@ export interface Journal {
 
 /** A stretch of the recording clock during which nothing was recorded on purpose (Recording.pause()). */
 export interface Pause {
+  /** Recording-clock ms at which pause() took effect. */
   startMs: number;
+  /** Recording-clock ms at which resume() (or the stop) took effect. */
   endMs: number;
 }
 
@@ -136,6 +144,7 @@ export interface Pause {
 export interface Note {
   /** Milliseconds since t=0. */
   atMs: number;
+  /** One line of text. */
   text: string;
   /** Discord user id of whoever added it, when known. */
   userId?: string;
@@ -145,22 +154,28 @@ export interface Note {
 
 /** One talk spurt of a track on the recording clock: from its first voiced sample to just past its last. */
 export interface Utterance {
+  /** Recording-clock ms of its first voiced sample. */
   startMs: number;
+  /** Recording-clock ms just past its last voiced sample. */
   endMs: number;
 }
 
+/** One user's track in the {@link Manifest}. */
 export interface ManifestTrack {
+  /** Discord user id. */
   userId: string;
+  /** Their user name when recorded. */
   username: string;
+  /** Their display name in the guild when recorded. */
   displayName: string;
+  /** The track's file name in the recording directory. */
   file: string;
+  /** Every RTP stream (SSRC) the user had during the recording (a rejoin or reconnect brings a new one). */
   ssrcs: number[];
+  /** Where their first audio lands on the recording clock (ms). */
   startOffsetMs: number;
-  /**
-   * Per-user packet counts (see TrackStats in src/sinks/types.ts). `corrupt` and `fec` are absent from
-   * recordings made before they existed.
-   */
-  packets: { received: number; lost: number; concealed: number; late: number; duplicate: number; undecryptable: number; corrupt?: number; fec?: number };
+  /** What happened to their packets. */
+  packets: TrackStats;
   /** The user's talk spurts, in order (from the track's utterance log; absent for recordings made before it). */
   utterances?: Utterance[];
   /**
@@ -170,14 +185,26 @@ export interface ManifestTrack {
   encoder?: string;
 }
 
+/**
+ * manifest.json: what a finished recording holds. Written last, once every file is in place. Every track starts at
+ * the same t=0 (`startedAt`) and is `durationMs` long.
+ */
 export interface Manifest {
+  /** The guild (server) id. */
   guildId: string;
+  /** The voice channel id. */
   channelId: string;
+  /** Wall-clock time of t=0 (ISO 8601). */
   startedAt: string;
+  /** Wall-clock time of the stop (ISO 8601). */
   endedAt: string;
+  /** The length of every track. */
   durationMs: number;
+  /** The tracks' format. */
   format: AudioFormat;
+  /** One per user heard. */
   tracks: ManifestTrack[];
+  /** The mixed track's file name (with the mix option). */
   mix?: string;
   /** Set by `convert DIR` when the recording was finished after a crash. */
   recovered?: boolean;

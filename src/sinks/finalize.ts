@@ -20,7 +20,7 @@ import {
   capturePath, packetLogPath, utteranceLogPath, writeJsonAtomic,
   type AudioFormat, type Journal, type JournalTrack, type Manifest, type ManifestTrack, type Note, type Utterance,
 } from './capture-layout.ts';
-import { SAMPLE_RATE, BYTES_PER_SAMPLE_FRAME, CHANNELS, emptyStats } from './types.ts';
+import { SAMPLE_RATE, BYTES_PER_SAMPLE_FRAME, CHANNELS, copyStats, emptyStats } from './types.ts';
 import { DvrecError, OutputError, InputError } from '../errors.ts';
 import type { ConvertProgress } from '../recording-api.ts';
 import { findFfmpeg } from './formats/ffmpeg.ts';
@@ -424,7 +424,7 @@ export async function finishRecordingWithReport(
       file: fileOf(t.stem),
       ssrcs: t.ssrcs,
       startOffsetMs: startOffsets[i]!,
-      packets: t.packets ?? emptyStats(),
+      packets: copyStats(t.packets ?? emptyStats()),
       ...(utterances[i] ? { utterances: utterances[i] } : {}),
       ...(encoders[i] !== 'already-finished' ? { encoder: encoders[i] } : {}),
     }));
