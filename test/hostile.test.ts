@@ -28,6 +28,7 @@ import { SsrcMap } from '../src/receiver/ssrc-map.ts';
 import { Prng } from '../src/simulator/prng.ts';
 import { rtpHeader, audioLevelExtension } from '../src/simulator/rtp.ts';
 import { TransportEncryptor } from '../src/simulator/transport-crypto.ts';
+import { NONCE_NUMBERINGS, NonceCounter } from '../src/simulator/nonces.ts';
 import { HOSTILE_EXPECTED, HOSTILE_KINDS } from '../src/simulator/hostile.ts';
 import type { AudioPacket, RtcpPacket } from '../src/sinks/types.ts';
 import type { ReceiverDrops } from '../src/sinks/capture-layout.ts';
@@ -358,22 +359,22 @@ describe('floods: caps, eviction, flat heap', () => {
     assert.equal(f.size, 16_384);
   });
 
-  test('receiver: an old replay after 20,000 fresh datagrams is dropped as replayed and blamed on its SSRC\'s user', () => {
+  for (const numbering of NONCE_NUMBERINGS) test(`receiver (nonces ${numbering}): an old replay after 40,000 fresh datagrams (20,000 per stream: past its window) is dropped as replayed and blamed on its SSRC's user`, () => {
     const prng = new Prng(0x01d);
     const key = randomBytes(32);
-    const enc = new TransportEncryptor(MODES[0]!, key);
+    const enc = new TransportEncryptor(MODES[0]!, key, new NonceCounter(numbering, new Prng(5)));
     const { receiver, audio } = newReceiver();
     receiver.setCipher(new TransportCipher(MODES[0]!, key));
     receiver.mapSsrc(7, 'alice');
     receiver.mapSsrc(8, 'bob');
     const first = validRtp(enc, prng, 7, 0);
     receiver.onDatagram(first);
-    for (let i = 1; i < 20_000; i++) receiver.onDatagram(validRtp(enc, prng, i % 2 ? 7 : 8, i & 0xffff));
-    assert.equal(audio.length, 20_000);
+    for (let i = 1; i < 40_000; i++) receiver.onDatagram(validRtp(enc, prng, i % 2 ? 7 : 8, i & 0xffff));
+    assert.equal(audio.length, 40_000);
     const before = snapshot(receiver.counters);
     receiver.onDatagram(Buffer.from(first));
     assert.deepEqual(delta(receiver.counters, before), { datagrams: 1, replayed: 1 }, 'not delivered again');
-    assert.equal(audio.length, 20_000);
+    assert.equal(audio.length, 40_000);
     assert.equal(receiver.duplicateByUser.get('alice'), 1);
     assert.equal(receiver.duplicateByUser.get('bob'), undefined);
     assert.equal(receiver.accounted(), receiver.counters.datagrams);

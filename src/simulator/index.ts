@@ -464,7 +464,7 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
     // The member's send time is the tick's due time, not when this process got round to it: a real client's
     // frame is captured on schedule, and a late send (a busy event loop here) is network delay to the recorder.
     const dueWallMs = performance.timeOrigin + scheduler.origin + k * TICK_MS;
-    const rec = truth.packet(id, frame.spurtIndex, frame.ssrc, dueWallMs, frame.kind === 'audio');
+    const rec = truth.packet(id, frame.spurtIndex, frame.ssrc, frame.sequence, dueWallMs, frame.kind === 'audio');
     if (!session) return truth.lost(rec);
     if (sp.member.op5DelayMs !== undefined && !session.announced.has(frame.ssrc)) {
       // Late on purpose: the recorder sees this SSRC's packets before anyone says whose they are.

@@ -165,6 +165,8 @@ export interface SpurtTruth {
   /** Of packetsSent, the audio packets (not the trailing silence frames). */
   audioPacketsSent: number;
   ssrc: number;
+  /** RTP sequence number of the spurt's first packet (packet n has firstSequence + n, mod 2^16). */
+  firstSequence: number;
 }
 
 /** What the member's network model did (impairments.ts), for checking the impairments against the wire. */

@@ -61,14 +61,14 @@ export class TruthRecorder {
    * Registers one packet of a member, due at `wallMs`. `audio` is false for the trailing silence frames, which
    * count in packetsSent/Lost but do not move endWallMs. Settle it with {@link sent} or {@link lost}.
    */
-  packet(userId: string, spurtIndex: number, ssrc: number, wallMs: number, audio: boolean): PacketRecord | null {
+  packet(userId: string, spurtIndex: number, ssrc: number, sequence: number, wallMs: number, audio: boolean): PacketRecord | null {
     const mt = this.#byUser.get(userId);
     if (!mt) return null;
     let cur = this.#current.get(userId);
     if (!cur || cur.index !== spurtIndex || cur.ssrc !== ssrc) {
       const spurt: SpurtTruth = {
         startWallMs: wallMs, onsetWallMs: wallMs - FRAME_MS, endWallMs: wallMs, packetsSent: 0, packetsLost: 0, lostIndices: [],
-        audioPacketsSent: 0, ssrc,
+        audioPacketsSent: 0, ssrc, firstSequence: sequence,
       };
       mt.spurts.push(spurt);
       cur = { index: spurtIndex, ssrc, spurt, registered: 0 };
