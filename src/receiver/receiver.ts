@@ -205,11 +205,6 @@ export class Receiver {
     };
   }
 
-  /** Streams whose nonce counter was seen to restart (stream-replay.ts), for diagnostics. */
-  get counterRestarts(): number {
-    return this.#replays.restarts;
-  }
-
   /** The drop counts for the journal/manifest (packets still waiting for an op 5 count as unknown SSRC). */
   drops(): ReceiverDrops {
     return dropCounts(this.counters, this.#ssrcs.heldCount);

@@ -20,18 +20,18 @@
  * apart from a replay by its authenticated RTP header: a replay or a network duplicate repeats a datagram already
  * accepted, so its RTP position is not ahead of the stream's newest; a datagram whose sequence number AND timestamp
  * are both ahead of everything accepted on that SSRC is new, numbered by a restarted counter.
- * That restarts the window at once (0 packets lost; the old 64-datagram "valve" of one window for all streams lost
- * 1.3 s per speaker). What it gives up: after such a restart, a replay of a pre-restart datagram whose nonce lies
+ * That restarts the window at once: no packet is lost (a valve that stops judging age after N "too old" datagrams
+ * would lose N, and refuse nothing old after it). What it gives up: after such a restart, a replay of a pre-restart datagram whose nonce lies
  * ahead of the new counter passes this filter (the track still drops it as late or duplicate unless its stream was
  * re-anchored) — only a server that restarts counters exposes that, and only to an on-path attacker. RTCP has no
  * order to check, so a restarted RTCP counter loses that sender's RTCP (not audio) until it passes its old position.
  *
  * Memory: every window costs capacity/8 bytes (2 KiB for 16,384). At most `maxStreams` are kept; beyond that the
- * stream used least recently gives up its window (a CLOCK sweep: no per-packet bookkeeping but a counter) and
+ * stream used least recently gives up its window (a CLOCK sweep: no per-packet bookkeeping but a flag) and
  * leaves a tombstone with its highest nonce and RTP position, so that when it comes back nothing it already sent
- * gets in again. Tombstones are capped too (oldest first); a stream old enough to lose its tombstone has long lost
- * its SSRC mapping (ssrc-map.ts keeps 4,096), so its packets could not reach a track anyway. Evicted windows are
- * recycled: a flood of new SSRCs allocates nothing.
+ * gets in again. Tombstones are capped too (oldest first): only authenticated datagrams create streams, so only
+ * the server itself (which could send anything anyway) can push a member's tombstone out, and a call does not see
+ * thousands of rejoins. Evicted windows are recycled: a flood of new SSRCs allocates nothing.
  */
 import { ReplayFilter } from './replay-filter.ts';
 
@@ -127,13 +127,6 @@ export class StreamReplayFilters {
   /** Bytes of window bitmaps held, spares included (≤ maxStreams × window / 8). */
   get bytes(): number {
     return ((this.#streams.size + this.#spare.length) * this.window) / 8;
-  }
-
-  /** Accepted nonces held in all windows. */
-  get size(): number {
-    let n = 0;
-    for (const s of this.#streams.values()) n += s.filter.size;
-    return n;
   }
 
   /** Counter restarts recognised so far (see the module comment). */
