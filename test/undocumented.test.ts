@@ -13,9 +13,9 @@
  * Asserted against the truth: each member only in its own track, onsets within 20 ms, equal lengths, silent pauses,
  * no dropout except inside a run of more than two missing packets (what Opus concealment cannot restore), where
  * missing is lost by the network or refused by DAVE (a wire tap shows which; never more than a few), every packet
- * that arrived delivered once, every replay and network duplicate
- * refused (exactly those), every RTCP datagram counted and handed to the sink, every video datagram counted and none
- * decoded, and every datagram accounted for once.
+ * that arrived delivered once, every replay and network duplicate refused (exactly those), every RTCP datagram
+ * counted and handed to the sink, every video datagram counted and none decoded, and every datagram accounted for.
+ * The simulator's numbering is checked on the wire too (equal nonces across senders, where streams start).
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -48,9 +48,10 @@ const ofKind = (kind: string): number =>
   HOSTILE_AT.length * Array.from({ length: HOSTILE_PER_BURST }, (_, i) => HOSTILE_KINDS[i % HOSTILE_KINDS.length]).filter((k) => k === kind).length;
 
 function call(nonces: NonceNumbering, dave: boolean): Scenario {
-  // Talk spurts start at least 200 ms after the recording does, and 800 ms after the last change of the DAVE group
-  // (the rejoin, after the recorder re-joined it on the new server), so that what is measured is the receive path,
-  // not how fast a loaded machine runs MLS (test/faults.test.ts measures speech across group changes).
+  // Talk spurts start at least 250 ms after the session does, and those after the voice-server move 800 ms after the
+  // last change of the DAVE group (the rejoin, once the recorder re-joined it on the new server), so that what is
+  // measured is the receive path, not how fast a loaded machine runs MLS (test/faults.test.ts measures speech
+  // across group changes).
   const members = [
     member(1, HZ[0]!, [[300, 1000], [2550, 1250]], { video: { camera: [{ atMs: 400, durationMs: 3200 }], screen: [{ atMs: 800, durationMs: 1900 }] } }),
     member(2, HZ[1]!, [[450, 650], [2600, 1000]]),
