@@ -168,6 +168,7 @@ export async function runRecording(opts: RecordOptions, observer: RecordingObser
         receiver = rx;
         s.on('cipher', (c) => rx.setCipher(c));
         s.on('speaking', (ssrc, userId) => rx.mapSsrc(ssrc, userId));
+        s.on('video', (v) => rx.onVideo(v));
         s.on('datagram', (d) => rx.onDatagram(d));
         s.on('warn', (m) => observer.warn(redact(m)));
         s.on('state', (next: SessionState) => {

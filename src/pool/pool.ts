@@ -177,7 +177,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
   private closing = false;
   private cleaned = false;
   private maxArrivalMs = -Infinity;
-  /** RTCP packets seen (Discord clients rarely send sender reports; the clock does not need them). */
+  /** RTCP packets seen (Discord forwards a sender report per active sender about once a second; the clock does not need them). */
   rtcpPackets = 0;
 
   constructor(options: WorkerPoolOptions) {
@@ -342,8 +342,8 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
   }
 
   /**
-   * RTCP is counted and dropped: Discord clients send receiver reports and rarely sender reports, and the
-   * track clock anchors on arrival times, which RTCP would not improve.
+   * RTCP is counted and dropped: the track clock anchors on arrival times (and measures drift from them), which
+   * the sender reports' NTP/RTP pairs would not improve.
    */
   onRtcp(_packet: RtcpPacket): void {
     this.rtcpPackets++;

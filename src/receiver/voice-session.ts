@@ -29,6 +29,7 @@ import { watchNetworking } from './networking-watch.ts';
 import { UdpTap } from './udp-tap.ts';
 import { TransportCipher, isTransportMode } from './transport-crypto.ts';
 import type { DaveDecryptor } from './dave.ts';
+import { parseVideoOp, type VideoAnnouncement } from './video-streams.ts';
 
 export interface VoiceSessionOptions {
   token: string;
@@ -68,6 +69,8 @@ export interface VoiceSessionEvents {
   cipher: [cipher: TransportCipher];
   /** op 5 Speaking: this SSRC belongs to this user. */
   speaking: [ssrc: number, userId: string];
+  /** op 12 (undocumented): a user's audio SSRC and its video and RTX SSRCs (video-streams.ts). */
+  video: [announcement: VideoAnnouncement];
   /** Occupancy changed (op 11/13 or a voice state). */
   occupancy: [humans: number];
   /** Non-fatal trouble. */
@@ -75,6 +78,7 @@ export interface VoiceSessionEvents {
 }
 
 const VOICE_OP_SPEAKING = 5;
+const VOICE_OP_VIDEO = 12;
 const VOICE_OP_CLIENTS_CONNECT = 11;
 const VOICE_OP_CLIENT_DISCONNECT = 13;
 
@@ -334,6 +338,9 @@ export class VoiceSession extends EventEmitter<VoiceSessionEvents> {
       this.knownSsrcs.set(d.ssrc >>> 0, d.user_id);
       if (this.knownSsrcs.size > 4096) this.knownSsrcs.delete(this.knownSsrcs.keys().next().value!);
       this.emit('speaking', d.ssrc >>> 0, d.user_id);
+    } else if (packet.op === VOICE_OP_VIDEO) {
+      const video = parseVideoOp(d);
+      if (video) this.emit('video', video);
     } else if (packet.op === VOICE_OP_CLIENTS_CONNECT && Array.isArray(d.user_ids)) {
       for (const id of d.user_ids) if (typeof id === 'string') this.#voiceClients.add(id);
       this.emit('occupancy', this.humansInChannel());

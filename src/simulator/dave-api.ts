@@ -85,5 +85,10 @@ export interface DaveServer {
   readonly stats: DaveStats;
   /** The member's DAVE frame for one Opus packet (silence frames pass through unencrypted). */
   encryptOpus(userId: string, opus: Buffer): Buffer;
+  /**
+   * A member's video frame as its client sends it: DAVE-encrypted for the codec (whose headers stay in the clear),
+   * or unchanged while the member has no group to encrypt with.
+   */
+  encryptVideo(userId: string, codec: 'H264' | 'VP8' | 'VP9' | 'AV1', frame: Buffer): Buffer;
   close(): void;
 }
