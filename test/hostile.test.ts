@@ -28,12 +28,15 @@ import { SsrcMap } from '../src/receiver/ssrc-map.ts';
 import { Prng } from '../src/simulator/prng.ts';
 import { rtpHeader, audioLevelExtension } from '../src/simulator/rtp.ts';
 import { TransportEncryptor } from '../src/simulator/transport-crypto.ts';
+import { NONCE_NUMBERINGS, NonceCounter } from '../src/simulator/nonces.ts';
 import { HOSTILE_EXPECTED, HOSTILE_KINDS } from '../src/simulator/hostile.ts';
 import type { AudioPacket, RtcpPacket } from '../src/sinks/types.ts';
 import type { ReceiverDrops } from '../src/sinks/capture-layout.ts';
 import { CHANNEL, GUILD, TOKEN, TONE_PEAK, readWavLeft, scenario, toneAmplitude, msToSample, BLOCK } from './record-fixtures.ts';
 
 const MODES: TransportMode[] = ['aead_aes256_gcm_rtpsize', 'aead_xchacha20_poly1305_rtpsize'];
+/** Replay windows a receiver may hold at most: 1,024 RTP streams × 2 KiB and 1,024 RTCP senders × 128 B, +16 spares each. */
+const REPLAY_BYTES_CAP = (1024 + 16) * (16_384 + 1024) / 8;
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -313,7 +316,9 @@ describe('floods: caps, eviction, flat heap', () => {
     for (let s = 0; s < 100_000; s++) receiver.mapSsrc(0x10000 + s, `u${s % 5000}`);
     const t = receiver.tableSizes;
     assert.ok(t.mappings <= 4096, `mappings ${t.mappings}`);
-    assert.ok(t.replayWindow <= 16_384 + 1024);
+    // One replay window per authenticated stream (RTP SSRC, RTCP sender), capped, plus tombstones of evicted ones.
+    assert.ok(t.replayStreams <= 2 * 1024 && t.replayTombstones <= 2 * 4096, JSON.stringify(t));
+    assert.ok(t.replayBytes <= REPLAY_BYTES_CAP, `replay windows: ${t.replayBytes} bytes`);
     assert.equal(receiver.drops().unknownSsrc, 50_000, 'held packets count as unknown in the manifest figures');
   });
 
@@ -354,22 +359,22 @@ describe('floods: caps, eviction, flat heap', () => {
     assert.equal(f.size, 16_384);
   });
 
-  test('receiver: an old replay after 20,000 fresh datagrams is dropped as replayed and blamed on its SSRC\'s user', () => {
+  for (const numbering of NONCE_NUMBERINGS) test(`receiver (nonces ${numbering}): an old replay after 40,000 fresh datagrams (20,000 per stream: past its window) is dropped as replayed and blamed on its SSRC's user`, () => {
     const prng = new Prng(0x01d);
     const key = randomBytes(32);
-    const enc = new TransportEncryptor(MODES[0]!, key);
+    const enc = new TransportEncryptor(MODES[0]!, key, new NonceCounter(numbering, new Prng(5)));
     const { receiver, audio } = newReceiver();
     receiver.setCipher(new TransportCipher(MODES[0]!, key));
     receiver.mapSsrc(7, 'alice');
     receiver.mapSsrc(8, 'bob');
     const first = validRtp(enc, prng, 7, 0);
     receiver.onDatagram(first);
-    for (let i = 1; i < 20_000; i++) receiver.onDatagram(validRtp(enc, prng, i % 2 ? 7 : 8, i & 0xffff));
-    assert.equal(audio.length, 20_000);
+    for (let i = 1; i < 40_000; i++) receiver.onDatagram(validRtp(enc, prng, i % 2 ? 7 : 8, i & 0xffff));
+    assert.equal(audio.length, 40_000);
     const before = snapshot(receiver.counters);
     receiver.onDatagram(Buffer.from(first));
     assert.deepEqual(delta(receiver.counters, before), { datagrams: 1, replayed: 1 }, 'not delivered again');
-    assert.equal(audio.length, 20_000);
+    assert.equal(audio.length, 40_000);
     assert.equal(receiver.duplicateByUser.get('alice'), 1);
     assert.equal(receiver.duplicateByUser.get('bob'), undefined);
     assert.equal(receiver.accounted(), receiver.counters.datagrams);
@@ -440,7 +445,7 @@ describe('floods: caps, eviction, flat heap', () => {
       const m = process.memoryUsage();
       return m.heapUsed + m.arrayBuffers;
     };
-    batch(40_000); // warm up: every table reaches its cap (16,384 nonces, 32 pending SSRCs)
+    batch(40_000); // warm up: every table reaches its cap (1,024 replay streams per kind, 32 pending SSRCs)
     const base = heap();
     const sizes = rx.tableSizes;
     batch(110_000);
@@ -448,7 +453,8 @@ describe('floods: caps, eviction, flat heap', () => {
     // 110,000 more datagrams (~10 MB of input) after the caps were reached: at most a few MB of noise.
     assert.ok(grown < 6 * 1024 * 1024, `heap grew ${(grown / 1048576).toFixed(2)} MB`);
     assert.ok(rx.tableSizes.pendingSsrcs <= 32, `pending SSRCs ${rx.tableSizes.pendingSsrcs}`);
-    assert.ok(rx.tableSizes.replayWindow <= 16_384 + 1024 && sizes.replayWindow <= 16_384 + 1024);
+    assert.ok(rx.tableSizes.replayBytes <= REPLAY_BYTES_CAP && sizes.replayBytes <= REPLAY_BYTES_CAP, `${rx.tableSizes.replayBytes} bytes of replay windows`);
+    assert.ok(rx.tableSizes.replayStreams <= 2 * 1024 && rx.tableSizes.replayTombstones <= 2 * 4096);
     assert.equal(rx.accounted(), rx.counters.datagrams);
     assert.equal(rx.counters.datagrams, 150_000);
   });

@@ -15,6 +15,10 @@ import { Receiver } from '../src/receiver/receiver.ts';
 import { trackStem, sanitizeName } from '../src/sinks/naming.ts';
 import type { AudioPacket, RtcpPacket } from '../src/sinks/types.ts';
 import { Prng } from '../src/simulator/prng.ts';
+import { NONCE_NUMBERINGS, NonceCounter } from '../src/simulator/nonces.ts';
+import { TransportEncryptor } from '../src/simulator/transport-crypto.ts';
+import { rtcpSenderReport, rtpHeader } from '../src/simulator/rtp.ts';
+import { parseVideoOp } from '../src/receiver/video-streams.ts';
 
 const require = createRequire(import.meta.url);
 const { Networking } = require('@discordjs/voice') as typeof import('@discordjs/voice');
@@ -342,6 +346,77 @@ describe('receiver.ts pipeline', () => {
     assert.equal(rtcp.length, 1);
     assert.equal(rtcp[0]!.packetType, 201);
     assert.equal(audio.length, 0);
+  });
+
+  for (const numbering of NONCE_NUMBERINGS) {
+    test(`nonces ${numbering}: three speakers, their sender reports and a camera, all delivered once; every copy refused`, () => {
+      const key = randomBytes(32);
+      const mode = MODES[0]!;
+      // The simulator's sealer, numbering the datagrams as a server with this numbering does.
+      const enc = new TransportEncryptor(mode, key, new NonceCounter(numbering, new Prng(3)));
+      const { receiver, audio, rtcp } = collectingReceiver();
+      receiver.setCipher(new TransportCipher(mode, key));
+      const users = ['alice', 'bob', 'carol'];
+      users.forEach((u, i) => receiver.mapSsrc(100 + i, u));
+      receiver.onVideo({ userId: 'alice', audioSsrc: 100, videoSsrcs: [500, 501] });
+      const sent: Buffer[] = [];
+      let reports = 0;
+      let video = 0;
+      for (let k = 0; k < 300; k++) {
+        users.forEach((_, i) => {
+          const opus = randomBytes(20);
+          sent.push(enc.seal(rtpHeader({ sequence: (k + 7 * i) & 0xffff, timestamp: (k * 960 + i) >>> 0, ssrc: 100 + i }), opus));
+          if (k % 50 === 10 * i) {
+            const sr = rtcpSenderReport(100 + i, Date.now(), k * 960, k, k * 20);
+            sent.push(enc.seal(sr.subarray(0, 8), sr.subarray(8)));
+            reports++;
+          }
+        });
+        // Alice's camera: VP8 (105) and now and then an RTX (106), whose payload is never opened.
+        sent.push(enc.seal(rtpHeader({ sequence: k, timestamp: k * 3000, ssrc: 500, payloadType: 105 }), randomBytes(900)));
+        video++;
+        if (k % 10 === 0) {
+          sent.push(enc.seal(rtpHeader({ sequence: k / 10, timestamp: k * 3000, ssrc: 501, payloadType: 106 }), randomBytes(900)));
+          video++;
+        }
+      }
+      for (const d of sent) receiver.onDatagram(d);
+      for (const d of sent) receiver.onDatagram(Buffer.from(d)); // every one again: duplicates, or replays
+      const c = receiver.counters;
+      assert.equal(audio.length, 900, 'every audio packet delivered');
+      assert.equal(new Set(audio.map((p) => `${p.ssrc}:${p.sequence}`)).size, 900, 'each once');
+      assert.equal(c.rtcp, reports, 'every sender report delivered once');
+      assert.equal(rtcp.length, reports);
+      assert.equal(c.replayed, 900 + reports, 'every copy of audio and RTCP refused');
+      assert.equal(c.video, 2 * video, 'video counted (never opened, so both copies)');
+      assert.equal(c.notAudio, 0);
+      assert.equal(receiver.accounted(), c.datagrams);
+    });
+  }
+
+  test('op 12: its audio SSRC maps like op 5 (held packets released); its video SSRCs count as video whatever the payload type', () => {
+    const key = randomBytes(32);
+    const mode = MODES[1]!;
+    const { receiver, audio } = collectingReceiver();
+    receiver.setCipher(new TransportCipher(mode, key));
+    receiver.onDatagram(craft(mode, key, 1, { ssrc: 42, seq: 1, opus: randomBytes(20) }));
+    assert.equal(receiver.heldCount, 1, 'no mapping yet: held');
+    const a = parseVideoOp({
+      user_id: 'dana', audio_ssrc: 42, video_ssrc: 43, rtx_ssrc: 44,
+      streams: [{ type: 'video', rid: '100', ssrc: 43, rtx_ssrc: 44, active: true }, { type: 'screen', ssrc: 45, rtx_ssrc: 46 }],
+    })!;
+    assert.deepEqual(a, { userId: 'dana', audioSsrc: 42, videoSsrcs: [43, 44, 45, 46] });
+    receiver.onVideo(a);
+    assert.deepEqual(audio.map((p) => p.userId), ['dana'], 'released to its user');
+    // A payload type outside Discord's video range: video on an announced SSRC, not audio elsewhere.
+    receiver.onDatagram(craft(mode, key, 2, { ssrc: 45, pt: 96, opus: randomBytes(200) }));
+    receiver.onDatagram(craft(mode, key, 3, { ssrc: 77, pt: 96, opus: randomBytes(200) }));
+    receiver.onDatagram(craft(mode, key, 4, { ssrc: 78, pt: 102, opus: randomBytes(200) })); // H264 RTX before its op 12
+    assert.deepEqual([receiver.counters.video, receiver.counters.notAudio], [2, 1]);
+    // Video off: op 12 with no SSRCs, and payloads that are no op 12 at all.
+    assert.deepEqual(parseVideoOp({ user_id: 'dana', audio_ssrc: 42, video_ssrc: 0, rtx_ssrc: 0, streams: [] }), { userId: 'dana', audioSsrc: 42, videoSsrcs: [] });
+    for (const bad of [null, 1, 'x', {}, { user_id: 5 }, { user_id: '' }]) assert.equal(parseVideoOp(bad), null);
+    assert.deepEqual(parseVideoOp({ user_id: 'u', audio_ssrc: -1, video_ssrc: 2 ** 32, streams: [null, 7, { ssrc: 'x', rtx_ssrc: 9 }] }), { userId: 'u', audioSsrc: 0, videoSsrcs: [9] });
   });
 
   test('seeded fuzz: 30,000 hostile datagrams never throw, every one is counted, memory bounded', () => {

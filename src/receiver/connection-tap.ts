@@ -36,6 +36,7 @@ import {
 import { watchNetworking } from './networking-watch.ts';
 import { TransportCipher, isTransportMode } from './transport-crypto.ts';
 import { DecryptOnce, type DaveDecryptor } from './dave-once.ts';
+import { parseVideoOp, type VideoAnnouncement } from './video-streams.ts';
 
 export type TapState =
   | { status: 'connecting' }
@@ -68,6 +69,8 @@ export interface ConnectionTapEvents {
   cipher: [cipher: TransportCipher];
   /** op 5 Speaking: this SSRC belongs to this user. */
   speaking: [ssrc: number, userId: string];
+  /** op 12 (undocumented): a user's audio SSRC and its video and RTX SSRCs (video-streams.ts). */
+  video: [announcement: VideoAnnouncement];
   /** The users the voice gateway says are in the call changed (op 11 / op 13). */
   clients: [userIds: ReadonlySet<string>];
   /** Non-fatal trouble. */
@@ -75,6 +78,7 @@ export interface ConnectionTapEvents {
 }
 
 const VOICE_OP_SPEAKING = 5;
+const VOICE_OP_VIDEO = 12;
 const VOICE_OP_CLIENTS_CONNECT = 11;
 const VOICE_OP_CLIENT_DISCONNECT = 13;
 /** A datagram shorter than this is no RTP packet (the library handler reads bytes 8..11 unchecked). */
@@ -382,6 +386,9 @@ export class ConnectionTap extends EventEmitter<ConnectionTapEvents> {
       this.knownSsrcs.set(d.ssrc >>> 0, d.user_id);
       if (this.knownSsrcs.size > 4096) this.knownSsrcs.delete(this.knownSsrcs.keys().next().value!);
       this.emit('speaking', d.ssrc >>> 0, d.user_id);
+    } else if (packet.op === VOICE_OP_VIDEO) {
+      const video = parseVideoOp(d);
+      if (video) this.emit('video', video);
     } else if (packet.op === VOICE_OP_CLIENTS_CONNECT && Array.isArray(d.user_ids)) {
       for (const id of d.user_ids) if (typeof id === 'string') this.#clients.add(id);
       this.emit('clients', this.#clients);

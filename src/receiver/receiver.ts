@@ -1,24 +1,29 @@
 /**
  * The receive path, one datagram at a time, in the order a packet travels:
  *
- *   datagram ─ rtp.ts classifyDatagram ─┬─ RTCP ─ transport-crypto openRtcp ─ replay-filter ───────────── sink.onRtcp
- *                                       └─ RTP ── transport-crypto openRtp ─ replay-filter ─ ssrc-map (hold until op 5)
+ *   datagram ─ rtp.ts classifyDatagram ─┬─ RTCP ─ transport-crypto openRtcp ─ stream-replay (sender SSRC) ─ sink.onRtcp
+ *                                       ├─ RTP, not Opus ─ video-streams: video (op 12 SSRC, video payload type) or notAudio
+ *                                       └─ RTP ── transport-crypto openRtp ─ stream-replay (SSRC) ─ ssrc-map (hold until op 5)
  *                                                 ─ users filter ─ dave.ts daveDecrypt ─ AudioPacket ─── sink.onAudio
  *
  * Transport decryption comes before the SSRC lookup on purpose: only authenticated packets may occupy the
  * op-5 holding area, so forged SSRCs cannot fill it. Replays are dropped right after authentication, before
  * DAVE: a burst of replayed frames would otherwise make @discordjs/voice's DAVE wrapper re-initialise the MLS
- * session (see replay-filter.ts). Every datagram that is not delivered is counted by exactly one kind, so
+ * session (see replay-filter.ts). Replay state is per authenticated stream, because Discord does not say how it
+ * numbers the nonces it forwards (stream-replay.ts). Video is never decrypted: counting it is all a recorder
+ * needs. Every datagram that is not delivered is counted by exactly one kind, so
  * `datagrams === delivered + Σ drops + held` always holds (see {@link Receiver.accounted}).
- * Nothing here throws on network input; all state is bounded (SSRC map caps, replay window, per-user table
- * bounded by the mapping cap).
+ * Nothing here throws on network input; all state is bounded (SSRC map caps, replay streams and tombstones,
+ * video SSRCs, per-user tables bounded by the mapping cap).
  */
 import type { AudioPacket, AudioSink } from '../sinks/types.ts';
 import type { ReceiverDrops } from '../sinks/capture-layout.ts';
 import { classifyDatagram, type RtpHeader } from './rtp.ts';
 import type { TransportCipher } from './transport-crypto.ts';
 import { SsrcMap, type SsrcMapOptions } from './ssrc-map.ts';
-import { ReplayFilter, nonceOf } from './replay-filter.ts';
+import { nonceOf } from './replay-filter.ts';
+import { StreamReplayFilters } from './stream-replay.ts';
+import { VideoSsrcs, type VideoAnnouncement } from './video-streams.ts';
 import { daveDecrypt, type DaveDecryptor } from './dave.ts';
 
 /** Per-kind packet accounting (written to the manifest's receiver section and shown in warnings). */
@@ -31,8 +36,10 @@ export interface ReceiverCounters {
   control: number;
   /** Too short, wrong version, broken extension. */
   malformed: number;
-  /** Valid RTP with a payload type that is not Opus audio. */
+  /** Valid RTP with a payload type that is not Opus audio, and not video. */
   notAudio: number;
+  /** RTP of a member's camera or screen share, RTX included (video-streams.ts): never decrypted, never decoded. */
+  video: number;
   /** Arrived before the transport key was known (before op 4 or during a reconnect). */
   noKey: number;
   /** Transport authentication failed (bad tag, wrong key, forged or corrupted). */
@@ -55,7 +62,7 @@ export interface ReceiverCounters {
 
 export function emptyCounters(): ReceiverCounters {
   return {
-    datagrams: 0, audio: 0, rtcp: 0, control: 0, malformed: 0, notAudio: 0, noKey: 0, undecryptable: 0, badPadding: 0,
+    datagrams: 0, audio: 0, rtcp: 0, control: 0, malformed: 0, notAudio: 0, video: 0, noKey: 0, undecryptable: 0, badPadding: 0,
     replayed: 0, daveUndecryptable: 0, unknownSsrc: 0, filtered: 0, rtcpUndecryptable: 0,
   };
 }
@@ -72,6 +79,7 @@ export function dropCounts(c: ReceiverCounters, held = 0): ReceiverDrops {
     control: c.control,
     malformed: c.malformed,
     notAudio: c.notAudio,
+    video: c.video,
     noKey: c.noKey,
     badAuth: c.undecryptable,
     badPadding: c.badPadding,
@@ -94,9 +102,16 @@ export interface ReceiverOptions {
   /** Users to record (undefined = everyone). */
   accept?: (userId: string) => boolean;
   ssrcMap?: SsrcMapOptions;
-  /** Width of the replay window in transport nonces (default 16,384; rounded up to a power of two). */
+  /** Width of each stream's replay window in transport nonces (default 16,384; rounded up to a power of two). */
   replayWindow?: number;
+  /** RTP streams with a replay window at once (default 1,024; see stream-replay.ts). */
+  replayStreams?: number;
 }
+
+/** Default of ReceiverOptions.replayStreams; RTCP senders get as many (with 1,024-nonce windows). */
+const REPLAY_STREAMS = 1024;
+/** An RTCP sender's window: its reports come about once a second, so reordering spans a handful of them. */
+const RTCP_REPLAY_WINDOW = 1024;
 
 /** A transport-decrypted packet waiting for its SSRC's op 5. */
 interface Held {
@@ -119,18 +134,20 @@ export class Receiver {
   readonly #opts: ReceiverOptions;
   readonly #ssrcs: SsrcMap<Held>;
   /**
-   * One history for RTP and one for RTCP: nonces are unique per key, but should a server count the two streams
-   * separately, one shared history would take a fresh RTP nonce for a replay of an RTCP one and drop real audio.
+   * Replay state per RTP SSRC and per RTCP sender SSRC, separately: a server may number a sender's RTP and RTCP
+   * with separate counters, so their nonces may be equal (stream-replay.ts).
    */
-  readonly #replays: ReplayFilter;
-  readonly #rtcpReplays: ReplayFilter;
+  readonly #replays: StreamReplayFilters;
+  readonly #rtcpReplays: StreamReplayFilters;
+  readonly #video = new VideoSsrcs();
   #cipher: TransportCipher | null = null;
 
   constructor(opts: ReceiverOptions) {
     this.#opts = opts;
     this.#ssrcs = new SsrcMap<Held>(opts.ssrcMap);
-    this.#replays = new ReplayFilter(opts.replayWindow);
-    this.#rtcpReplays = new ReplayFilter(1024);
+    const streams = opts.replayStreams ?? REPLAY_STREAMS;
+    this.#replays = new StreamReplayFilters({ window: opts.replayWindow ?? 16_384, maxStreams: streams });
+    this.#rtcpReplays = new StreamReplayFilters({ window: RTCP_REPLAY_WINDOW, maxStreams: streams });
   }
 
   /** Sets the transport key (op 4 Session Description); null while none is valid. */
@@ -153,6 +170,15 @@ export class Receiver {
     for (const h of held) this.#deliver(h.header, h.frame, h.arrivalMs, userId);
   }
 
+  /**
+   * op 12: a user's video and RTX SSRCs (counted as video from now on), and its audio SSRC, which maps that SSRC
+   * to the user as op 5 does (releasing packets held for it).
+   */
+  onVideo(a: VideoAnnouncement): void {
+    this.#video.announce(a);
+    if (a.audioSsrc !== 0) this.mapSsrc(a.audioSsrc, a.userId);
+  }
+
   userOf(ssrc: number): string | undefined {
     return this.#ssrcs.get(ssrc);
   }
@@ -163,12 +189,18 @@ export class Receiver {
   }
 
   /** Sizes of every table that grows with input, for memory-bound checks. */
-  get tableSizes(): { mappings: number; pendingSsrcs: number; held: number; replayWindow: number; usersWithFailures: number } {
+  get tableSizes(): {
+    mappings: number; pendingSsrcs: number; held: number; replayStreams: number; replayTombstones: number; replayBytes: number;
+    videoSsrcs: number; usersWithFailures: number;
+  } {
     return {
       mappings: this.#ssrcs.size,
       pendingSsrcs: this.#ssrcs.pendingCount,
       held: this.#ssrcs.heldCount,
-      replayWindow: this.#replays.size + this.#rtcpReplays.size,
+      replayStreams: this.#replays.streams + this.#rtcpReplays.streams,
+      replayTombstones: this.#replays.tombstones + this.#rtcpReplays.tombstones,
+      replayBytes: this.#replays.bytes + this.#rtcpReplays.bytes,
+      videoSsrcs: this.#video.size,
       usersWithFailures: this.undecryptableByUser.size + this.duplicateByUser.size,
     };
   }
@@ -198,7 +230,7 @@ export class Receiver {
   /** Datagrams accounted for: delivered + every drop kind + still held. Always equals `counters.datagrams`. */
   accounted(): number {
     const c = this.counters;
-    return c.audio + c.rtcp + c.control + c.malformed + c.notAudio + c.noKey + c.undecryptable + c.badPadding + c.replayed +
+    return c.audio + c.rtcp + c.control + c.malformed + c.notAudio + c.video + c.noKey + c.undecryptable + c.badPadding + c.replayed +
       c.unknownSsrc + c.daveUndecryptable + c.filtered + c.rtcpUndecryptable + this.#ssrcs.heldCount;
   }
 
@@ -209,8 +241,10 @@ export class Receiver {
     c.datagrams++;
     const kind = classifyDatagram(datagram);
     if (kind.kind === 'skip') {
-      if (kind.reason === 'not-audio') c.notAudio++;
-      else if (kind.reason === 'control') c.control++;
+      if (kind.reason === 'not-audio') {
+        if (this.#video.isVideo(kind.ssrc, kind.payloadType)) c.video++;
+        else c.notAudio++;
+      } else if (kind.reason === 'control') c.control++;
       else c.malformed++;
       return;
     }
@@ -227,7 +261,8 @@ export class Receiver {
         c.rtcpUndecryptable++;
         return;
       }
-      if (opened && !this.#rtcpReplays.accept(nonceOf(datagram))) {
+      // The sender SSRC (bytes 4..7) is inside the 8-byte AAD: authenticated when `opened`.
+      if (opened && !this.#rtcpReplays.accept(kind.ssrc, nonceOf(datagram))) {
         c.replayed++;
         return;
       }
@@ -243,8 +278,9 @@ export class Receiver {
       c.undecryptable++;
       return;
     }
-    // Authenticated from here on: the nonce is the server's, so it may be remembered.
-    if (!this.#replays.accept(nonceOf(datagram))) {
+    // Authenticated from here on (the header, SSRC included, is the AAD): the nonce is the server's, so it may be
+    // remembered, in this SSRC's own window.
+    if (!this.#replays.accept(header.ssrc, nonceOf(datagram), header)) {
       c.replayed++;
       // The header is authenticated: this SSRC's packet really was delivered twice, so its user is told.
       if (userId !== undefined && (this.#opts.accept?.(userId) ?? true)) countFor(this.duplicateByUser, userId);

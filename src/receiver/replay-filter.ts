@@ -1,6 +1,6 @@
 /**
- * Replay detection for authenticated datagrams, keyed by the rtpsize transport nonce: an SRTP/IPsec-style
- * sliding window (RFC 3711 §3.3.2, RFC 6479) over the u32 nonce counter.
+ * Replay detection over one stream's rtpsize transport nonces: an SRTP/IPsec-style sliding window
+ * (RFC 3711 §3.3.2, RFC 6479) over the u32 nonce counter. stream-replay.ts keeps one per authenticated stream.
  *
  * Why: an AEAD tag proves a datagram came from the voice server, not that it is new. An on-path attacker (or a
  * network that duplicates) can resend a valid datagram any number of times. Each copy would pass transport
@@ -9,25 +9,15 @@
  * never get that far. A replay that is old enough must not get through either: once its stream was closed
  * (30 s idle) or re-anchored (a new talk spurt), a track would write it at its arrival time, a blip of old audio.
  *
- * So, per key: the highest nonce accepted so far, and one bit for each of the `capacity` nonces at and below it.
- * A nonce ahead of the highest is new (the window slides); one inside the window is new once; one further behind
- * than the window is rejected as too old. The server's counter is one per connection and counts up by one per
- * datagram (RTP and RTCP alike), so the window (16,384 datagrams by default: 33 s of 10 speakers, minutes of
- * one) is far wider than any reordering on a network. Comparisons use 32-bit serial arithmetic (RFC 1982), so
- * the counter's wrap from 0xFFFFFFFF to 0 is an ordinary step forward.
- *
- * Call {@link ReplayFilter.reset} whenever the key changes: nonces restart under a new key.
- *
- * The one assumption here that Discord does not document is that one counter numbers every datagram the server
- * sends this session (it must be unique per key, and a counter is how every client implements it, but the server
- * could, say, keep one counter per forwarded stream in disjoint ranges). Were it wrong, "too old" would drop real
- * audio wholesale, the one failure a recorder cannot afford; so the filter watches for it: once authenticated
- * nonces arrive "too old" at a rate no network and no sane replay attack produces alongside live traffic
- * (≥ {@link TOO_OLD_TRIP} of them, and more than 1 % of the accepted), it stops judging age and only refuses
- * exact repeats inside the window, until the next key. {@link ReplayFilter.ageCheck} tells which mode it is in.
+ * So: the highest nonce accepted so far, and one bit for each of the `capacity` nonces at and below it. A nonce
+ * ahead of the highest is new (the window slides); one inside the window is new once; one further behind than the
+ * window is "too old" and refused. Within one stream nonces only count up (whatever numbering the server uses:
+ * stream-replay.ts), so the window (16,384 nonces by default) only has to be wider than the reordering a network
+ * produces, measured in nonces. Comparisons use 32-bit serial arithmetic (RFC 1982), so the counter's wrap from
+ * 0xFFFFFFFF to 0 is an ordinary step forward.
  */
-/** "Too old" nonces (with > 1 % of the accepted) after which the counter is taken not to be one sequence. */
-export const TOO_OLD_TRIP = 64;
+/** What the window says about one nonce. */
+export type NonceVerdict = 'new' | 'seen' | 'too-old';
 
 export class ReplayFilter {
   /** Window length in nonces (a power of two, ≥ 32). */
@@ -38,9 +28,6 @@ export class ReplayFilter {
   #highest = 0;
   #started = false;
   #size = 0;
-  #accepted = 0;
-  #tooOld = 0;
-  #ageCheck = true;
 
   constructor(capacity = 16_384) {
     if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError('capacity must be a positive integer');
@@ -56,6 +43,11 @@ export class ReplayFilter {
     return this.#size;
   }
 
+  /** The highest nonce accepted (undefined before the first). */
+  get highest(): number | undefined {
+    return this.#started ? this.#highest : undefined;
+  }
+
   /**
    * Records `nonce` (a u32 read from the datagram's last 4 bytes) and returns true if it is new; false if it
    * was already seen (a replay or a network duplicate) or is further behind the newest than the window (too old
@@ -63,27 +55,30 @@ export class ReplayFilter {
    * datagrams could move the window or pre-claim nonces the server is about to use.
    */
   accept(nonce: number): boolean {
+    return this.judge(nonce) === 'new';
+  }
+
+  /** Like {@link accept}, but says why a nonce was refused; a 'new' nonce is recorded. */
+  judge(nonce: number): NonceVerdict {
     const n = nonce >>> 0;
     if (!this.#started) {
       this.#started = true;
       this.#highest = n;
-      return this.#mark(n);
+      this.#mark(n);
+      return 'new';
     }
     const ahead = (n - this.#highest) | 0;
     if (ahead > 0) {
       this.#slide(ahead);
       this.#highest = n;
-      return this.#mark(n);
+      this.#mark(n);
+      return 'new';
     }
-    if (-ahead >= this.capacity) {
-      if (!this.#ageCheck) return true;
-      this.#tooOld++;
-      if (this.#tooOld >= TOO_OLD_TRIP && this.#tooOld * 100 > this.#accepted) this.#ageCheck = false;
-      return false;
-    }
+    if (-ahead >= this.capacity) return 'too-old';
     const i = n & this.#mask;
-    if ((this.#bits[i >>> 5]! & (1 << (i & 31))) !== 0) return false;
-    return this.#mark(n);
+    if ((this.#bits[i >>> 5]! & (1 << (i & 31))) !== 0) return 'seen';
+    this.#mark(n);
+    return 'new';
   }
 
   /** Forgets everything (new key). */
@@ -92,22 +87,29 @@ export class ReplayFilter {
     this.#started = false;
     this.#highest = 0;
     this.#size = 0;
-    this.#accepted = 0;
-    this.#tooOld = 0;
-    this.#ageCheck = true;
   }
 
-  /** False once the filter saw too many "too old" nonces to trust the counter's order (see the class doc). */
-  get ageCheck(): boolean {
-    return this.#ageCheck;
+  /** Starts over at `nonce`, accepted (the stream's counter was restarted: stream-replay.ts). */
+  rebase(nonce: number): void {
+    this.reset();
+    this.judge(nonce);
   }
 
-  #mark(n: number): boolean {
-    this.#accepted++;
+  /**
+   * Starts as if every nonce up to and including `highest` had been seen: for a stream whose window was given up
+   * (stream-replay.ts evicts idle streams) and comes back, nothing it already sent can get in again.
+   */
+  resumeAfter(highest: number): void {
+    this.#bits.fill(0xffff_ffff);
+    this.#started = true;
+    this.#highest = highest >>> 0;
+    this.#size = this.capacity;
+  }
+
+  #mark(n: number): void {
     const i = n & this.#mask;
     this.#bits[i >>> 5]! |= 1 << (i & 31);
     this.#size++;
-    return true;
   }
 
   /** Moves the window `by` nonces forward: the slots of the nonces that fall out are cleared for the new ones. */
@@ -117,17 +119,29 @@ export class ReplayFilter {
       this.#size = 0;
       return;
     }
-    // Almost always by = 1 (one datagram after another); a bigger step is bounded by the window.
-    for (let k = 1; k <= by; k++) {
-      const i = (this.#highest + k) & this.#mask;
-      const w = i >>> 5;
-      const bit = 1 << (i & 31);
-      if ((this.#bits[w]! & bit) !== 0) {
-        this.#bits[w]! &= ~bit;
-        this.#size--;
+    // A word at a time: under one counter per connection a stream's nonces step by the number of streams
+    // (hundreds at 600 speakers), so clearing bit by bit would cost that much per datagram.
+    let at = (this.#highest + 1) & this.#mask;
+    for (let left = by; left > 0; ) {
+      const bit = at & 31;
+      const n = Math.min(32 - bit, left);
+      const mask = (0xffff_ffff >>> (32 - n)) << bit;
+      const w = at >>> 5;
+      const cleared = this.#bits[w]! & mask;
+      if (cleared !== 0) {
+        this.#size -= popcount(cleared);
+        this.#bits[w] = this.#bits[w]! & ~mask;
       }
+      at = (at + n) & this.#mask;
+      left -= n;
     }
   }
+}
+
+function popcount(x: number): number {
+  x -= (x >>> 1) & 0x5555_5555;
+  x = (x & 0x3333_3333) + ((x >>> 2) & 0x3333_3333);
+  return (Math.imul((x + (x >>> 4)) & 0x0f0f_0f0f, 0x0101_0101) >>> 24);
 }
 
 /** The rtpsize nonce counter: the datagram's last 4 bytes, big-endian. */

@@ -52,7 +52,9 @@ export type SkipReason =
 export type DatagramKind =
   | { kind: 'rtp'; header: RtpHeader }
   | { kind: 'rtcp'; packetType: number; ssrc: number }
-  | { kind: 'skip'; reason: SkipReason };
+  | { kind: 'skip'; reason: Exclude<SkipReason, 'not-audio'> }
+  /** Its payload type and (unauthenticated: it is never decrypted) SSRC tell the receiver whether it is video. */
+  | { kind: 'skip'; reason: 'not-audio'; payloadType: number; ssrc: number };
 
 /** RTCP packet types as RFC 5761 §4 delimits them on a multiplexed socket. */
 export const RTCP_TYPE_MIN = 192;
@@ -107,7 +109,7 @@ export function parseRtpHeader(buf: Uint8Array): DatagramKind {
   if (buf.length < aadLength + extensionBodyLength + AUTH_TAG_BYTES + NONCE_BYTES) {
     return { kind: 'skip', reason: extension ? 'bad-extension' : 'too-short' };
   }
-  if (payloadType !== OPUS_PAYLOAD_TYPE) return { kind: 'skip', reason: 'not-audio' };
+  if (payloadType !== OPUS_PAYLOAD_TYPE) return { kind: 'skip', reason: 'not-audio', payloadType, ssrc: readU32(buf, 8) };
   return {
     kind: 'rtp',
     header: {

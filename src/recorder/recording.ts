@@ -518,6 +518,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
     if (tap.cipher) receiver.setCipher(tap.cipher);
     tap.on('cipher', (c) => receiver.setCipher(c));
     tap.on('speaking', (ssrc, userId) => receiver.mapSsrc(ssrc, userId));
+    tap.on('video', (v) => receiver.onVideo(v));
     tap.on('datagram', (d) => receiver.onDatagram(d));
     tap.on('warn', (m) => this.#warn(m));
     tap.on('state', (next) => this.#onTapState(next));

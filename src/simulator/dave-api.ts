@@ -87,5 +87,10 @@ export interface DaveServer {
   encryptOpus(userId: string, opus: Buffer): Buffer;
   /** A frame the recorder's client sent, decrypted by a call member (null when no member can decrypt it). */
   decryptRecorderFrame(frame: Buffer): Buffer | null;
+  /**
+   * A member's video frame as its client sends it: DAVE-encrypted for the codec (whose headers stay in the clear),
+   * or unchanged while the member has no group to encrypt with.
+   */
+  encryptVideo(userId: string, codec: 'H264' | 'VP8' | 'VP9' | 'AV1', frame: Buffer): Buffer;
   close(): void;
 }

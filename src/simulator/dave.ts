@@ -301,6 +301,13 @@ export class DaveGroupServer implements DaveServer {
     return null;
   }
 
+  encryptVideo(userId: string, codec: 'H264' | 'VP8' | 'VP9' | 'AV1', frame: Buffer): Buffer {
+    const sim = this.#sims.get(userId);
+    if (!sim || !sim.session.ready) return frame;
+    const codecs = { H264: davey.Codec.H264, VP8: davey.Codec.VP8, VP9: davey.Codec.VP9, AV1: davey.Codec.AV1 };
+    return sim.session.encrypt(davey.MediaType.VIDEO, codecs[codec], frame);
+  }
+
   close(): void {
     this.#closed = true;
     this.#settleAck(false);

@@ -41,14 +41,17 @@ import { MainGateway, type VoiceStateRequest } from './gateway.ts';
 import { HOSTILE_KINDS, hostileDatagram, rtcpDatagram } from './hostile.ts';
 import { DaveForger, isDaveFrame } from './hostile-dave.ts';
 import { ImpairmentModel } from './impairments.ts';
+import { NONCE_NUMBERINGS, NonceCounter } from './nonces.ts';
 import { Prng } from './prng.ts';
+import { ReportSchedule } from './report-schedule.ts';
 import { createRestHandler } from './rest.ts';
-import { rtpHeader } from './rtp.ts';
+import { rtcpSenderReport, rtpHeader } from './rtp.ts';
 import type { Fault, GroundTruth, Scenario, TransportMode } from './scenario.ts';
 import { TickScheduler } from './scheduler.ts';
 import { Speaker, TICK_MS } from './speaker.ts';
 import { TruthRecorder } from './truth.ts';
 import { RecorderAudio, type RecorderAudioTruth } from './recorder-audio.ts';
+import { VIDEO_PAYLOAD_TYPES, VideoSender, type VideoSource } from './video.ts';
 import { VoiceServer, type VoiceGrant, type VoiceSession } from './voice-gateway.ts';
 import { ChannelType, World } from './world.ts';
 
@@ -96,6 +99,10 @@ const SPEAKING_LOOKAHEAD_TICKS = 5;
 const SPEAKING_LEAD_TICKS = 2;
 /** Default of Scenario.daveJoinTimeoutMs. */
 const DAVE_JOIN_TIMEOUT_MS = 5000;
+/** Sender report interval of `senderReports: true`, and of video streams' RTCP. */
+const REPORT_INTERVAL_MS = 1000;
+/** op 18 flags sent for a connecting member (observed value; meaning undocumented). */
+const CLIENT_FLAGS = 2;
 const wallNow = (): number => performance.timeOrigin + performance.now();
 
 type DaveCtor = new (opts: DaveServerOptions) => DaveServer;
@@ -122,7 +129,14 @@ function validate(s: Scenario): void {
       throw new RangeError(`scenario.members[${i}].hostileDave.every must be an integer ≥ 1`);
     }
     if (m.op5DelayMs !== undefined && !(m.op5DelayMs >= 0)) throw new RangeError(`scenario.members[${i}].op5DelayMs must be ≥ 0`);
+    for (const codec of [m.video?.cameraCodec, m.video?.screenCodec]) {
+      if (codec !== undefined && !(codec in VIDEO_PAYLOAD_TYPES)) throw new RangeError(`scenario.members[${i}].video: unknown codec ${String(codec)}`);
+    }
   });
+  if (s.nonces !== undefined && !NONCE_NUMBERINGS.includes(s.nonces)) throw new RangeError(`scenario.nonces must be one of ${NONCE_NUMBERINGS.join(', ')}`);
+  if (typeof s.senderReports === 'object' && !(s.senderReports.intervalMs >= TICK_MS)) {
+    throw new RangeError(`scenario.senderReports.intervalMs must be ≥ ${TICK_MS}`);
+  }
 }
 
 interface TimelineEvent {
@@ -152,6 +166,16 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
   /** DAVE-encrypted audio frames per hostile member so far (every `every`-th is forged). */
   const daveFrames = new Map<string, number>();
   const memberVoiceSession = new Map(scenario.members.map((m) => [m.userId, prng.bytes(16).toString('hex')]));
+  // Randomness of what later features add (nonce starts, video, report phases) comes from a second stream seeded
+  // from the same seed, so that a scenario without them plays exactly as it did before they existed.
+  const aux = new Prng((scenario.seed ^ 0x5eed_a0c5) >>> 0);
+  const noncePrng = aux.fork(1);
+  const videos = scenario.members.map((m, i) => (m.video ? new VideoSender(m.video, aux.fork(100 + i)) : null));
+  const reportInterval = scenario.senderReports === true ? REPORT_INTERVAL_MS : scenario.senderReports ? scenario.senderReports.intervalMs : null;
+  const audioReports = reportInterval !== null ? new ReportSchedule(reportInterval, aux.fork(2)) : null;
+  const videoReports = new ReportSchedule(REPORT_INTERVAL_MS, aux.fork(3));
+  /** Codecs whose DAVE encryption failed once (warned once each). */
+  const videoDaveFailed = new Set<string>();
   const initiallyPresent = scenario.members.filter((m) => m.joinAtMs === undefined || m.joinAtMs <= 0);
   for (const m of initiallyPresent) world.setVoiceState(m.userId, scenario.channelId, memberVoiceSession.get(m.userId)!);
 
@@ -263,6 +287,7 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
       daveProtocolVersion: dave ? dave.protocolVersion : 0,
       ...(scenario.rejectVoiceWith !== undefined ? { rejectWith: scenario.rejectVoiceWith } : {}),
       grantFor: (token) => grants.get(token) ?? null,
+      nonceCounter: () => new NonceCounter(scenario.nonces ?? 'per-connection', noncePrng.fork(servers.length)),
       allocateSsrc: () => {
         let s: number;
         do s = prng.u32() || 1;
@@ -392,6 +417,9 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
     truth.ssrc(id, sp.ssrc);
     gateway.dispatch('VOICE_STATE_UPDATE', world.setVoiceState(id, scenario.channelId, memberVoiceSession.get(id)!));
     active?.send(11, { user_ids: [id] });
+    // Observed after op 11 on Discord (undocumented, no SSRC in either): client flags and platform.
+    active?.send(18, { user_id: id, flags: CLIENT_FLAGS });
+    active?.send(20, { user_id: id, platform: 0 });
     // A failed group change is reported once, through onDaveEvent ('error' → warning).
     if (dave) {
       dave.memberJoined(id).catch(() => {});
@@ -404,6 +432,7 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
     if (!sp.present) return;
     const id = sp.member.userId;
     sp.disconnect();
+    videos[i]?.stopAll();
     active?.send(13, { user_id: id });
     gateway.dispatch('VOICE_STATE_UPDATE', world.setVoiceState(id, null, memberVoiceSession.get(id)!));
     if (dave) dave.memberLeft(id).catch(() => {});
@@ -414,6 +443,12 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
     if (m.joinAtMs !== undefined && m.joinAtMs > 0) at(m.joinAtMs, (k) => memberJoin(i, k, false));
     if (m.leaveAtMs !== undefined) at(m.leaveAtMs, () => memberLeave(i));
     if (m.rejoinAtMs !== undefined) at(m.rejoinAtMs, (k) => memberJoin(i, k, true));
+    for (const source of ['camera', 'screen'] as const) {
+      for (const span of videos[i]?.spans[source] ?? []) {
+        at(span.atMs, (k) => videoSwitch(i, source, k, true));
+        at(span.atMs + span.durationMs, (k) => videoSwitch(i, source, k, false));
+      }
+    }
   });
   for (const f of scenario.faults ?? []) at(f.atMs, () => playFault(f));
   timeline.sort((a, b) => a.tick - b.tick || a.order - b.order);
@@ -439,7 +474,7 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
     // The member's send time is the tick's due time, not when this process got round to it: a real client's
     // frame is captured on schedule, and a late send (a busy event loop here) is network delay to the recorder.
     const dueWallMs = performance.timeOrigin + scheduler.origin + k * TICK_MS;
-    const rec = truth.packet(id, frame.spurtIndex, frame.ssrc, dueWallMs, frame.kind === 'audio');
+    const rec = truth.packet(id, frame.spurtIndex, frame.ssrc, frame.sequence, dueWallMs, frame.kind === 'audio');
     if (!session) return truth.lost(rec);
     if (sp.member.op5DelayMs !== undefined && !session.announced.has(frame.ssrc)) {
       // Late on purpose: the recorder sees this SSRC's packets before anyone says whose they are.
@@ -519,6 +554,68 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
     }
   };
 
+  /** A member turns its camera or screen share on or off (only while in the call): voice state, then op 12 with its media. */
+  const videoSwitch = (i: number, source: VideoSource, k: number, on: boolean): void => {
+    const sp = speakers[i]!;
+    const v = videos[i]!;
+    if (!sp.present) return;
+    const id = sp.member.userId;
+    if (on) for (const ssrc of v.start(source, k * TICK_MS, usedSsrcs)) truth.videoSsrc(id, ssrc);
+    else v.stop(source);
+    const flags = { selfVideo: v.isOn('camera'), selfStream: v.isOn('screen') };
+    gateway.dispatch('VOICE_STATE_UPDATE', world.setVoiceState(id, scenario.channelId, memberVoiceSession.get(id)!, flags));
+  };
+
+  /**
+   * A member's video due at tick k: op 12 whenever its set of streams changed on this session (also on a new session),
+   * then its frames, DAVE-encrypted as video, in RTP packets (and RTX). Not through the member's network model, so
+   * the ground truth counts exactly what reached the wire.
+   */
+  const sendVideo = (i: number, k: number, session: VoiceSession | null): void => {
+    const v = videos[i]!;
+    const sp = speakers[i]!;
+    const id = sp.member.userId;
+    const frames = v.framesDue(k * TICK_MS);
+    if (!session) return;
+    const signature = v.signature();
+    if (session.videoAnnounced.get(id) !== signature) {
+      if (session.videoAnnounced.has(id) || v.active) session.send(12, v.announcement(id, sp.ssrc));
+      session.videoAnnounced.set(id, signature);
+    }
+    for (const f of frames) {
+      let data = f.data;
+      if (dave) {
+        try {
+          data = dave.encryptVideo(id, f.codec, f.data);
+        } catch (e) {
+          if (!videoDaveFailed.has(f.codec)) warn(`DAVE encrypt video (${f.codec}) ${id}: ${(e as Error).message}`);
+          videoDaveFailed.add(f.codec);
+        }
+      }
+      for (const p of v.packetize(f, data)) if (session.sendMedia(p.aad, p.plaintext)) truth.videoRtp(p.rtx);
+    }
+  };
+
+  /** RTCP sender reports due at tick k: every active audio sender (Scenario.senderReports) and every video stream. */
+  const sendReports = (k: number, session: VoiceSession): void => {
+    const nowMs = k * TICK_MS;
+    const wallMs = performance.timeOrigin + scheduler.origin + nowMs;
+    const send = (clear: Buffer, video: boolean): void => {
+      if (session.sendMedia(clear.subarray(0, 8), clear.subarray(8))) truth.senderReport(video);
+    };
+    if (audioReports) {
+      for (const sp of speakers) {
+        // Active: it sent audio within the last interval (RFC 3550 §6.4: only senders send SRs).
+        if (!sp.present || (k - sp.lastSendTick) * TICK_MS > audioReports.intervalMs) continue;
+        if (audioReports.due(sp.ssrc, nowMs)) send(rtcpSenderReport(sp.ssrc, wallMs, sp.timestampAt(k), sp.packetsOnSsrc, sp.octetsOnSsrc), false);
+      }
+    }
+    for (const v of videos) {
+      if (!v?.active) continue;
+      for (const r of v.reportable()) if (videoReports.due(r.ssrc, nowMs)) send(r.report(nowMs, wallMs), true);
+    }
+  };
+
   const onTick = (k: number): void => {
     while (timelineCursor < timeline.length && timeline[timelineCursor]!.tick <= k) timeline[timelineCursor++]!.run(k);
     const session = active && active.mediaReady ? active : null;
@@ -534,7 +631,9 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
         }
       }
       sendPacket(i, k, session);
+      if (videos[i]) sendVideo(i, k, session);
     }
+    if (session) sendReports(k, session);
   };
   const scheduler = new TickScheduler(onTick, TICK_MS);
 

@@ -12,6 +12,8 @@ export interface RtpFields {
   /** The header extension BODY (a multiple of 4 bytes); its `BE DE len` preamble goes into the header. */
   extension?: Buffer;
   marker?: boolean;
+  /** Default: Opus (0x78). */
+  payloadType?: number;
 }
 
 /** Returns the AAD (12-byte header [+ 4-byte extension preamble]) and the plaintext prefix (extension body). */
@@ -19,7 +21,7 @@ export function rtpHeader(f: RtpFields): Buffer {
   const ext = f.extension;
   const h = Buffer.allocUnsafe(ext ? 16 : 12);
   h[0] = ext ? 0x90 : 0x80;
-  h[1] = RTP_PAYLOAD_TYPE | (f.marker ? 0x80 : 0);
+  h[1] = (f.payloadType ?? RTP_PAYLOAD_TYPE) | (f.marker ? 0x80 : 0);
   h.writeUInt16BE(f.sequence & 0xffff, 2);
   h.writeUInt32BE(f.timestamp >>> 0, 4);
   h.writeUInt32BE(f.ssrc >>> 0, 8);

@@ -3,6 +3,12 @@
  * recorder's voice connection became usable ("session start": op 4 sent and, with DAVE, the first
  * transition executed), so a test can reason in the recording's own timeline.
  */
+import type { NonceNumbering } from './nonces.ts';
+import type { VideoCodec } from './video.ts';
+
+export type { NonceNumbering } from './nonces.ts';
+export type { VideoCodec } from './video.ts';
+
 export type TransportMode = 'aead_aes256_gcm_rtpsize' | 'aead_xchacha20_poly1305_rtpsize';
 
 /** A deterministic, distinguishable sound. */
@@ -44,6 +50,14 @@ export interface SimMember {
    * datagrams themselves are genuine: transport-encrypted with the session key under fresh nonces.
    */
   hostileDave?: { every: number };
+  /**
+   * Video on the voice socket: camera and screen share, each on during the given spans (new video and RTX SSRCs
+   * each time one turns on). The server announces them with op 12 (and the member's voice state gets self_video /
+   * self_stream), then forwards video RTP (~30 fps camera, ~15 fps screen), RTX retransmissions and the video
+   * streams' RTCP sender reports, all transport-encrypted and, with DAVE, DAVE-encrypted as video frames
+   * (video.ts). Codecs: camera VP8, screen H264 unless set.
+   */
+  video?: { camera?: Spurt[]; screen?: Spurt[]; cameraCodec?: VideoCodec; screenCodec?: VideoCodec };
 }
 
 /**
@@ -100,6 +114,18 @@ export interface Scenario {
   /** Close the voice gateway with this code right after identify (e.g. 4017 DAVE required). */
   rejectVoiceWith?: number;
   /**
+   * How the server numbers the transport nonce of the datagrams it forwards (undocumented by Discord; nonces.ts):
+   * one counter per connection (default), or one per forwarded stream starting at random values, at 0, or at
+   * 0x80000000.
+   */
+  nonces?: NonceNumbering;
+  /**
+   * RTCP sender reports (PT 200) the server forwards for every active sender (one that sent audio within the last
+   * interval), about once per interval (± 10 %): sender SSRC = the member's SSRC, NTP time and RTP timestamp of the
+   * same instant of its stream, its packet and octet counts. `true` = every 1000 ms, as Discord does since early 2026.
+   */
+  senderReports?: boolean | { intervalMs: number };
+  /**
    * With DAVE: warn (simulator 'warning' event) when the recorder is attached to a voice session but not in the
    * MLS group for this long (it never sent a usable key package, or was removed after op 31). Default 5000.
    */
@@ -131,9 +157,16 @@ export interface SpurtTruth {
   packetsSent: number;
   /** Dropped by the impairment model, or no usable voice session when due or when a delayed copy was due. */
   packetsLost: number;
+  /**
+   * Which of the spurt's packets were lost, by their position in it (0 = its first packet, one every 20 ms from
+   * startWallMs), ascending: where a recording may lack audio, and how long each run of losses is.
+   */
+  lostIndices: number[];
   /** Of packetsSent, the audio packets (not the trailing silence frames). */
   audioPacketsSent: number;
   ssrc: number;
+  /** RTP sequence number of the spurt's first packet (packet n has firstSequence + n, mod 2^16). */
+  firstSequence: number;
 }
 
 /** What the member's network model did (impairments.ts), for checking the impairments against the wire. */
@@ -162,6 +195,20 @@ export interface MemberTruth {
   /** Audio packets sent with a deliberately bad DAVE frame (SimMember.hostileDave), by kind. */
   daveForged: Record<string, number>;
   network: NetworkTruth;
+  /** Video and RTX SSRCs this member used (SimMember.video). */
+  videoSsrcs: number[];
+}
+
+/** What the simulator forwarded besides audio (each counted when it reached the wire). */
+export interface MediaTruth {
+  /** Video RTP datagrams (RTX included). */
+  videoRtp: number;
+  /** Of videoRtp, RTX retransmissions. */
+  videoRtx: number;
+  /** RTCP sender reports of video streams. */
+  videoRtcp: number;
+  /** RTCP sender reports of members' audio streams (Scenario.senderReports). */
+  senderReports: number;
 }
 
 export interface GroundTruth {
@@ -171,5 +218,7 @@ export interface GroundTruth {
   /** Faults as they actually happened, with their wall-clock time and outcome (e.g. 'resumed'). */
   faults: { kind: Fault['kind']; wallMs: number; outcome?: string }[];
   hostileSent: number;
+  /** Every RTCP datagram sent: the 'rtcp' faults' reports, audio sender reports and video RTCP. */
   rtcpSent: number;
+  media: MediaTruth;
 }

@@ -50,6 +50,10 @@ export class Speaker {
   #seq = 0;
   #tsBase = 0;
   #tickBase = 0;
+  /** On the current SSRC: packets and payload octets sent (what an RTCP sender report counts), and the last tick. */
+  packetsOnSsrc = 0;
+  octetsOnSsrc = 0;
+  lastSendTick = -Infinity;
 
   /**
    * @param nearWrap start the sequence number just below 65536, so a short test sees it wrap.
@@ -84,6 +88,9 @@ export class Speaker {
     this.#seq = this.#nearWrap ? this.#prng.int(65_480, 65_530) : this.#prng.int(0, 65_535);
     this.#tsBase = this.#prng.u32();
     this.#tickBase = k;
+    this.packetsOnSsrc = 0;
+    this.octetsOnSsrc = 0;
+    this.lastSendTick = -Infinity;
     this.present = true;
   }
 
@@ -113,14 +120,22 @@ export class Speaker {
       kind: audio ? 'audio' : 'silence',
       opus: audio ? this.#loop[k % this.#loop.length]! : SILENCE_FRAME,
       sequence: this.#seq,
-      timestamp: (this.#tsBase + (k - this.#tickBase) * SAMPLES_PER_TICK) >>> 0,
+      timestamp: this.timestampAt(k),
       ssrc: this.ssrc,
       marker: k === span.start,
       spurtIndex: span.spurtIndex,
     };
     if (this.#prng.chance(this.#extensionRatio)) frame.extension = audioLevelExtension(audio ? 30 : 127);
     this.#seq = (this.#seq + 1) & 0xffff;
+    this.packetsOnSsrc++;
+    this.octetsOnSsrc += frame.opus.length;
+    this.lastSendTick = k;
     return frame;
+  }
+
+  /** The RTP timestamp of this member's stream at tick k (what its packet due then carries). */
+  timestampAt(k: number): number {
+    return (this.#tsBase + (k - this.#tickBase) * SAMPLES_PER_TICK) >>> 0;
   }
 
   /** Total ticks of audio (not silence) in the script, for sizing tests. */

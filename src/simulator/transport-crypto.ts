@@ -7,6 +7,7 @@
 import { createCipheriv, createSecretKey, type KeyObject } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type { TransportMode } from './scenario.ts';
+import { NonceCounter } from './nonces.ts';
 
 /** The one sodium-native function used here (the package ships no type declarations). */
 interface SodiumAead {
@@ -21,22 +22,25 @@ export class TransportEncryptor {
   readonly #key: Buffer;
   /** Made once: a raw key makes createCipheriv re-validate and copy it for every packet (~4× slower). */
   readonly #aesKey: KeyObject;
-  #counter: number;
+  readonly #nonces: NonceCounter;
   readonly #nonce: Buffer;
 
-  constructor(mode: TransportMode, key: Buffer, initialCounter = 0) {
+  /**
+   * @param nonces how the datagrams are numbered (nonces.ts); a number is the first counter of one counter per
+   *   connection (the default, from 0)
+   */
+  constructor(mode: TransportMode, key: Buffer, nonces: NonceCounter | number = 0) {
     if (key.length !== 32) throw new RangeError('secret key must be 32 bytes');
     this.mode = mode;
     this.#key = key;
     this.#aesKey = createSecretKey(key);
-    this.#counter = initialCounter >>> 0;
+    this.#nonces = typeof nonces === 'number' ? new NonceCounter('per-connection', null, nonces) : nonces;
     this.#nonce = Buffer.alloc(mode === 'aead_aes256_gcm_rtpsize' ? 12 : 24);
   }
 
-  /** Encrypts `plaintext` with `aad` authenticated in the clear; returns the whole datagram. */
+  /** Encrypts `plaintext` with `aad` authenticated in the clear, under the next nonce of its stream; returns the whole datagram. */
   seal(aad: Buffer, plaintext: Buffer): Buffer {
-    const counter = this.#counter;
-    this.#counter = (this.#counter + 1) >>> 0;
+    const counter = this.#nonces.next(aad);
     this.#nonce.writeUInt32BE(counter, 0);
     const out = Buffer.allocUnsafe(aad.length + plaintext.length + TAG + 4);
     aad.copy(out, 0);

@@ -19,6 +19,7 @@ import { createServer, type Server } from 'node:https';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { TransportMode } from './scenario.ts';
 import { TransportEncryptor } from './transport-crypto.ts';
+import type { NonceCounter } from './nonces.ts';
 import { VoiceUdp, type ClientAddress } from './voice-udp.ts';
 
 /** Heartbeat interval announced in op 8 Hello (Discord uses 41,250 ms for voice too; 13,750 is common). */
@@ -56,6 +57,8 @@ export class VoiceSession {
    * first packet, and UDP must not overtake the TLS websocket (index.ts SPEAKING_LEAD_TICKS).
    */
   readonly heldUntilTick = new Map<number, number>();
+  /** Per member, the set of video streams last announced with op 12 on this session (index.ts sendVideo). */
+  readonly videoAnnounced = new Map<string, string>();
   ws: WebSocket | null;
   #seq = 0;
   readonly #buffer: { seq: number; frame: string | Buffer }[] = [];
@@ -111,7 +114,7 @@ export class VoiceSession {
     this.ws?.close(code, reason);
   }
 
-  /** Encrypts one media datagram (RTP or RTCP) with this session's key and the next nonce. Needs mediaReady. */
+  /** Encrypts one media datagram (RTP or RTCP) with this session's key and its stream's next nonce. Needs mediaReady. */
   seal(aad: Buffer, plaintext: Buffer): Buffer {
     if (!this.encryptor) throw new Error('voice session has no transport key yet');
     return this.encryptor.seal(aad, plaintext);
@@ -156,6 +159,8 @@ export interface VoiceServerOptions {
   grantFor(token: string): VoiceGrant | null;
   /** Allocates the recorder's SSRC. */
   allocateSsrc(): number;
+  /** A new nonce numbering for a new transport key (Scenario.nonces); default one counter per connection from 0. */
+  nonceCounter?(): NonceCounter;
   /** User ids currently in the call, for op 11 right after op 2. */
   connectedUserIds(): string[];
 }
@@ -309,6 +314,11 @@ export class VoiceServer extends EventEmitter<VoiceServerEvents> {
     session.send(2, { ssrc: session.ssrc, ip: '127.0.0.1', port: this.udp.port, modes: this.#opts.modes, experiments: [] });
     const others = this.#opts.connectedUserIds();
     if (others.length > 0) session.send(11, { user_ids: others });
+    // Observed after op 11 on Discord (undocumented, no SSRC in either): each client's flags and platform.
+    for (const id of others) {
+      session.send(18, { user_id: id, flags: 2 });
+      session.send(20, { user_id: id, platform: 0 });
+    }
     this.emit('identify', session);
     return session;
   }
@@ -337,7 +347,7 @@ export class VoiceServer extends EventEmitter<VoiceServerEvents> {
     const port = Number(d?.data?.port);
     if (address && port > 0 && port < 65536) session.client = { address, port };
     session.mode = mode;
-    session.encryptor = new TransportEncryptor(mode, session.secretKey);
+    session.encryptor = new TransportEncryptor(mode, session.secretKey, this.#opts.nonceCounter?.() ?? 0);
     session.state = 'ready';
     session.send(4, {
       audio_codec: 'opus',

@@ -45,6 +45,8 @@ export interface ApiVoiceState {
   self_deaf: boolean;
   self_mute: boolean;
   self_video: boolean;
+  /** Sharing the screen (Go Live); absent when not. */
+  self_stream?: boolean;
   suppress: boolean;
   request_to_speak_timestamp: null;
   member?: unknown;
@@ -224,7 +226,7 @@ export class World {
     userId: string,
     channelId: string | null,
     sessionId: string,
-    flags: { selfDeaf?: boolean; selfMute?: boolean } = {},
+    flags: { selfDeaf?: boolean; selfMute?: boolean; selfVideo?: boolean; selfStream?: boolean } = {},
   ): ApiVoiceState {
     const vs: ApiVoiceState = {
       guild_id: this.guildId,
@@ -235,7 +237,8 @@ export class World {
       mute: false,
       self_deaf: flags.selfDeaf ?? false,
       self_mute: flags.selfMute ?? false,
-      self_video: false,
+      self_video: flags.selfVideo ?? false,
+      ...(flags.selfStream ? { self_stream: true } : {}),
       suppress: false,
       request_to_speak_timestamp: null,
     };

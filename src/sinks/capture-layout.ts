@@ -85,8 +85,13 @@ export interface ReceiverDrops {
   control: number;
   /** Too short, not RTP version 2, CSRC list or header extension overrunning the datagram. */
   malformed: number;
-  /** RTP with a payload type other than Opus. */
+  /** RTP with a payload type other than Opus, and not video. */
   notAudio: number;
+  /**
+   * RTP of members' cameras and screen shares (and their RTX), never decoded; recordings made before it was counted
+   * lack it (it was in notAudio).
+   */
+  video: number;
   /** Arrived while no transport key was valid (before op 4, during a reconnect). */
   noKey: number;
   /** Transport authentication failed: forged, corrupted, wrong key. */
