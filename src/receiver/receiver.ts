@@ -3,13 +3,14 @@
  *
  *   datagram ─ rtp.ts classifyDatagram ─┬─ RTCP ─ transport-crypto openRtcp ─ replay-filter ───────────── sink.onRtcp
  *                                       └─ RTP ── transport-crypto openRtp ─ replay-filter ─ ssrc-map (hold until op 5)
- *                                                 ─ users filter ─ dave.ts daveDecrypt ─ AudioPacket ─── sink.onAudio
+ *                                                 ─ users filter ─ dave-guard.ts (DAVE) ─ AudioPacket ── sink.onAudio
  *
  * Transport decryption comes before the SSRC lookup on purpose: only authenticated packets may occupy the
  * op-5 holding area, so forged SSRCs cannot fill it. Replays are dropped right after authentication, before
- * DAVE: a burst of replayed frames would otherwise make @discordjs/voice's DAVE wrapper re-initialise the MLS
- * session (see replay-filter.ts). Every datagram that is not delivered is counted by exactly one kind, so
- * `datagrams === delivered + Σ drops + held` always holds (see {@link Receiver.accounted}).
+ * DAVE: a replayed DAVE frame always fails (a DAVE decryptor decrypts each key/nonce once) and would count
+ * against the member whose frame it carries (see replay-filter.ts, dave-guard.ts). Every datagram that is not
+ * delivered is counted by exactly one kind, so `datagrams === delivered + Σ drops + held` always holds (see
+ * {@link Receiver.accounted}).
  * Nothing here throws on network input; all state is bounded (SSRC map caps, replay window, per-user table
  * bounded by the mapping cap).
  */
@@ -19,7 +20,7 @@ import { classifyDatagram, type RtpHeader } from './rtp.ts';
 import type { TransportCipher } from './transport-crypto.ts';
 import { SsrcMap, type SsrcMapOptions } from './ssrc-map.ts';
 import { ReplayFilter, nonceOf } from './replay-filter.ts';
-import { daveDecrypt, type DaveDecryptor } from './dave.ts';
+import type { DaveFrameDecryptor } from './dave.ts';
 
 /** Per-kind packet accounting (written to the manifest's receiver section and shown in warnings). */
 export interface ReceiverCounters {
@@ -89,8 +90,8 @@ export interface ReceiverOptions {
   sink: Pick<AudioSink, 'onAudio' | 'onRtcp'>;
   /** Recording clock: milliseconds since t=0 (may be negative before the first Ready). */
   clock: () => number;
-  /** The connection's current DAVE session, looked up per packet because it changes with reconnects. */
-  dave: () => DaveDecryptor | undefined;
+  /** Stage 4, DAVE decryption (dave-guard.ts DaveGuard; dave.ts withoutDave when there is no DAVE). */
+  dave: DaveFrameDecryptor;
   /** Users to record (undefined = everyone). */
   accept?: (userId: string) => boolean;
   ssrcMap?: SsrcMapOptions;
@@ -256,7 +257,7 @@ export class Receiver {
       this.counters.filtered++;
       return;
     }
-    const opus = daveDecrypt(this.#opts.dave(), frame, userId);
+    const opus = this.#opts.dave.decrypt(frame, userId);
     if (!opus) {
       this.counters.daveUndecryptable++;
       countFor(this.undecryptableByUser, userId);

@@ -209,6 +209,13 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
         return;
       case 'recorder-commit-dropped':
         return;
+      case 'recorder-fault-applied':
+        return settle(
+          e.fault.kind === 'missed-commit' ? 'dave-missed-commit' : 'dave-bad-welcome',
+          e.fault.kind === 'missed-commit'
+            ? `op 29${e.fault.execute ? '' : ' and op 22'} of transition ${e.transitionId} not delivered`
+            : `welcome of transition ${e.transitionId} corrupted`,
+        );
       case 'transition-executed': {
         const recorderInGroup = e.members.includes(scenario.botUserId);
         if (e.recorderInvolved && recorderInGroup && !e.recorderAcked) {
@@ -229,6 +236,7 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
       channelId: scenario.channelId,
       botUserId: scenario.botUserId,
       memberIds: initiallyPresent.map((m) => m.userId),
+      ...(scenario.daveWelcomeIdZero ? { welcomeIdZero: true } : {}),
       onEvent: (e) => onDaveEvent(e),
     });
   }
@@ -631,6 +639,14 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
         }
         truth.hostile(fault.count);
         return outcome('sent');
+      }
+      case 'dave-missed-commit':
+      case 'dave-bad-welcome': {
+        // Applied to the recorder's next commit / welcome; the outcome is settled then (onDaveEvent).
+        if (!dave) return outcome('no-dave');
+        expect();
+        dave.injectRecorderFault(fault.kind === 'dave-missed-commit' ? { kind: 'missed-commit', execute: fault.execute ?? true } : { kind: 'bad-welcome' });
+        return;
       }
       case 'rtcp': {
         const s = active && active.mediaReady ? active : null;

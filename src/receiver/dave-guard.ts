@@ -1,0 +1,268 @@
+/**
+ * Stage 4 of the receive path: DAVE (end-to-end) decryption, with dvrec's own failure policy: a failed frame is
+ * judged per sender, and the recorder's MLS session is re-initialised only on evidence that the RECORDER's state is
+ * at fault, never because one member's frames fail while others decrypt.
+ *
+ * Why not @discordjs/voice's `DAVESession.decrypt` (0.19.2, dist/index.mjs): it counts consecutive failures across
+ * ALL senders, so one member sending bad frames while nobody else speaks makes it re-initialise (op 31, a new key
+ * package: everyone's audio lost until the group is rebuilt); and past its tolerance it recovers only
+ * `if (this.lastTransitionId)`, so after a transition with id 0 it throws on every failure and never recovers
+ * (openclaw/openclaw#81518). This module decrypts through the wrapper's underlying @snazzah/davey session with the
+ * same preconditions the wrapper checks, never touches the wrapper's counter, and recovers with the wrapper's own
+ * `recoverFromInvalidTransition(id)` (op 31 + reinit + a new key package), which works whatever the id.
+ *
+ * A failure is evidence only when it is a DAVE frame (trailer FA FA) that fails while the recorder is settled in
+ * a group: session ready, no transition pending, not re-initialising. Failures during a transition are lost frames
+ * (protocol.md "Commit Handling": senders switch keys at op 22), and a plain Opus frame that fails comes from a
+ * sender that is not encrypting (not yet welcomed, or a downgrade), which says nothing about the recorder.
+ *
+ * The recorder's state is judged broken, and re-initialised, on any of:
+ *  - a missed transition: the voice server executes (op 22) a transition the recorder never prepared while it is
+ *    settled in a group (it missed that commit or welcome: the members moved on without it);
+ *  - several senders: {@link MULTI_SENDERS} or more members each with {@link MULTI_FRAMES} failed DAVE frames and
+ *    no DAVE frame from anyone decrypting since;
+ *  - a lone sender: one member's DAVE frames all failing for {@link LONE_FRAMES} frames and {@link LONE_MS} with
+ *    nobody's decrypting since. Ambiguous (a broken recorder, or a hostile or broken member alone), so it is
+ *    bounded: the members blamed for a recovery are on probation; if their frames still fail once the recorder is
+ *    back in a group ({@link JUDGE_FRAMES}), they are judged (their failures are never evidence again for this
+ *    recording), so one member can cause at most one re-initialisation.
+ * Recoveries are rate-limited: at least {@link MIN_GAP_MS} apart, the gap doubling (to {@link MAX_GAP_MS}) while
+ * recoveries follow each other without a single frame decrypting in between. Each is reported with its reason.
+ *
+ * Note (protocol.md "Truncated synchronization nonce"; checked with @snazzah/davey 0.1.12): a DAVE decryptor
+ * decrypts a given key/nonce once; decrypting the same frame a second time fails (NoValidCryptorFound). Whoever
+ * else decrypts the same frames with the same session (e.g. a host bot's `receiver.subscribe()`) makes the second
+ * attempt fail.
+ */
+import { isSilenceFrame, looksLikeDaveFrame, type DaveFrameDecryptor } from './dave.ts';
+
+/** @snazzah/davey's `MediaType.AUDIO` (a const enum in its typings). */
+const MEDIA_AUDIO = 0;
+
+/** Members failing together that make the recorder's state the suspect. */
+export const MULTI_SENDERS = 2;
+/** Failed DAVE frames each of them must have sent (100 ms of audio) with nobody decrypting since. */
+export const MULTI_FRAMES = 5;
+/** A lone member's failed DAVE frames (1 s of audio) with nobody decrypting since... */
+export const LONE_FRAMES = 50;
+/** ...spread over at least this long. */
+export const LONE_MS = 1000;
+/** Failed DAVE frames after a recovery that judge a blamed member (the recorder being back in a group). */
+export const JUDGE_FRAMES = 10;
+/** Smallest gap between two recoveries; doubled while recoveries do not make anything decrypt. */
+export const MIN_GAP_MS = 5000;
+export const MAX_GAP_MS = 300_000;
+
+/** The part of the @snazzah/davey session (`DAVESession`) used here. */
+export interface DaveySession {
+  readonly ready: boolean;
+  decrypt(userId: string, mediaType: 0, packet: Buffer): Buffer;
+  canPassthrough(userId: string): boolean;
+}
+
+/**
+ * The parts of @discordjs/voice 0.19.2's `DAVESession` wrapper (`connection.state.networking.state.dave`) that the
+ * guard reads, and the one method it calls. `pendingTransitions` is private in the library's typings: read only.
+ */
+export interface DaveWrapper {
+  readonly session: DaveySession | undefined;
+  readonly protocolVersion: number;
+  readonly lastTransitionId?: number | undefined;
+  readonly pendingTransitions: { readonly size: number };
+  readonly reinitializing: boolean;
+  recoverFromInvalidTransition(transitionId: number): void;
+}
+
+export interface DaveGuardOptions {
+  /** The connection's current wrapper (a new one after every reconnect); undefined without DAVE. */
+  wrapper: () => DaveWrapper | undefined;
+  /** True while op 31 and a key package can be sent (the voice websocket is Ready). */
+  canSignal: () => boolean;
+  /** Milliseconds on any monotonic clock. */
+  now: () => number;
+  /** One line per recovery or verdict. */
+  warn: (message: string) => void;
+}
+
+type Verdict = 'ok' | 'probation' | 'judged';
+
+interface Sender {
+  verdict: Verdict;
+  /** Failed DAVE frames since the last frame that decrypted from anyone (valid while `mark` is current). */
+  failed: number;
+  firstFailedAtMs: number;
+  mark: number;
+  /** On probation: failed DAVE frames since the recorder was settled again after the recovery. */
+  probationFailed: number;
+}
+
+/** Hard cap on per-user state (the SSRC map's own cap is larger; beyond it, the oldest entries go). */
+const MAX_SENDERS = 4096;
+
+export class DaveGuard implements DaveFrameDecryptor {
+  readonly #opts: DaveGuardOptions;
+  readonly #senders = new Map<string, Sender>();
+  #wrapper: DaveWrapper | undefined;
+  /** Bumped by every frame that decrypts and by every recovery: evidence counted before it is stale. */
+  #mark = 0;
+  /** Members (verdict ok) with MULTI_FRAMES failures under the current mark, in the order they got there. */
+  #failing: string[] = [];
+  #failingMark = 0;
+  /** A transition the voice server executed that the recorder never prepared (waiting for a recovery slot)... */
+  #missedTransition: number | null = null;
+  /** ...noticed while the wrapper's last executed transition was this one (a later one supersedes the evidence). */
+  #missedAfter: number | undefined;
+  #nextRecoveryAtMs = -Infinity;
+  #gapMs = MIN_GAP_MS;
+  /** A recovery happened and nothing has decrypted since. */
+  #recoveredWithoutSuccess = false;
+  /** Recoveries requested so far. */
+  recoveries = 0;
+
+  constructor(opts: DaveGuardOptions) {
+    this.#opts = opts;
+  }
+
+  decrypt(frame: Buffer, userId: string): Buffer | null {
+    if (isSilenceFrame(frame)) return frame;
+    const w = this.#current();
+    const session = w?.session;
+    // The wrapper's own preconditions (DAVESession.decrypt): no group yet, or a sender allowed to pass through.
+    if (!w || !session || !session.ready || (w.protocolVersion === 0 && !session.canPassthrough(userId))) {
+      return looksLikeDaveFrame(frame) ? null : frame;
+    }
+    if (this.#missedTransition !== null) this.#recoverMissed(w);
+    const isDave = looksLikeDaveFrame(frame);
+    let out: Buffer;
+    try {
+      out = session.decrypt(userId, MEDIA_AUDIO, frame);
+    } catch {
+      if (isDave) this.#failed(w, userId);
+      return null;
+    }
+    // Returned unchanged but still a DAVE frame: ciphertext must never reach the Opus decoder.
+    if (out === frame && isDave) return null;
+    if (isDave) this.#decrypted(userId);
+    return out;
+  }
+
+  /**
+   * op 22 Execute Transition arrived. Called after @discordjs/voice's own handler has run (see voice-session.ts),
+   * it is checked once the current event is over, so the order of websocket listeners does not matter.
+   */
+  onExecuteTransition(transitionId: number): void {
+    const w = this.#current();
+    setImmediate(() => {
+      if (!w || w !== this.#current() || w.lastTransitionId === transitionId) return;
+      if (!settled(w)) return; // a welcome or re-initialisation in progress: the recorder is not in a group yet
+      this.#missedTransition = transitionId;
+      this.#missedAfter = w.lastTransitionId;
+      this.#recoverMissed(w);
+    });
+  }
+
+  #recoverMissed(w: DaveWrapper): void {
+    const id = this.#missedTransition!;
+    // Re-initialising, or a later transition executed since: the recorder's state was renewed another way.
+    if (w.reinitializing || w.lastTransitionId !== this.#missedAfter) {
+      this.#missedTransition = null;
+      return;
+    }
+    this.#tryRecover(w, id, `the voice server executed transition ${id}, which this recorder never prepared (a missed commit or welcome)`, []);
+  }
+
+  /** The wrapper now in use; a new one (reconnect) starts with fresh evidence (verdicts on members are kept). */
+  #current(): DaveWrapper | undefined {
+    const w = this.#opts.wrapper();
+    if (w !== this.#wrapper) {
+      this.#wrapper = w;
+      this.#mark++;
+      this.#missedTransition = null;
+      for (const s of this.#senders.values()) if (s.verdict === 'probation') s.verdict = 'ok';
+    }
+    return w;
+  }
+
+  #sender(userId: string): Sender {
+    let s = this.#senders.get(userId);
+    if (!s) {
+      if (this.#senders.size >= MAX_SENDERS) this.#senders.delete(this.#senders.keys().next().value!);
+      s = { verdict: 'ok', failed: 0, firstFailedAtMs: 0, mark: -1, probationFailed: 0 };
+      this.#senders.set(userId, s);
+    }
+    return s;
+  }
+
+  #decrypted(userId: string): void {
+    this.#mark++;
+    this.#recoveredWithoutSuccess = false;
+    const s = this.#senders.get(userId);
+    if (s?.verdict === 'probation') s.verdict = 'ok'; // the recovery made it decryptable: the recorder was at fault
+  }
+
+  #failed(w: DaveWrapper, userId: string): void {
+    // During a transition or a re-initialisation frames are expected to fail: lost, not evidence.
+    if (w.pendingTransitions.size > 0 || w.reinitializing) return;
+    const now = this.#opts.now();
+    const s = this.#sender(userId);
+    if (s.verdict === 'judged') return;
+    if (s.verdict === 'probation') {
+      if (++s.probationFailed >= JUDGE_FRAMES) {
+        s.verdict = 'judged';
+        this.#opts.warn(`DAVE: frames from member ${userId} still fail after the recorder rejoined the MLS group: treating that member's frames as bad (counted as lost, never again a reason to re-initialise)`);
+      }
+      return;
+    }
+    if (s.mark !== this.#mark) {
+      s.mark = this.#mark;
+      s.failed = 0;
+      s.firstFailedAtMs = now;
+    }
+    if (++s.failed === MULTI_FRAMES) {
+      if (this.#failingMark !== this.#mark) {
+        this.#failingMark = this.#mark;
+        this.#failing = [];
+      }
+      this.#failing.push(userId);
+    }
+    if (!this.#mayRecover(w, now)) return;
+    const failing = this.#failingMark === this.#mark ? this.#failing.filter((id) => this.#senders.get(id)?.verdict === 'ok') : [];
+    if (failing.length >= MULTI_SENDERS) {
+      this.#tryRecover(w, w.lastTransitionId ?? 0, `DAVE frames of ${failing.length} members (${failing.join(', ')}) all fail and none has decrypted since: the recorder's group state is out of date`, failing);
+    } else if (s.failed >= LONE_FRAMES && now - s.firstFailedAtMs >= LONE_MS) {
+      this.#tryRecover(w, w.lastTransitionId ?? 0, `every DAVE frame of member ${userId} has failed for ${((now - s.firstFailedAtMs) / 1000).toFixed(1)} s with nobody else decrypting: assuming the recorder's group state is at fault (at most once per member)`, [userId]);
+    }
+  }
+
+  #mayRecover(w: DaveWrapper, now: number): boolean {
+    return now >= this.#nextRecoveryAtMs && settled(w) && this.#opts.canSignal();
+  }
+
+  /** Re-initialises the recorder's MLS state if the rate limit and the connection allow it now. */
+  #tryRecover(w: DaveWrapper, transitionId: number, reason: string, blamed: string[]): void {
+    const now = this.#opts.now();
+    if (!this.#mayRecover(w, now)) return;
+    this.#gapMs = this.#recoveredWithoutSuccess ? Math.min(this.#gapMs * 2, MAX_GAP_MS) : MIN_GAP_MS;
+    this.#nextRecoveryAtMs = now + this.#gapMs;
+    this.#recoveredWithoutSuccess = true;
+    this.#missedTransition = null;
+    this.#mark++;
+    for (const id of blamed) {
+      const s = this.#sender(id);
+      s.verdict = 'probation';
+      s.probationFailed = 0;
+    }
+    this.recoveries++;
+    this.#opts.warn(`DAVE: re-joining the MLS group (op 31, new key package): ${reason}`);
+    try {
+      w.recoverFromInvalidTransition(transitionId);
+    } catch (e) {
+      this.#opts.warn(`DAVE: re-initialising the MLS session failed: ${(e as Error).message}`);
+    }
+  }
+}
+
+/** In a group, nothing pending, not re-initialising: a failure now is evidence, not the cost of a transition. */
+function settled(w: DaveWrapper): boolean {
+  return w.session?.ready === true && w.pendingTransitions.size === 0 && !w.reinitializing;
+}
