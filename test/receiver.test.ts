@@ -288,7 +288,7 @@ describe('dave.ts', () => {
     assert.equal(guard.decrypt(plain, 'u'), plain);
     let decrypt = (_u: string, _m: 0, p: Buffer): Buffer => p;
     const session = { ready: false, canPassthrough: () => false, decrypt: (u: string, m: 0, p: Buffer) => decrypt(u, m, p) };
-    wrapper = { session, protocolVersion: 1, pendingTransitions: new Map(), reinitializing: false, recoverFromInvalidTransition: () => {} };
+    wrapper = { session, protocolVersion: 1, pendingTransitions: new Map(), reinitializing: false, recoverFromInvalidTransition: () => {}, reinit: () => {}, emit: () => true };
     assert.equal(guard.decrypt(daveFrame, 'u'), null, 'not in a group yet');
     assert.equal(guard.decrypt(plain, 'u'), plain);
     session.ready = true;

@@ -22,10 +22,17 @@
  *  - several senders: {@link MULTI_SENDERS} or more members each with {@link MULTI_FRAMES} failed DAVE frames and
  *    no DAVE frame from anyone decrypting since;
  *  - a lone sender: one member's DAVE frames all failing for {@link LONE_FRAMES} frames and {@link LONE_MS} with
- *    nobody's decrypting since. Ambiguous (a broken recorder, or a hostile or broken member alone), so it is
- *    bounded: the members blamed for a recovery are on probation; if their frames still fail once the recorder is
- *    back in a group ({@link JUDGE_FRAMES}), they are judged (their failures are never evidence again for this
- *    recording), so one member can cause at most one re-initialisation.
+ *    nobody's decrypting since. Ambiguous (a broken recorder, or a hostile or broken member alone): if the member
+ *    is at fault, recovering costs the others only what they say during the re-add (nobody else was speaking);
+ *    if the recorder is, waiting costs the speaker everything until someone else speaks. So it recovers, but at
+ *    most once per member and recording.
+ *  - out of the group: no MLS group for {@link OUT_MS} while members' DAVE frames keep arriving
+ *    ({@link OUT_FRAMES}): a welcome that never came, or one rejected while re-initialising, which
+ *    @discordjs/voice 0.19.2 then ignores (`recoverFromInvalidTransition` returns at once while `reinitializing`),
+ *    leaving the recorder out for the rest of the call. The normal wait for a welcome is one transition (the voice
+ *    server's ready timeout is ~2 s); asking again early only replaces a pending member's key package.
+ * The members blamed for a recovery are on probation: if their frames still fail once the recorder is back in a
+ * group ({@link JUDGE_FRAMES}), they are judged, and their failures are never evidence again for this recording.
  * Recoveries are rate-limited: at least {@link MIN_GAP_MS} apart, the gap doubling (to {@link MAX_GAP_MS}) while
  * recoveries follow each other without a single frame decrypting in between. Each is reported with its reason.
  *
@@ -49,8 +56,12 @@ export const LONE_FRAMES = 50;
 export const LONE_MS = 1000;
 /** Failed DAVE frames after a recovery that judge a blamed member (the recorder being back in a group). */
 export const JUDGE_FRAMES = 10;
+/** DAVE frames lost for want of a group... */
+export const OUT_FRAMES = 50;
+/** ...over at least this long, before asking to be added again. */
+export const OUT_MS = 3000;
 /** Smallest gap between two recoveries; doubled while recoveries do not make anything decrypt. */
-export const MIN_GAP_MS = 5000;
+export const MIN_GAP_MS = 3000;
 export const MAX_GAP_MS = 300_000;
 
 /** The part of the @snazzah/davey session (`DAVESession`) used here. */
@@ -71,6 +82,10 @@ export interface DaveWrapper {
   readonly pendingTransitions: { readonly size: number };
   readonly reinitializing: boolean;
   recoverFromInvalidTransition(transitionId: number): void;
+  /** What recoverFromInvalidTransition does once `reinitializing` is set: a fresh session and key package... */
+  reinit(): void;
+  /** ...after the event on which Networking sends op 31 (Networking.onDaveInvalidateTransition). */
+  emit(event: 'invalidateTransition', transitionId: number): boolean;
 }
 
 export interface DaveGuardOptions {
@@ -94,6 +109,8 @@ interface Sender {
   mark: number;
   /** On probation: failed DAVE frames since the recorder was settled again after the recovery. */
   probationFailed: number;
+  /** A lone-sender recovery was made on this member's account (allowed once per recording). */
+  loneUsed: boolean;
 }
 
 /** Hard cap on per-user state (the SSRC map's own cap is larger; beyond it, the oldest entries go). */
@@ -112,10 +129,14 @@ export class DaveGuard implements DaveFrameDecryptor {
   #missedTransition: number | null = null;
   /** ...noticed while the wrapper's last executed transition was this one (a later one supersedes the evidence). */
   #missedAfter: number | undefined;
+  #lastRecoveryAtMs = -Infinity;
   #nextRecoveryAtMs = -Infinity;
   #gapMs = MIN_GAP_MS;
   /** A recovery happened and nothing has decrypted since. */
   #recoveredWithoutSuccess = false;
+  /** DAVE frames lost while the recorder had no group, and since when (reset by being in a group). */
+  #outFrames = 0;
+  #outSinceMs = 0;
   /** Recoveries requested so far. */
   recoveries = 0;
 
@@ -129,8 +150,11 @@ export class DaveGuard implements DaveFrameDecryptor {
     const session = w?.session;
     // The wrapper's own preconditions (DAVESession.decrypt): no group yet, or a sender allowed to pass through.
     if (!w || !session || !session.ready || (w.protocolVersion === 0 && !session.canPassthrough(userId))) {
-      return looksLikeDaveFrame(frame) ? null : frame;
+      if (!looksLikeDaveFrame(frame)) return frame;
+      if (w && session && !session.ready) this.#outOfGroup(w);
+      return null;
     }
+    this.#outFrames = 0;
     if (this.#missedTransition !== null) this.#recoverMissed(w);
     const isDave = looksLikeDaveFrame(frame);
     let out: Buffer;
@@ -177,6 +201,7 @@ export class DaveGuard implements DaveFrameDecryptor {
     if (w !== this.#wrapper) {
       this.#wrapper = w;
       this.#mark++;
+      this.#outFrames = 0;
       this.#missedTransition = null;
       for (const s of this.#senders.values()) if (s.verdict === 'probation') s.verdict = 'ok';
     }
@@ -187,7 +212,7 @@ export class DaveGuard implements DaveFrameDecryptor {
     let s = this.#senders.get(userId);
     if (!s) {
       if (this.#senders.size >= MAX_SENDERS) this.#senders.delete(this.#senders.keys().next().value!);
-      s = { verdict: 'ok', failed: 0, firstFailedAtMs: 0, mark: -1, probationFailed: 0 };
+      s = { verdict: 'ok', failed: 0, firstFailedAtMs: 0, mark: -1, probationFailed: 0, loneUsed: false };
       this.#senders.set(userId, s);
     }
     return s;
@@ -195,7 +220,12 @@ export class DaveGuard implements DaveFrameDecryptor {
 
   #decrypted(userId: string): void {
     this.#mark++;
-    this.#recoveredWithoutSuccess = false;
+    if (this.#recoveredWithoutSuccess) {
+      // The last recovery worked: the back-off is over.
+      this.#recoveredWithoutSuccess = false;
+      this.#gapMs = MIN_GAP_MS;
+      this.#nextRecoveryAtMs = Math.min(this.#nextRecoveryAtMs, this.#lastRecoveryAtMs + MIN_GAP_MS);
+    }
     const s = this.#senders.get(userId);
     if (s?.verdict === 'probation') s.verdict = 'ok'; // the recovery made it decryptable: the recorder was at fault
   }
@@ -229,20 +259,16 @@ export class DaveGuard implements DaveFrameDecryptor {
     const failing = this.#failingMark === this.#mark ? this.#failing.filter((id) => this.#senders.get(id)?.verdict === 'ok') : [];
     if (failing.length >= MULTI_SENDERS) {
       this.#tryRecover(w, w.lastTransitionId ?? 0, `DAVE frames of ${failing.length} members (${failing.join(', ')}) all fail and none has decrypted since: the recorder's group state is out of date`, failing);
-    } else if (s.failed >= LONE_FRAMES && now - s.firstFailedAtMs >= LONE_MS) {
-      this.#tryRecover(w, w.lastTransitionId ?? 0, `every DAVE frame of member ${userId} has failed for ${((now - s.firstFailedAtMs) / 1000).toFixed(1)} s with nobody else decrypting: assuming the recorder's group state is at fault (at most once per member)`, [userId]);
+    } else if (!s.loneUsed && s.failed >= LONE_FRAMES && now - s.firstFailedAtMs >= LONE_MS) {
+      s.loneUsed = true;
+      this.#tryRecover(w, w.lastTransitionId ?? 0, `every DAVE frame of member ${userId} has failed for ${((now - s.firstFailedAtMs) / 1000).toFixed(1)} s with nobody else decrypting: assuming the recorder's group state is at fault (once per member)`, [userId]);
     }
   }
 
-  #mayRecover(w: DaveWrapper, now: number): boolean {
-    return now >= this.#nextRecoveryAtMs && settled(w) && this.#opts.canSignal();
-  }
-
-  /** Re-initialises the recorder's MLS state if the rate limit and the connection allow it now. */
-  #tryRecover(w: DaveWrapper, transitionId: number, reason: string, blamed: string[]): void {
-    const now = this.#opts.now();
-    if (!this.#mayRecover(w, now)) return;
+  /** Bookkeeping of a recovery about to be made: rate limit, fresh evidence, blamed members on probation. */
+  #recovering(now: number, reason: string, blamed: string[]): void {
     this.#gapMs = this.#recoveredWithoutSuccess ? Math.min(this.#gapMs * 2, MAX_GAP_MS) : MIN_GAP_MS;
+    this.#lastRecoveryAtMs = now;
     this.#nextRecoveryAtMs = now + this.#gapMs;
     this.#recoveredWithoutSuccess = true;
     this.#missedTransition = null;
@@ -254,6 +280,40 @@ export class DaveGuard implements DaveFrameDecryptor {
     }
     this.recoveries++;
     this.#opts.warn(`DAVE: re-joining the MLS group (op 31, new key package): ${reason}`);
+  }
+
+  #mayRecover(w: DaveWrapper, now: number): boolean {
+    return now >= this.#nextRecoveryAtMs && settled(w) && this.#opts.canSignal();
+  }
+
+  /** A DAVE frame lost because the recorder has no group. */
+  #outOfGroup(w: DaveWrapper): void {
+    const now = this.#opts.now();
+    if (this.#outFrames++ === 0) this.#outSinceMs = now;
+    if (this.#outFrames < OUT_FRAMES || now - this.#outSinceMs < OUT_MS) return;
+    if (now < this.#nextRecoveryAtMs || !this.#opts.canSignal()) return;
+    const reason = `no MLS group for ${((now - this.#outSinceMs) / 1000).toFixed(1)} s while members' DAVE frames arrive (a welcome lost or rejected): asking to be added again`;
+    this.#recovering(now, reason, []);
+    this.#outFrames = 0;
+    const id = w.lastTransitionId ?? 0;
+    try {
+      if (!w.reinitializing) {
+        w.recoverFromInvalidTransition(id);
+      } else {
+        // The library ignores further failures while re-initialising: do what it would have done.
+        w.emit('invalidateTransition', id);
+        w.reinit();
+      }
+    } catch (e) {
+      this.#opts.warn(`DAVE: re-initialising the MLS session failed: ${(e as Error).message}`);
+    }
+  }
+
+  /** Re-initialises the recorder's MLS state if the rate limit and the connection allow it now. */
+  #tryRecover(w: DaveWrapper, transitionId: number, reason: string, blamed: string[]): void {
+    const now = this.#opts.now();
+    if (!this.#mayRecover(w, now)) return;
+    this.#recovering(now, reason, blamed);
     try {
       w.recoverFromInvalidTransition(transitionId);
     } catch (e) {
