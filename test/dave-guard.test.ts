@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { DaveGuard, JUDGE_FRAMES, LONE_FRAMES, LONE_MS, MIN_GAP_MS, MULTI_FRAMES, OUT_FRAMES, OUT_MS, type DaveWrapper } from '../src/receiver/dave-guard.ts';
+import { DaveGuard, JUDGE_FRAMES, LONE_FRAMES, LONE_MS, MIN_GAP_MS, MULTI_FRAMES, OUT_FRAMES, OUT_MS, PENDING_MAX_MS, type DaveWrapper } from '../src/receiver/dave-guard.ts';
 
 /** Failed frames, 20 ms apart, after which a lone member's failures are enough (LONE_MS spans from the first). */
 const LONE_TRIGGER = Math.max(LONE_FRAMES, LONE_MS / 20 + 1);
@@ -170,7 +170,7 @@ test('failures during a transition or a re-initialisation, and failing plain fra
   const { w, guard, tick } = setup();
   w.failing.add('a').add('b');
   w.pendingTransitions.set(5, 1);
-  for (let i = 0; i < 500; i++) tick('a', 'b');
+  for (let i = 0; i < PENDING_MAX_MS / 20 - 1; i++) tick('a', 'b'); // (longer would be evidence: see below)
   w.pendingTransitions.clear();
   w.reinitializing = true;
   for (let i = 0; i < 500; i++) tick('a', 'b');
@@ -317,4 +317,33 @@ test('out of the group while members\' DAVE frames arrive: asked again after OUT
   w.reinitializing = false;
   for (let i = 0; i < trigger - 1; i++) tick('a');
   assert.equal(w.recovered.length, 2);
+});
+
+test('a transition left pending for good (its op 22 never came) stops excusing failures after PENDING_MAX_MS', async () => {
+  const { w, guard, tick, warnings } = setup();
+  // The recorder processed commit 3 but never got its op 22: the wrapper keeps it pending; frames still decrypt.
+  w.pendingTransitions.set(3, 1);
+  for (let i = 0; i < PENDING_MAX_MS / 20 - 10; i++) assert.equal(tick('a', 'b'), 2);
+  // Within PENDING_MAX_MS of it showing up, failures are a transition's cost...
+  w.failing.add('a').add('b');
+  for (let i = 0; i < MULTI_FRAMES; i++) tick('a', 'b');
+  assert.deepEqual(w.recovered, []);
+  // ...after that, evidence again: the members moved on and the recorder did not.
+  for (let i = 0; i < 10; i++) tick('a', 'b');
+  assert.deepEqual(w.recovered, [0]);
+  assert.match(warnings[0]!, /2 members/);
+  // A fresh transition next to the stale one still excuses failures, and an op 22 is judged on the fresh one.
+  const second = setup();
+  second.w.pendingTransitions.set(3, 1);
+  for (let i = 0; i < PENDING_MAX_MS / 20 + 1; i++) second.tick('a');
+  second.w.pendingTransitions.set(4, 1);
+  second.w.failing.add('a').add('b');
+  for (let i = 0; i < 100; i++) second.tick('a', 'b');
+  assert.deepEqual(second.w.recovered, []);
+  second.w.pendingTransitions.delete(4);
+  second.w.lastTransitionId = 4;
+  second.guard.onExecuteTransition(5); // never prepared; only the stale 3 is pending
+  await new Promise<void>((r) => setImmediate(r));
+  assert.deepEqual(second.w.recovered, [5]);
+  void guard;
 });

@@ -420,6 +420,25 @@ test('a missed commit: the members move on without the recorder (op 22 delivered
   }
 });
 
+test('a missed op 22 (the commit arrived): the recorder decrypts the new epoch, but @discordjs/voice keeps the transition pending', async () => {
+  const server = new DaveGroupServer({ channelId: CHANNEL, botUserId: BOT, memberIds: [A, B], onEvent: (e) => e.kind === 'error' && errors.push(e.error) });
+  await server.settled();
+  const recorder = new Recorder(server);
+  await join(server, recorder, [A, B]);
+  server.injectRecorderFault({ kind: 'missed-execute' });
+  const received = recorder.received.length;
+  recorder.connectedClients.add(C);
+  await server.memberJoined(C);
+  await until('commit', () => recorder.received.length >= received + 2);
+  await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(recorder.received.slice(received), [27, 29], 'no op 22');
+  const pending = Reflect.get(recorder.dave, 'pendingTransitions') as Map<number, number>;
+  assert.equal(pending.size, 1, 'pending for good');
+  assert.equal(server.stats.recorderAckTimeouts, 0, 'the recorder acknowledged it');
+  assertDecryptsAll(server, recorder, [A, B, C]);
+  server.close();
+});
+
 test('over the real voice gateway websocket: @discordjs/voice Networking joins under DAVE and follows join/leave', async () => {
   const cert = await createCertificate();
   // @discordjs/voice opens wss:// with no TLS options: trust the per-run certificate in-process.

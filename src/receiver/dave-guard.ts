@@ -12,7 +12,7 @@
  * `recoverFromInvalidTransition(id)` (op 31 + reinit + a new key package), which works whatever the id.
  *
  * A failure is evidence only when it is a DAVE frame (trailer FA FA) that fails while the recorder is settled in
- * a group: session ready, no transition pending, not re-initialising. Failures during a transition are lost frames
+ * a group: session ready, no transition pending (for less than {@link PENDING_MAX_MS}), not re-initialising. Failures during a transition are lost frames
  * (protocol.md "Commit Handling": senders switch keys at op 22), and a plain Opus frame that fails comes from a
  * sender that is not encrypting (not yet welcomed, or a downgrade), which says nothing about the recorder.
  *
@@ -60,6 +60,13 @@ export const JUDGE_FRAMES = 10;
 export const OUT_FRAMES = 50;
 /** ...over at least this long, before asking to be added again. */
 export const OUT_MS = 3000;
+/**
+ * A transition still pending after this long is taken to be one whose op 22 never came (the voice server executes
+ * within its ready timeout, about two seconds: protocol.md "Member Remove"). @snazzah/davey decrypts with the new
+ * epoch's keys from the commit on, so nothing is lost then; but the wrapper keeps it pending for good, which would
+ * make every later failure look like part of a transition.
+ */
+export const PENDING_MAX_MS = 5000;
 /** Smallest gap between two recoveries; doubled while recoveries do not make anything decrypt. */
 export const MIN_GAP_MS = 3000;
 export const MAX_GAP_MS = 300_000;
@@ -79,7 +86,7 @@ export interface DaveWrapper {
   readonly session: DaveySession | undefined;
   readonly protocolVersion: number;
   readonly lastTransitionId?: number | undefined;
-  readonly pendingTransitions: { readonly size: number };
+  readonly pendingTransitions: ReadonlyMap<number, number>;
   readonly reinitializing: boolean;
   recoverFromInvalidTransition(transitionId: number): void;
   /** What recoverFromInvalidTransition does once `reinitializing` is set: a fresh session and key package... */
@@ -134,6 +141,8 @@ export class DaveGuard implements DaveFrameDecryptor {
   #gapMs = MIN_GAP_MS;
   /** A recovery happened and nothing has decrypted since. */
   #recoveredWithoutSuccess = false;
+  /** Pending transitions of the current wrapper, and since when the guard has seen each pending. */
+  readonly #pendingSeen = new Map<number, number>();
   /** DAVE frames lost while the recorder had no group, and since when (reset by being in a group). */
   #outFrames = 0;
   #outSinceMs = 0;
@@ -155,6 +164,8 @@ export class DaveGuard implements DaveFrameDecryptor {
       return null;
     }
     this.#outFrames = 0;
+    // Noted on every frame while a transition is pending, so that its age is known when it matters.
+    if (w.pendingTransitions.size > 0) this.#inTransition(w, this.#opts.now());
     if (this.#missedTransition !== null) this.#recoverMissed(w);
     const isDave = looksLikeDaveFrame(frame);
     let out: Buffer;
@@ -178,7 +189,7 @@ export class DaveGuard implements DaveFrameDecryptor {
     const w = this.#current();
     setImmediate(() => {
       if (!w || w !== this.#current() || w.lastTransitionId === transitionId) return;
-      if (!settled(w)) return; // a welcome or re-initialisation in progress: the recorder is not in a group yet
+      if (!this.#settled(w, this.#opts.now())) return; // a welcome, a transition or a re-initialisation in progress
       this.#missedTransition = transitionId;
       this.#missedAfter = w.lastTransitionId;
       this.#recoverMissed(w);
@@ -202,6 +213,7 @@ export class DaveGuard implements DaveFrameDecryptor {
       this.#wrapper = w;
       this.#mark++;
       this.#outFrames = 0;
+      this.#pendingSeen.clear();
       this.#missedTransition = null;
       for (const s of this.#senders.values()) if (s.verdict === 'probation') s.verdict = 'ok';
     }
@@ -231,9 +243,9 @@ export class DaveGuard implements DaveFrameDecryptor {
   }
 
   #failed(w: DaveWrapper, userId: string): void {
-    // During a transition or a re-initialisation frames are expected to fail: lost, not evidence.
-    if (w.pendingTransitions.size > 0 || w.reinitializing) return;
     const now = this.#opts.now();
+    // During a transition or a re-initialisation frames are expected to fail: lost, not evidence.
+    if (this.#inTransition(w, now) || w.reinitializing) return;
     const s = this.#sender(userId);
     if (s.verdict === 'judged') return;
     if (s.verdict === 'probation') {
@@ -283,7 +295,29 @@ export class DaveGuard implements DaveFrameDecryptor {
   }
 
   #mayRecover(w: DaveWrapper, now: number): boolean {
-    return now >= this.#nextRecoveryAtMs && settled(w) && this.#opts.canSignal();
+    return now >= this.#nextRecoveryAtMs && this.#settled(w, now) && this.#opts.canSignal();
+  }
+
+  /** In a group, no transition in flight, not re-initialising: a failure now is evidence, not a transition's cost. */
+  #settled(w: DaveWrapper, now: number): boolean {
+    return w.session?.ready === true && !this.#inTransition(w, now) && !w.reinitializing;
+  }
+
+  /** Whether a transition is in flight: pending, and for less than PENDING_MAX_MS. */
+  #inTransition(w: DaveWrapper, now: number): boolean {
+    const pending = w.pendingTransitions;
+    if (pending.size === 0) {
+      this.#pendingSeen.clear();
+      return false;
+    }
+    let fresh = false;
+    for (const id of pending.keys()) {
+      let since = this.#pendingSeen.get(id);
+      if (since === undefined) this.#pendingSeen.set(id, (since = now));
+      if (now - since < PENDING_MAX_MS) fresh = true;
+    }
+    if (this.#pendingSeen.size > pending.size) for (const id of [...this.#pendingSeen.keys()]) if (!pending.has(id)) this.#pendingSeen.delete(id);
+    return fresh;
   }
 
   /** A DAVE frame lost because the recorder has no group. */
@@ -320,9 +354,4 @@ export class DaveGuard implements DaveFrameDecryptor {
       this.#opts.warn(`DAVE: re-initialising the MLS session failed: ${(e as Error).message}`);
     }
   }
-}
-
-/** In a group, nothing pending, not re-initialising: a failure now is evidence, not the cost of a transition. */
-function settled(w: DaveWrapper): boolean {
-  return w.session?.ready === true && w.pendingTransitions.size === 0 && !w.reinitializing;
 }

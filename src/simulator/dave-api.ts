@@ -26,10 +26,12 @@ export type DaveEvent =
  *  - 'missed-commit': the next commit announcement (op 29) for the recorder never reaches it; with `execute` false
  *    the transition's op 22 is lost too. The members move to the new epoch, the recorder stays in the old one, and
  *    nothing tells it so: a desynchronised group state that only op 31 (a re-add) repairs.
+ *  - 'missed-execute': the recorder gets the next commit (op 29) but never its op 22: it has the new epoch's keys,
+ *    but @discordjs/voice keeps the transition pending for good.
  *  - 'bad-welcome': the next welcome (op 30) for the recorder arrives corrupted (the last byte of its encrypted group
  *    info flipped), so the recorder's MLS library rejects it and the recorder must flag it with op 31.
  */
-export type RecorderDaveFault = { kind: 'missed-commit'; execute: boolean } | { kind: 'bad-welcome' };
+export type RecorderDaveFault = { kind: 'missed-commit'; execute: boolean } | { kind: 'missed-execute' } | { kind: 'bad-welcome' };
 
 export interface DaveServerOptions {
   channelId: string;

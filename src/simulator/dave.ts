@@ -446,12 +446,17 @@ export class DaveGroupServer implements DaveServer {
     if (recorderStays) {
       this.stats.commitsAnnounced++;
       const missed = this.#takeRecorderFault('missed-commit');
+      const missedExecute = missed ? null : this.#takeRecorderFault('missed-execute');
       if (missed) {
         // Lost on the way: the recorder never learns of this epoch (and, with execute false, of its op 22).
         executeLost = !missed.execute;
         this.#emit({ kind: 'recorder-fault-applied', fault: missed, transitionId });
       } else {
         this.#send(() => recorder!.wire!.binary(OP.announceCommit, withTransitionId(transitionId, commit)));
+      }
+      if (missedExecute) {
+        executeLost = true;
+        this.#emit({ kind: 'recorder-fault-applied', fault: missedExecute, transitionId });
       }
     }
     if (recorderAdd) this.#sendWelcome(recorderAdd, transitionId, welcome!);

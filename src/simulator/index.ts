@@ -210,12 +210,15 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
       case 'recorder-commit-dropped':
         return;
       case 'recorder-fault-applied':
-        return settle(
-          e.fault.kind === 'missed-commit' ? 'dave-missed-commit' : 'dave-bad-welcome',
-          e.fault.kind === 'missed-commit'
-            ? `op 29${e.fault.execute ? '' : ' and op 22'} of transition ${e.transitionId} not delivered`
-            : `welcome of transition ${e.transitionId} corrupted`,
-        );
+        switch (e.fault.kind) {
+          case 'missed-commit':
+            return settle('dave-missed-commit', `op 29${e.fault.execute ? '' : ' and op 22'} of transition ${e.transitionId} not delivered`);
+          case 'missed-execute':
+            return settle('dave-missed-execute', `op 22 of transition ${e.transitionId} not delivered`);
+          case 'bad-welcome':
+            return settle('dave-bad-welcome', `welcome of transition ${e.transitionId} corrupted`);
+        }
+        return;
       case 'transition-executed': {
         const recorderInGroup = e.members.includes(scenario.botUserId);
         if (e.recorderInvolved && recorderInGroup && !e.recorderAcked) {
@@ -641,11 +644,16 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
         return outcome('sent');
       }
       case 'dave-missed-commit':
+      case 'dave-missed-execute':
       case 'dave-bad-welcome': {
         // Applied to the recorder's next commit / welcome; the outcome is settled then (onDaveEvent).
         if (!dave) return outcome('no-dave');
         expect();
-        dave.injectRecorderFault(fault.kind === 'dave-missed-commit' ? { kind: 'missed-commit', execute: fault.execute ?? true } : { kind: 'bad-welcome' });
+        dave.injectRecorderFault(
+          fault.kind === 'dave-missed-commit' ? { kind: 'missed-commit', execute: fault.execute ?? true }
+          : fault.kind === 'dave-missed-execute' ? { kind: 'missed-execute' }
+          : { kind: 'bad-welcome' },
+        );
         return;
       }
       case 'rtcp': {

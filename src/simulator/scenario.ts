@@ -80,6 +80,8 @@ export type Fault =
    * nothing telling it so. Needs a group change after atMs (a member joining or leaving) to have an effect.
    */
   | { atMs: number; kind: 'dave-missed-commit'; execute?: boolean }
+  /** The recorder gets the next commit (op 29) after atMs, but never its op 22. */
+  | { atMs: number; kind: 'dave-missed-execute' }
   /** The next welcome (op 30) for the recorder after atMs arrives corrupted: its MLS library rejects it. */
   | { atMs: number; kind: 'dave-bad-welcome' };
 
