@@ -15,6 +15,7 @@ import { dirname, join } from 'node:path';
 import { DvrecError, ExitCode, redact } from './errors.ts';
 import type { LiveStatus, RecordingObserver, RecordOptions, StopReason } from './recording-api.ts';
 import { Receiver } from './receiver/receiver.ts';
+import { DaveGuard } from './receiver/dave-guard.ts';
 import { VoiceSession, type SessionState } from './receiver/voice-session.ts';
 import { WorkerPool } from './pool/pool.ts';
 import { finishRecording } from './sinks/finalize.ts';
@@ -159,10 +160,12 @@ export async function runRecording(opts: RecordOptions, observer: RecordingObser
         clock = () => s.now();
         observer.phase({ phase: 'joining', guildName: s.guild.name, channelName: s.channel.name });
         const users = opts.users;
+        const dave = new DaveGuard({ wrapper: () => s.dave(), canSignal: () => s.daveCanSignal(), now: () => s.now(), warn: (m) => observer.warn(redact(m)) });
+        s.on('daveExecute', (id) => dave.onExecuteTransition(id));
         const rx = new Receiver({
           sink: { onAudio: (p) => router?.onAudio(p), onRtcp: (p) => pool?.onRtcp(p) },
           clock: () => s.now(),
-          dave: () => s.dave(),
+          dave,
           ...(users ? { accept: (u: string) => users.has(u) } : {}),
         });
         receiver = rx;

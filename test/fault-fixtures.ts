@@ -179,6 +179,21 @@ export function longestSilence(x: Int16Array, fromMs: number, toMs: number, thre
   return best;
 }
 
+/** Every run of silent 1 ms blocks between two times: where it starts and how long it is. */
+export function silentRuns(x: Int16Array, fromMs: number, toMs: number, threshold = 300): { startMs: number; lengthMs: number }[] {
+  const peaks = msPeaks(x, fromMs, toMs);
+  const runs: { startMs: number; lengthMs: number }[] = [];
+  let run = 0;
+  for (let i = 0; i <= peaks.length; i++) {
+    if (i < peaks.length && peaks[i]! < threshold) run++;
+    else if (run > 0) {
+      runs.push({ startMs: Math.floor(fromMs) + i - run, lengthMs: run });
+      run = 0;
+    }
+  }
+  return runs;
+}
+
 /** Time (ms) just past the last sample louder than `threshold` in [fromMs, toMs); null if none. */
 export function offsetMs(x: Int16Array, fromMs: number, toMs: number, threshold = 1000): number | null {
   const a = Math.max(0, Math.floor(fromMs * SR));

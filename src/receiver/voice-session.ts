@@ -16,6 +16,7 @@ import { EventEmitter } from 'node:events';
 import { Client, Events, GatewayIntentBits, PermissionFlagsBits, type Guild, type VoiceBasedChannel } from 'discord.js';
 import {
   joinVoiceChannel,
+  NetworkingStatusCode,
   VoiceConnectionStatus,
   VoiceConnectionDisconnectReason,
   type Networking,
@@ -28,7 +29,7 @@ import { DvrecError, ExitCode, redact } from '../errors.ts';
 import { watchNetworking } from './networking-watch.ts';
 import { UdpTap } from './udp-tap.ts';
 import { TransportCipher, isTransportMode } from './transport-crypto.ts';
-import type { DaveDecryptor } from './dave.ts';
+import type { DaveWrapper } from './dave-guard.ts';
 import { parseVideoOp, type VideoAnnouncement } from './video-streams.ts';
 
 export interface VoiceSessionOptions {
@@ -75,12 +76,15 @@ export interface VoiceSessionEvents {
   occupancy: [humans: number];
   /** Non-fatal trouble. */
   warn: [message: string];
+  /** op 22 DAVE Execute Transition (emitted after @discordjs/voice handled it). */
+  daveExecute: [transitionId: number];
 }
 
 const VOICE_OP_SPEAKING = 5;
 const VOICE_OP_VIDEO = 12;
 const VOICE_OP_CLIENTS_CONNECT = 11;
 const VOICE_OP_CLIENT_DISCONNECT = 13;
+const VOICE_OP_DAVE_EXECUTE_TRANSITION = 22;
 
 /** A logged-in, joined voice session. Create with {@link VoiceSession.open}. */
 export class VoiceSession extends EventEmitter<VoiceSessionEvents> {
@@ -178,10 +182,19 @@ export class VoiceSession extends EventEmitter<VoiceSessionEvents> {
     return performance.now() - this.t0Perf;
   }
 
-  /** The DAVE session of the current networking (changes on every reconnect). */
-  dave(): DaveDecryptor | undefined {
+  /** The DAVE session wrapper of the current networking (changes on every reconnect). */
+  dave(): DaveWrapper | undefined {
     const networking = Reflect.get(this.connection.state, 'networking') as Networking | undefined;
-    return (networking ? (Reflect.get(networking.state, 'dave') as DaveDecryptor | undefined) : undefined) ?? undefined;
+    return (networking ? (Reflect.get(networking.state, 'dave') as DaveWrapper | undefined) : undefined) ?? undefined;
+  }
+
+  /**
+   * Whether the DAVE session can signal the voice server now: @discordjs/voice 0.19.2 sends op 31 and a new key
+   * package only while its networking is Ready (Networking.onDaveInvalidateTransition / onDaveKeyPackage).
+   */
+  daveCanSignal(): boolean {
+    const networking = Reflect.get(this.connection.state, 'networking') as Networking | undefined;
+    return networking?.state.code === NetworkingStatusCode.Ready;
   }
 
   /** Names of a member from the caches (no network); falls back to the id. */
@@ -347,6 +360,8 @@ export class VoiceSession extends EventEmitter<VoiceSessionEvents> {
     } else if (packet.op === VOICE_OP_CLIENT_DISCONNECT && typeof d.user_id === 'string') {
       this.#voiceClients.delete(d.user_id);
       this.emit('occupancy', this.humansInChannel());
+    } else if (packet.op === VOICE_OP_DAVE_EXECUTE_TRANSITION && typeof d.transition_id === 'number') {
+      this.emit('daveExecute', d.transition_id);
     }
   };
 

@@ -233,6 +233,16 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
         return;
       case 'recorder-commit-dropped':
         return;
+      case 'recorder-fault-applied':
+        switch (e.fault.kind) {
+          case 'missed-commit':
+            return settle('dave-missed-commit', `op 29${e.fault.execute ? '' : ' and op 22'} of transition ${e.transitionId} not delivered`);
+          case 'missed-execute':
+            return settle('dave-missed-execute', `op 22 of transition ${e.transitionId} not delivered`);
+          case 'bad-welcome':
+            return settle('dave-bad-welcome', `welcome of transition ${e.transitionId} corrupted`);
+        }
+        return;
       case 'transition-executed': {
         const recorderInGroup = e.members.includes(scenario.botUserId);
         if (e.recorderInvolved && recorderInGroup && !e.recorderAcked) {
@@ -253,6 +263,7 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
       channelId: scenario.channelId,
       botUserId: scenario.botUserId,
       memberIds: initiallyPresent.map((m) => m.userId),
+      ...(scenario.daveWelcomeIdZero ? { welcomeIdZero: true } : {}),
       onEvent: (e) => onDaveEvent(e),
     });
   }
@@ -730,6 +741,19 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
         }
         truth.hostile(fault.count);
         return outcome('sent');
+      }
+      case 'dave-missed-commit':
+      case 'dave-missed-execute':
+      case 'dave-bad-welcome': {
+        // Applied to the recorder's next commit / welcome; the outcome is settled then (onDaveEvent).
+        if (!dave) return outcome('no-dave');
+        expect();
+        dave.injectRecorderFault(
+          fault.kind === 'dave-missed-commit' ? { kind: 'missed-commit', execute: fault.execute ?? true }
+          : fault.kind === 'dave-missed-execute' ? { kind: 'missed-execute' }
+          : { kind: 'bad-welcome' },
+        );
+        return;
       }
       case 'rtcp': {
         const s = active && active.mediaReady ? active : null;

@@ -87,7 +87,17 @@ export type Fault =
   | { atMs: number; kind: 'disconnect-bot' } // voice close 4014 + voice state with channel_id null
   | { atMs: number; kind: 'move-bot'; channelId: string } // a moderator drags the bot to another voice channel
   | { atMs: number; kind: 'hostile'; count: number } // garbage, truncated RTP, bad tags, unknown SSRCs
-  | { atMs: number; kind: 'rtcp'; count: number }; // RTCP SR/RR packets
+  | { atMs: number; kind: 'rtcp'; count: number } // RTCP SR/RR packets
+  /**
+   * The next commit announcement (op 29) for the recorder after atMs never reaches it (with `execute: false` the
+   * transition's op 22 neither; default true): the members move to the new epoch, the recorder stays behind with
+   * nothing telling it so. Needs a group change after atMs (a member joining or leaving) to have an effect.
+   */
+  | { atMs: number; kind: 'dave-missed-commit'; execute?: boolean }
+  /** The recorder gets the next commit (op 29) after atMs, but never its op 22. */
+  | { atMs: number; kind: 'dave-missed-execute' }
+  /** The next welcome (op 30) for the recorder after atMs arrives corrupted: its MLS library rejects it. */
+  | { atMs: number; kind: 'dave-bad-welcome' };
 
 export interface Scenario {
   seed: number;
@@ -130,6 +140,13 @@ export interface Scenario {
    * MLS group for this long (it never sent a usable key package, or was removed after op 31). Default 5000.
    */
   daveJoinTimeoutMs?: number;
+  /**
+   * With DAVE: the transitions that welcome the recorder into the group carry transition id 0 ("(re)initialization",
+   * executed at once, without op 23 / op 22) instead of 1..65535. Discord does not document which id such a
+   * transition gets; @discordjs/voice 0.19.2 is left with lastTransitionId 0 after one, and then never recovers
+   * from decryption failures by itself (openclaw/openclaw#81518). Default false.
+   */
+  daveWelcomeIdZero?: boolean;
 }
 
 /**
