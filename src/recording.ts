@@ -217,6 +217,10 @@ export async function runRecording(opts: RecordOptions, observer: RecordingObser
             } else if (next.reason === 'failed') {
               observer.warn(`voice connection lost: ${next.detail ?? 'failed'}`);
               requestStop('error', new DvrecError(`voice connection lost (${next.detail ?? 'failed'}): recording stopped at ${at()}; everything captured until then is kept`, ExitCode.NETWORK));
+            } else if (next.reason === 'rejected') {
+              // The voice server ended the session and Discord says not to come back (close-codes.ts).
+              observer.warn(`${next.detail ?? 'the voice server ended the session'}; stopping`);
+              requestStop('error', new DvrecError(`${next.detail ?? 'the voice server ended the session'}: recording stopped at ${at()}; everything captured until then is kept`, ExitCode.VOICE_REJECTED));
             }
           }
         });
