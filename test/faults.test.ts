@@ -8,7 +8,6 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Fault } from '../src/simulator/scenario.ts';
@@ -19,6 +18,7 @@ import { BLOCK, msToSample, onsetMs, readWavLeft, scenario } from './record-fixt
 import { checkSpanning, cleanupDirs, longestSilence, member, offsetMs, recordInChild, recordScenario, silentMs, tempDir } from './fault-fixtures.ts';
 import { decodeInterleaved } from './decoders.ts';
 import { needs } from './strict.ts';
+import { smallFilesystem } from './private-mount.ts';
 
 after(cleanupDirs);
 
@@ -284,28 +284,6 @@ test(`a pool worker that keeps dying (${MAX_RESTARTS + 1} times within ${RESTART
 });
 
 /**
- * A small tmpfs for the disk-full test that leaves the machine's mounts alone: a child mounts it in its own mount
- * namespace (`unshare -m` where this process may mount, i.e. root with CAP_SYS_ADMIN; else `unshare -rm`, inside an
- * unprivileged user namespace) and stays there; this process reaches the tmpfs through /proc/<child>/root. The
- * mount disappears with the child, which exits when its stdin (this process) goes away. Null when neither works.
- */
-async function smallFilesystem(sizeKiB: number): Promise<{ path: string; how: string; release: () => void } | null> {
-  const mnt = join(tempDir('dvrec-full-'), 'mnt');
-  mkdirSync(mnt);
-  for (const flags of [['-m'], ['-r', '-m']]) {
-    const script = 'mount -t tmpfs -o "size=${1}k,mode=0700" tmpfs "$2" && echo mounted && exec cat >/dev/null';
-    const child = spawn('unshare', [...flags, 'sh', '-c', script, 'sh', String(sizeKiB), mnt], { stdio: ['pipe', 'pipe', 'ignore'] });
-    const mounted = await new Promise<boolean>((resolve) => {
-      child.stdout.on('data', (d: Buffer) => d.toString().includes('mounted') && resolve(true));
-      child.on('error', () => resolve(false));
-      child.on('exit', () => resolve(false));
-    });
-    if (mounted) return { path: `/proc/${child.pid}/root${mnt}`, how: `unshare ${flags.join(' ')}`, release: () => child.kill('SIGKILL') };
-  }
-  return null;
-}
-
-/**
  * How much audio before the stop a full disk may cost: the packets that arrive between the failed write and the
  * engine's stop (the failed track takes no more audio), i.e. the last 20 ms frame plus the time the worker's
  * error takes to reach the engine (milliseconds; under load, up to ~100 ms).
@@ -313,7 +291,9 @@ async function smallFilesystem(sizeKiB: number): Promise<{ path: string; how: st
 const DISK_FULL_LOSS_BOUND_MS = 20 + 180;
 
 test('disk full stops the recording cleanly: OUTPUT error, everything written so far intact and finished', async (t) => {
-  const fs = await smallFilesystem(1024);
+  const mnt = join(tempDir('dvrec-full-'), 'mnt');
+  mkdirSync(mnt);
+  const fs = await smallFilesystem(mnt, 1024);
   if (needs(t, fs !== null, 'cannot mount a 1 MiB tmpfs: needs CAP_SYS_ADMIN (root) or unprivileged user namespaces (unshare -rm)')) return;
   try {
     const members = [member(1, HZ[0]!, [[200, 8000]]), member(2, HZ[1]!, [[300, 8000]])];
