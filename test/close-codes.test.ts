@@ -19,7 +19,7 @@ import type { Fault } from '../src/simulator/scenario.ts';
 import { opusLoop } from '../src/simulator/opus-cache.ts';
 import { CAPTURE_DIR, MANIFEST_FILE, type Manifest } from '../src/sinks/capture-layout.ts';
 import { baseEnv, errorLines, runCli } from './cli-helpers.ts';
-import { checkSpanning, cleanupDirs, member, recordScenario, silentMs, tempDir, type Run } from './fault-fixtures.ts';
+import { checkSpanning, cleanupDirs, longestSilence, member, recordScenario, silentMs, tempDir, type Run } from './fault-fixtures.ts';
 import { CHANNEL, GUILD, TOKEN, onsetMs, readWavLeft, scenario } from './record-fixtures.ts';
 
 after(cleanupDirs);
@@ -270,7 +270,8 @@ describe('closes that end the recording: clean stop, files finished, the documen
     const x = run.pcm.get(run.truth.members[0]!.userId)!;
     const start = run.truth.members[0]!.spurts[0]!.onsetWallMs - run.startedAtMs;
     const first = closes[0]! - run.startedAtMs;
-    assert.ok(silentMs(x, start + 30, first - 60) <= 20, 'audio before the first close intact');
+    const lg = longestSilence(x, start + 30, first - 60);
+    assert.ok(silentMs(x, start + 30, first - 60) <= 20, `audio before the first close intact: ${silentMs(x, start + 30, first - 60)} ms silent, longest ${lg.lengthMs} at ${lg.startMs}; start ${start.toFixed(0)} first ${first.toFixed(0)}; undecryptable ${JSON.stringify(assertFinished(run).tracks[0]!.packets)}`);
     t.diagnostic(`closes at ${closes.map((c) => (c - run.startedAtMs).toFixed(0)).join(', ')} ms; stopped at ${manifest.durationMs} ms`);
   });
 });

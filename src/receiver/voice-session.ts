@@ -128,7 +128,8 @@ export class VoiceSession extends EventEmitter<VoiceSessionEvents> {
     connection.on('stateChange', (o, n) => this.#onConnectionState(o, n));
     connection.on('error', (e) => this.emit('warn', `voice connection: ${redact(e.message)}`));
     client.on(Events.ChannelDelete, (deleted) => {
-      if (deleted.id === channel.id) this.#setState({ status: 'ended', reason: 'disconnected', detail: `the voice channel ${channel.name} was deleted; recording stopped` });
+      // Before t=0 the join itself fails (refused or timed out) and says so.
+      if (deleted.id === channel.id && this.#readyCount > 0) this.#setState({ status: 'ended', reason: 'disconnected', detail: `the voice channel ${channel.name} was deleted; recording stopped` });
     });
     client.on(Events.VoiceStateUpdate, (before, after) => {
       if (after.id === client.user.id && after.guild.id === guild.id && after.channelId === null && before.channelId === channel.id && this.#readyCount > 0 && !this.#closing) {
