@@ -22,11 +22,12 @@ import { finishRecording } from './sinks/finalize.ts';
 import type { StreamedMp3 } from './sinks/mp3-stream.ts';
 import { trackStem } from './sinks/naming.ts';
 import {
-  CAPTURE_DIR, JOURNAL_FILE, capturePath, ensureCaptureDir, writeJsonAtomic,
+  CAPTURE_DIR, JOURNAL_FILE, RESERVE_FILE, capturePath, ensureCaptureDir, writeJsonAtomic,
   type Journal, type JournalTrack, type Manifest,
 } from './sinks/capture-layout.ts';
 import { copyStats, emptyStats, type AudioPacket } from './sinks/types.ts';
 import { isSilenceFrame } from './receiver/dave.ts';
+import { hasUnfinishedRecording, setAsideUnfinished } from './sinks/leftover-capture.ts';
 
 export type { RecordOptions, RecordingObserver } from './recording-api.ts';
 
@@ -40,7 +41,6 @@ const NEW_TRACK_JOURNAL_MS = 100;
  * full disk, so a disk-full stop finishes cleanly instead of leaving a capture only `convert` can finish.
  */
 const RESERVE_BYTES = 256 * 1024;
-const RESERVE_FILE = '.reserve';
 /** Write errors that mean "the disk (or the file-size limit) is full": stop cleanly, exit OUTPUT. */
 const FULL_CODES = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
 
@@ -123,6 +123,7 @@ class TrackRouter {
  */
 export async function runRecording(opts: RecordOptions, observer: RecordingObserver, stop: AbortSignal, hooks: RecordingHooks = {}): Promise<Manifest> {
   const claim = await prepareOutDir(opts.outDir, opts.force);
+  if (claim.setAside) observer.warn(`${opts.outDir} held an unfinished recording: moved it to ${claim.setAside}; finish it with dvrec convert ${claim.setAside}`);
   const reservePath = join(opts.outDir, CAPTURE_DIR, RESERVE_FILE);
   const releaseReserve = (): void => rmSync(reservePath, { force: true });
   observer.phase({ phase: 'connecting' });
@@ -221,6 +222,10 @@ export async function runRecording(opts: RecordOptions, observer: RecordingObser
             } else if (next.reason === 'failed') {
               observer.warn(`voice connection lost: ${next.detail ?? 'failed'}`);
               requestStop('error', new DvrecError(`voice connection lost (${next.detail ?? 'failed'}): recording stopped at ${at()}; everything captured until then is kept`, ExitCode.NETWORK));
+            } else if (next.reason === 'rejected') {
+              // The voice server ended the session and Discord says not to come back (close-codes.ts).
+              observer.warn(`${next.detail ?? 'the voice server ended the session'}; stopping`);
+              requestStop('error', new DvrecError(`${next.detail ?? 'the voice server ended the session'}: recording stopped at ${at()}; everything captured until then is kept`, ExitCode.VOICE_REJECTED));
             }
           }
         });
@@ -401,6 +406,8 @@ interface OutDirClaim {
   createdTop: string | undefined;
   /** Whether this run created `.capture/`. */
   createdCaptureDir: boolean;
+  /** Where an unfinished recording found in the directory was moved (--force), if one was. */
+  setAside?: string;
 }
 
 /** Creates the output directory (private) and refuses to clobber an unfinished recording. */
@@ -412,10 +419,17 @@ async function prepareOutDir(dir: string, force: boolean): Promise<OutDirClaim> 
   } catch (e) {
     throw new DvrecError(`cannot write to ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, ExitCode.OUTPUT);
   }
-  const claim: OutDirClaim = { dir, createdTop, createdCaptureDir: !existsSync(join(dir, CAPTURE_DIR)) };
-  if (!force && existsSync(join(dir, JOURNAL_FILE))) {
-    throw new DvrecError(`${dir} holds an unfinished recording (${JOURNAL_FILE}); run dvrec convert ${dir}, or use --force`, ExitCode.OUTPUT);
+  let setAside: string | undefined;
+  if (hasUnfinishedRecording(dir)) {
+    if (!force) throw new DvrecError(`${dir} holds an unfinished recording (${JOURNAL_FILE}); run dvrec convert ${dir}, or use --force to move it aside`, ExitCode.OUTPUT);
+    // A new recording never finishes another one's captures as its own (leftover-capture.ts).
+    try {
+      setAside = setAsideUnfinished(dir);
+    } catch (e) {
+      throw new DvrecError(`cannot move the unfinished recording in ${dir} aside: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; run dvrec convert ${dir} first`, ExitCode.OUTPUT);
+    }
   }
+  const claim: OutDirClaim = { dir, createdTop, createdCaptureDir: !existsSync(join(dir, CAPTURE_DIR)), ...(setAside ? { setAside } : {}) };
   try {
     await ensureCaptureDir(dir);
     await fsp.writeFile(join(dir, CAPTURE_DIR, RESERVE_FILE), Buffer.alloc(RESERVE_BYTES), { mode: 0o600 });

@@ -66,8 +66,8 @@ export interface WorkerPoolOptions {
    */
   mp3?: { bitrateKbps: number; mono: boolean; maxStreams?: number; budgetMsPerTick?: number };
   /**
-   * Test seam: the workers obey {@link WorkerPool.injectWorkerCrash} (an uncaught throw inside the worker).
-   * Off in production: nothing else can make a worker throw on purpose.
+   * Test seam: the workers obey {@link WorkerPool.injectWorkerCrash} (an uncaught throw inside the worker) and
+   * {@link WorkerPool.injectWorkerStall}. Off in production: nothing else can make a worker throw or stall on purpose.
    */
   faultInjection?: boolean;
 }
@@ -251,6 +251,18 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
     const e = this.byUser.get(userId);
     if (e === undefined) throw new Error(`no track for ${userId}`);
     this.send(this.slots[e.worker]!, { type: 'crash', message });
+    return e.worker;
+  }
+
+  /**
+   * Test seam: blocks the worker holding `userId`'s track for `ms` (a thread the OS did not run), while batches keep
+   * coming. Only for pools made with `faultInjection`. Returns the worker's index.
+   */
+  injectWorkerStall(userId: string, ms: number): number {
+    if (this.init.faultInjection !== true) throw new Error('injectWorkerStall needs a pool made with faultInjection');
+    const e = this.byUser.get(userId);
+    if (e === undefined) throw new Error(`no track for ${userId}`);
+    this.send(this.slots[e.worker]!, { type: 'stall', ms });
     return e.worker;
   }
 

@@ -25,7 +25,7 @@ export interface WorkerInit {
   flushMs: number;
   /** Set when the output is MP3: stream-encode each track while recording (see src/sinks/mp3-stream.ts). */
   mp3?: Mp3StreamConfig;
-  /** Test seam: obey `crash` messages (WorkerPool.injectWorkerCrash). Never set in production. */
+  /** Test seam: obey `crash` and `stall` messages (WorkerPool.injectWorkerCrash / injectWorkerStall). Never set in production. */
   faultInjection?: boolean;
 }
 
@@ -35,7 +35,9 @@ export type ToWorker =
   | { type: 'cleanup'; endMs: number }
   | { type: 'close' }
   /** Throw an uncaught error (only when WorkerInit.faultInjection is set: fault-injection tests). */
-  | { type: 'crash'; message: string };
+  | { type: 'crash'; message: string }
+  /** Block the thread for `ms`, as a page-in or a descheduled core would (only with WorkerInit.faultInjection). */
+  | { type: 'stall'; ms: number };
 
 /** Live per-track status, reported about twice a second. */
 export interface TrackStatusReport extends TrackSummary {

@@ -103,9 +103,12 @@ function onBatch(buf: ArrayBuffer, len: number, batchNow: number): void {
   if (batchNow > packetsNowMs) packetsNowMs = batchNow;
   if (init.clock === 'wall') {
     // The batch's newest arrival is `batchNow` (recording clock): far behind our clock means batches are queued
-    // up (this worker is behind), and the MP3 pump must leave the time to the packets.
+    // up (this worker is behind), and the MP3 pump must leave the time to the packets. Every packet stamped up to
+    // batchNow has reached us (batches are sent in order), later ones may still be queued: the tracks are advanced
+    // no further than batchNow, so that a talk spurt whose first packets come in a backlog is still anchored on its
+    // whole priming window, not on the one batch seen so far.
     const behindMs = realMs() - batchNow - BATCH_SLACK_MS;
-    onTick(behindMs);
+    onTick(behindMs, Math.min(nowMs(), batchNow));
     return;
   }
   if (init.clock === 'packets') {
@@ -118,12 +121,16 @@ function onBatch(buf: ArrayBuffer, len: number, batchNow: number): void {
   }
 }
 
-function tick(): void {
-  const now = nowMs();
+/** The clock the tracks were last advanced to (recording ms): what a status may claim is flushed. */
+let tickClock = -Infinity;
+
+function tick(now = nowMs()): void {
+  tickClock = Math.max(tickClock, now);
+  const clock = tickClock;
   for (const [id, t] of tracks) {
     guard(id, t, (tr) => {
-      tr.advance(now);
-      tr.flushIfDue(now);
+      tr.advance(clock);
+      tr.flushIfDue(clock);
     });
   }
 }
@@ -133,13 +140,13 @@ function tick(): void {
  * or a dead worker loses at most one status interval of released audio plus what the jitter buffers hold).
  */
 function status(): void {
-  const now = nowMs();
   const out: TrackStatusReport[] = [];
   for (const [id, t] of tracks) {
     guard(id, t, (tr) => tr.flush());
     out.push(report(id, t));
   }
-  post({ type: 'status', tracks: out, flushedMs: now });
+  // Flushed up to where the tracks were advanced: behind a backlog that is less than the real clock.
+  post({ type: 'status', tracks: out, flushedMs: tickClock });
 }
 
 /** A batch is normally at most this old when it lands (the pool sends it once its oldest packet is tickMs old). */
@@ -147,13 +154,16 @@ const BATCH_SLACK_MS = init.tickMs + 5;
 let lastStatus = performance.now();
 let lastTick = -Infinity;
 
-/** Releases deadlines, reports status when due, then lets the MP3 pump use what is left (nothing if late). */
-function onTick(lateMs: number): void {
+/**
+ * Releases deadlines (up to `clock`, default the wall clock minus slack), reports status when due, then lets the
+ * MP3 pump use what is left (nothing if late).
+ */
+function onTick(lateMs: number, clock?: number): void {
   const t = performance.now();
-  // Batches can land back to back after a stall: deadlines move by real time, so half a tick apart is enough.
+  // Batches can land back to back after a stall: half a tick apart is enough.
   if (t - lastTick >= init.tickMs / 2) {
     lastTick = t;
-    tick();
+    tick(clock);
     if (init.clock === 'wall' && t - lastStatus >= init.statusMs) {
       lastStatus = t;
       status();
@@ -220,6 +230,10 @@ port.on('message', (m: ToWorker) => {
     case 'crash':
       // Uncaught, on purpose: the pool must survive exactly what a bug here would do to it.
       if (init.faultInjection === true) throw new Error(m.message);
+      break;
+    case 'stall':
+      // Blocked, not busy: batches queue up behind it exactly as behind a thread the OS did not run.
+      if (init.faultInjection === true) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, m.ms);
       break;
   }
 });

@@ -7,7 +7,9 @@
  *
  *   connecting ──first Ready──▶ ready ◀──Ready── reconnecting
  *        │                        │  ╰─resume/close/server move─▶ ╯ │
- *        ╰──────────────▶ ended ◀─┴── 4014, destroy, or reconnect timeout ─╯
+ *        ╰──────────────▶ ended ◀─┴── an `end` close code, too many closes, destroy, or reconnect timeout ─╯
+ *
+ * What each voice close code leads to is decided in close-codes.ts (one table, with Discord's wording), never here.
  *
  * t=0 of the recording is the first Ready (op 4 Session Description received: the first moment audio can be
  * decrypted). Later Ready states keep that t=0: the timeline never restarts.
@@ -26,6 +28,7 @@ import {
   type VoiceWebSocket,
 } from '@discordjs/voice';
 import { DvrecError, ExitCode, redact } from '../errors.ts';
+import { closePolicy, RecoveryBudget, type ClosePolicy } from './close-codes.ts';
 import { watchNetworking } from './networking-watch.ts';
 import { UdpTap } from './udp-tap.ts';
 import { TransportCipher, isTransportMode } from './transport-crypto.ts';
@@ -47,7 +50,11 @@ export type SessionState =
   | { status: 'connecting' }
   | { status: 'ready'; /** 1 for the first Ready, +1 per recovery. */ readyCount: number }
   | { status: 'reconnecting'; reason: string }
-  | { status: 'ended'; reason: 'disconnected' | 'closed' | 'failed'; closeCode?: number; detail?: string };
+  /**
+   * disconnected: the call is over for us (kicked, moved, channel deleted: a clean stop); closed: we left;
+   * failed: the connection did not come back (network); rejected: the voice server ended or refused the session.
+   */
+  | { status: 'ended'; reason: 'disconnected' | 'closed' | 'failed' | 'rejected'; closeCode?: number; detail?: string };
 
 export interface OpenHooks {
   /** Aborts the login/join (rejects with ExitCode.INTERRUPTED). */
@@ -105,7 +112,11 @@ export class VoiceSession extends EventEmitter<VoiceSessionEvents> {
   /** Users announced by op 11 on the current voice websocket (minus op 13). */
   readonly #voiceClients = new Set<string>();
   #reconnectTimer: NodeJS.Timeout | undefined;
+  /** Running while a 4022 waits for Discord to name a new voice server (close-codes.ts graceMs). */
+  #graceTimer: NodeJS.Timeout | undefined;
   readonly #reconnectTimeoutMs: number;
+  /** Bounds resumes and rejoins, so that a close code that keeps coming back cannot loop. */
+  readonly #recoveries = new RecoveryBudget();
   #lastCloseCode: number | undefined;
   #closing = false;
   #cipher: TransportCipher | undefined;
@@ -124,7 +135,17 @@ export class VoiceSession extends EventEmitter<VoiceSessionEvents> {
     this.#unwatch = watchNetworking(connection, (s) => this.#onNetworkingState(s));
     connection.on('stateChange', (o, n) => this.#onConnectionState(o, n));
     connection.on('error', (e) => this.emit('warn', `voice connection: ${redact(e.message)}`));
+    client.on(Events.ChannelDelete, (deleted) => {
+      // Before t=0 the join itself fails (refused or timed out) and says so.
+      if (deleted.id === channel.id && this.#readyCount > 0) this.#setState({ status: 'ended', reason: 'disconnected', detail: `the voice channel ${channel.name} was deleted; recording stopped` });
+    });
     client.on(Events.VoiceStateUpdate, (before, after) => {
+      if (after.id === client.user.id && after.guild.id === guild.id && after.channelId === null && before.channelId === channel.id && this.#readyCount > 0 && !this.#closing) {
+        // Out of the channel (kicked, disconnected by a moderator, the channel deleted). Discord also closes the voice
+        // websocket (4014 or 4022), in either order; whichever comes first ends the session.
+        this.#setState({ status: 'ended', reason: 'disconnected', detail: 'the bot was disconnected from the voice channel; recording stopped' });
+        return;
+      }
       if (after.id === client.user.id && after.guild.id === guild.id && after.channelId !== null && after.channelId !== channel.id && this.#readyCount > 0) {
         // Someone moved the bot to another channel. We end rather than follow: the user asked for THIS channel,
         // and the people in the other one did not agree to be recorded; what was captured here is finished.
@@ -230,6 +251,7 @@ export class VoiceSession extends EventEmitter<VoiceSessionEvents> {
   close(): void {
     this.#closing = true;
     clearTimeout(this.#reconnectTimer);
+    clearTimeout(this.#graceTimer);
     this.#unwatch();
     this.#unwatch = () => {};
     this.#tap.close();
@@ -262,6 +284,10 @@ export class VoiceSession extends EventEmitter<VoiceSessionEvents> {
   #setState(next: SessionState): void {
     const prev = this.#state;
     if (prev.status === 'ended') return; // terminal
+    if (next.status === 'ended') {
+      clearTimeout(this.#reconnectTimer);
+      clearTimeout(this.#graceTimer);
+    }
     this.#state = next;
     this.emit('state', next, prev);
   }
@@ -271,6 +297,8 @@ export class VoiceSession extends EventEmitter<VoiceSessionEvents> {
       case VoiceConnectionStatus.Ready: {
         clearTimeout(this.#reconnectTimer);
         this.#reconnectTimer = undefined;
+        clearTimeout(this.#graceTimer);
+        this.#graceTimer = undefined;
         if (this.#readyCount === 0) {
           this.t0Perf = performance.now();
           this.startedAtMs = performance.timeOrigin + this.t0Perf;
@@ -285,8 +313,10 @@ export class VoiceSession extends EventEmitter<VoiceSessionEvents> {
         return;
       case VoiceConnectionStatus.Disconnected: {
         if (next.reason === VoiceConnectionDisconnectReason.WebSocketClose && next.closeCode === 4014) {
-          // Kicked, moved out, or the channel was deleted: Discord says do not reconnect.
-          this.#setState({ status: 'ended', reason: 'disconnected', closeCode: 4014, detail: 'the bot was disconnected from the voice channel (4014); recording stopped' });
+          // Kicked, moved out, or the channel was deleted: Discord says do not reconnect (close-codes.ts).
+          const policy = closePolicy(4014);
+          if (this.#readyCount === 0) this.#setState({ status: 'ended', reason: 'failed', closeCode: 4014, detail: policy.meaning });
+          else this.#endByClose(policy);
           return;
         }
         // Endpoint removed (server going away) or adapter unavailable: a new VOICE_SERVER_UPDATE may follow.
@@ -332,17 +362,58 @@ export class VoiceSession extends EventEmitter<VoiceSessionEvents> {
     }
   }
 
+  /**
+   * Runs after @discordjs/voice's own close handler (it subscribed first), so the library has already resumed,
+   * rejoined (op 4 sent) or gone to Disconnected; here dvrec applies close-codes.ts: end the session where Discord
+   * says so, and bound everything else.
+   */
   readonly #onWsClose = (event: { code?: number }): void => {
     this.#lastCloseCode = event.code;
-    if (this.#closing) return;
-    const code = event.code ?? 0;
-    // Before t=0, a close Discord does not resume from means the server refused us (4017 DAVE required, 4014 ...).
-    if (this.#readyCount === 0 && code >= 4000 && code !== 4015) {
-      this.#setState({ status: 'ended', reason: 'failed', closeCode: code, detail: describeVoiceClose(code) });
-    } else if (this.#readyCount > 0 && code !== 4014) {
-      this.emit('warn', `voice websocket closed (code ${code}); ${code === 4015 || code < 4000 ? 'resuming' : 'rejoining'}`);
+    if (this.#closing || this.#state.status === 'ended') return;
+    const policy = closePolicy(event.code ?? 1005);
+    const started = this.#readyCount > 0;
+    if (policy.action === 'end') {
+      if (!started) {
+        this.#setState({ status: 'ended', reason: 'failed', closeCode: policy.code, detail: policy.meaning });
+      } else if (policy.graceMs > 0) {
+        this.#awaitNewServer(policy);
+      } else {
+        this.#endByClose(policy);
+      }
+      return;
     }
+    if (!this.#recoveries.take(performance.now())) {
+      const times = `${this.#recoveries.count} times within ${Math.round(this.#recoveries.windowMs / 1000)} s`;
+      const detail = `the voice server closed the session ${times} (last: ${policy.code}, ${policy.meaning})`;
+      this.#setState({ status: 'ended', reason: started ? 'rejected' : 'failed', closeCode: policy.code, detail: started ? detail : `${policy.meaning}, ${times}` });
+      return;
+    }
+    if (started) this.emit('warn', `voice websocket closed (${policy.code}: ${policy.meaning}); ${policy.action === 'resume' ? 'resuming' : 'rejoining with a new voice session'}`);
   };
+
+  /** An `end` code after t=0: stop, with the exit its policy gives. */
+  #endByClose(policy: ClosePolicy): void {
+    if (policy.exit === 'stopped') {
+      this.#setState({ status: 'ended', reason: 'disconnected', closeCode: policy.code, detail: `the voice session ended (${policy.code}: ${policy.meaning}); recording stopped` });
+    } else {
+      this.#setState({ status: 'ended', reason: 'rejected', closeCode: policy.code, detail: `the voice server ended the session (${policy.code}: ${policy.meaning})` });
+    }
+  }
+
+  /**
+   * 4022 after t=0: Discord says not to reconnect, and a deleted channel ends things (the voice state or
+   * CHANNEL_DELETE ends the session at once). A changed voice server is named by Discord in a VOICE_SERVER_UPDATE,
+   * which the library follows by itself: if the connection is Ready again within the grace, the recording goes on.
+   */
+  #awaitNewServer(policy: ClosePolicy): void {
+    this.emit('warn', `voice websocket closed (${policy.code}: ${policy.meaning}); waiting ${policy.graceMs / 1000} s for Discord to name a new voice server`);
+    this.#lost(`call terminated (${policy.code})`);
+    clearTimeout(this.#graceTimer);
+    this.#graceTimer = setTimeout(() => {
+      this.#graceTimer = undefined;
+      if (this.#state.status === 'reconnecting') this.#endByClose(policy);
+    }, policy.graceMs);
+  }
 
   readonly #onWsPacket = (packet: { op?: number; d?: Record<string, unknown> }): void => {
     const d = packet.d;
@@ -421,19 +492,6 @@ async function resolveChannel(client: Client<true>, guildId: string, channelId: 
     throw new DvrecError(`voice channel ${channel.name} is full (${channel.userLimit} users)`, ExitCode.CHANNEL_FULL);
   }
   return { guild, channel };
-}
-
-function describeVoiceClose(code: number): string {
-  switch (code) {
-    case 4017: return 'end-to-end encryption (DAVE) is required';
-    case 4016: return 'unknown encryption mode';
-    case 4014: return 'disconnected (kicked, moved or channel deleted)';
-    case 4011: return 'server not found';
-    case 4012: return 'unknown protocol';
-    case 4006: return 'session no longer valid';
-    case 4004: return 'authentication failed';
-    default: return `close code ${code}`;
-  }
 }
 
 /** Maps anything thrown while opening to a DvrecError with the right exit code (token redacted). */

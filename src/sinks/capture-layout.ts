@@ -30,6 +30,8 @@ import { promises as fsp, writeFileSync, renameSync, readFileSync } from 'node:f
 import { join } from 'node:path';
 
 export const CAPTURE_DIR = '.capture';
+/** Space held back in .capture/ while recording (see recording.ts RESERVE_BYTES); not a capture. */
+export const RESERVE_FILE = '.reserve';
 export const JOURNAL_FILE = 'capture.json';
 export const MANIFEST_FILE = 'manifest.json';
 export const WAV_HEADER_BYTES = 44;
