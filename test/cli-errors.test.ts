@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ExitCode, exitCodeOf } from '../src/commands/exit-codes.ts';
+import { RECOVERY_LIMIT } from '../src/receiver/close-codes.ts';
 import { startSimulator, type Scenario, type Simulator } from '../src/simulator/index.ts';
 import { ANSI, baseEnv, collect, errorLines, runCli, silentServer, startCli, waitForOutput, type CliResult } from './cli-helpers.ts';
 
@@ -145,21 +146,31 @@ describe('voice-level rejections', { concurrency: 2 }, () => {
       await sim.close();
     }
   });
-  // Discord's voice close codes that refuse a session (not 4014 kicked, not 4015 resumable): each is exit 7
-  // with its code and meaning in the message.
-  const refusals: [number, RegExp][] = [
-    [4017, /4017.*DAVE/],
-    [4016, /4016.*unknown encryption mode/],
-    [4006, /4006.*session no longer valid/],
-    [4012, /4012.*unknown protocol/],
+  // Discord's voice close codes before t=0 (src/receiver/close-codes.ts): an `end` code refuses at once; a code
+  // @discordjs/voice would rejoin after for ever is retried RECOVERY_LIMIT times, then refused. Exit 7 with the code
+  // and its meaning in the message, and the number of attempts bounded.
+  const refusals: [number, RegExp, number][] = [
+    [4017, /close code 4017\): end-to-end encryption \(DAVE\) is required$/, 1],
+    [4016, /close code 4016\): unknown encryption mode$/, 1],
+    [4012, /close code 4012\): unknown protocol$/, 1],
+    [4014, /close code 4014\): disconnected/, 1],
+    [4021, /close code 4021\): rate limited \(Discord asks not to reconnect\)$/, 1],
+    [4022, /close code 4022\): call terminated/, 1],
+    [4006, new RegExp(`close code 4006\\): session no longer valid, ${RECOVERY_LIMIT + 1} times within 60 s$`), RECOVERY_LIMIT + 1],
+    [4009, /close code 4009\): session timed out, \d+ times/, RECOVERY_LIMIT + 1],
+    [4020, /close code 4020\): bad request, \d+ times/, RECOVERY_LIMIT + 1],
   ];
-  for (const [code, pattern] of refusals) {
-    test(`voice server closes with ${code} → VOICE_REJECTED`, async () => {
+  for (const [code, pattern, attempts] of refusals) {
+    test(`voice server closes with ${code} → VOICE_REJECTED after ${attempts} attempt(s)`, async () => {
       const sim = await startSimulator(scenario({ rejectVoiceWith: code }));
+      let rejected = 0;
+      sim.events.on('voice-rejected', () => rejected++);
       try {
         const r = await record(sim, {});
         assert.equal(r.code, ExitCode.VOICE_REJECTED, r.stderr);
+        assert.match(lastError(r), /^dvrec: the voice server refused the session \(/);
         assert.match(lastError(r), pattern);
+        assert.equal(rejected, attempts, 'voice identifies refused: no loop');
       } finally {
         await sim.close();
       }

@@ -14,6 +14,8 @@ import { ExitCode, exitCodeOf } from '../src/commands/exit-codes.ts';
 import type { Manifest } from '../src/sinks/capture-layout.ts';
 import { startSimulator, type Scenario, type Simulator } from '../src/simulator/index.ts';
 import { ANSI, baseEnv, collect, errorLines, runCli, startCli, waitForOutput, type CliResult } from './cli-helpers.ts';
+import { smallFilesystem } from './private-mount.ts';
+import { needs } from './strict.ts';
 
 const GUILD = '1200000000000000001';
 const VOICE = '1200000000000000002';
@@ -203,8 +205,10 @@ describe('signals', { concurrency: 2 }, () => {
 describe('a recording that stops on an error still reports its files', { concurrency: 2 }, () => {
   /**
    * A 1 MiB tmpfs for the output: the disk fills ~2 s into the recording, dvrec stops, and the space it held
-   * back lets it finish the files (see recording.ts, RESERVE_BYTES). Needs the right to mount (root with
-   * CAP_SYS_ADMIN), as the engine-level disk-full test in faults.test.ts; skipped without it.
+   * back lets it finish the files (see recording.ts, RESERVE_BYTES). Mounted in a private mount namespace
+   * (test/private-mount.ts: root with CAP_SYS_ADMIN, or an unprivileged user namespace), as the engine-level
+   * disk-full test in faults.test.ts; the CLI writes to it through /proc/<pid>/root. Without either, the test fails
+   * on CI (strict.ts) and is skipped elsewhere.
    */
   async function recordOntoFullDisk(
     t: TestContext,
@@ -213,13 +217,11 @@ describe('a recording that stops on an error still reports its files', { concurr
   ): Promise<{ r: CliResult; out: string; sizes: Record<string, number>; manifest: string | undefined } | undefined> {
     const mnt = join(work, `${name}-mnt`);
     mkdirSync(mnt);
-    if (spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1024k,mode=0700', 'tmpfs', mnt]).status !== 0) {
-      t.skip('cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)');
-      return undefined;
-    }
+    const fs = await smallFilesystem(mnt, 1024);
+    if (needs(t, fs !== null, 'cannot mount a 1 MiB tmpfs: needs CAP_SYS_ADMIN (root) or unprivileged user namespaces (unshare -rm)')) return undefined;
     const sim = await startSimulator(scenario());
     try {
-      const out = join(mnt, 'rec');
+      const out = join(fs!.path, 'rec');
       const r = await runCli(['record', '--guild', GUILD, '--channel', VOICE, '--out', out, '--duration', '20', ...extra], { env: env(sim) });
       // The files are read before the tmpfs goes away.
       const sizes = Object.fromEntries(readdirSync(out).map((f) => [f, statSync(join(out, f)).size]));
@@ -228,7 +230,7 @@ describe('a recording that stops on an error still reports its files', { concurr
       return { r, out, sizes, manifest };
     } finally {
       await sim.close();
-      spawnSync('umount', ['-l', mnt]);
+      fs!.release();
     }
   }
 

@@ -157,7 +157,8 @@ describe('record: token and output problems are caught before connecting', () =>
     writeFileSync(join(dir, 'capture.json'), '{}');
     const r = await runCli([...ok, '--out', dir], { env: baseEnv({ DISCORD_TOKEN: TOKEN, DVREC_API_URL: counter.url }) });
     assert.equal(r.code, ExitCode.OUTPUT);
-    assertOneLineError(r.stderr, /already holds a recording \(capture\.json\).*--force/);
+    // An unfinished recording: convert finishes it; --force moves it aside (never into the new recording).
+    assertOneLineError(r.stderr, new RegExp(`already holds an unfinished recording \\(capture\\.json\\): finish it with dvrec convert ${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}, choose another --out or pass --force to move it aside$`));
   });
   test('a broken --ffmpeg → ENCODER before connecting (FLAC itself needs no ffmpeg: see formats.test.ts)', async () => {
     const r2 = await runCli([...ok, '--ffmpeg', join(work, 'plainfile'), '--out', join(work, 'ff')], {

@@ -15,7 +15,7 @@ import { opusLoop } from '../src/simulator/opus-cache.ts';
 import type { Manifest } from '../src/sinks/capture-layout.ts';
 import { ExitCode, exitCodeOf } from '../src/commands/exit-codes.ts';
 import { BIN, ROOT, baseEnv, collect, runCli } from './cli-helpers.ts';
-import { CHANNEL, GUILD, TOKEN, onsetMs, readWavLeft, scenario } from './record-fixtures.ts';
+import { BLOCK, CHANNEL, GUILD, TOKEN, TONE_PEAK, onsetMs, readWavLeft, scenario, toneAmplitude } from './record-fixtures.ts';
 import { cleanupDirs, member, offsetMs, silentMs, tempDir } from './fault-fixtures.ts';
 import { decodeAudio } from './decoders.ts';
 import { noFfmpegEnv } from './format-fixtures.ts';
@@ -104,6 +104,71 @@ for (const format of ['wav', 'mp3'] as const) {
     }
   });
 }
+
+test('record --force into the directory of a SIGKILLed recording: the old capture is moved aside whole, the new recording holds only its own audio', async (t) => {
+  // The killed run: three speakers (400, 650, 1000 Hz), all talking at the kill.
+  const old = [member(1, 400, [[200, 4000]]), member(2, 650, [[300, 4000]]), member(3, 1000, [[400, 4000]])];
+  for (const m of old) opusLoop(m.signal);
+  const out = join(tempDir('dvrec-force-'), 'rec');
+  const sim1 = await startSimulator(scenario(old));
+  let killRel: number;
+  try {
+    const child = spawn(process.execPath, [BIN, ...recordArgs(out)], { cwd: ROOT, env: recordEnv(sim1), stdio: ['ignore', 'pipe', 'pipe'] });
+    const done = collect(child, 60_000);
+    const killWall = await afterSessionStart(sim1, 2500);
+    child.kill('SIGKILL');
+    assert.equal((await done).signal, 'SIGKILL');
+    killRel = killWall;
+  } finally {
+    await sim1.close();
+  }
+  assert.ok(existsSync(join(out, 'capture.json')) && !existsSync(join(out, 'manifest.json')), 'the killed run left its capture');
+
+  // The new run, in the same directory with --force: members 1 and 2 speak new tones; member 3 is not there.
+  const fresh = [member(1, 1300, [[100, 700]]), member(2, 1700, [[200, 600]])];
+  for (const m of fresh) opusLoop(m.signal);
+  const sim2 = await startSimulator(scenario(fresh, { dave: false }));
+  let r;
+  try {
+    r = await runCli(recordArgs(out, ['--duration', '1', '--force', '--json']), { env: recordEnv(sim2) });
+  } finally {
+    await sim2.close();
+  }
+  assert.equal(r.code, 0, r.stderr);
+  const asides = readdirSync(out).filter((f) => f.startsWith('unfinished-'));
+  assert.equal(asides.length, 1, `one set-aside directory: ${readdirSync(out).join(', ')}`);
+  const aside = join(out, asides[0]!);
+  const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { event: string; message?: string; manifest?: Manifest });
+  assert.ok(events.some((e) => e.event === 'warning' && e.message === `${out} held an unfinished recording: moved it to ${aside}; finish it with dvrec convert ${aside}`), JSON.stringify(events.filter((e) => e.event === 'warning')));
+  const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as Manifest;
+  assert.deepEqual(manifest.tracks.map((x) => x.userId).sort(), fresh.map((m) => m.userId).sort(), 'only the new run\'s speakers');
+  for (const [i, m] of fresh.entries()) {
+    const x = readWavLeft(join(out, manifest.tracks.find((tr) => tr.userId === m.userId)!.file));
+    // The new tone is there; the old run's tone for the same member is nowhere in the track.
+    let oldMax = 0;
+    let newMax = 0;
+    for (let s = 0; s + BLOCK <= x.length; s += BLOCK) {
+      oldMax = Math.max(oldMax, toneAmplitude(x, s, BLOCK, (old[i]!.signal as { hz: number }).hz));
+      newMax = Math.max(newMax, toneAmplitude(x, s, BLOCK, (m.signal as { hz: number }).hz));
+    }
+    assert.ok(newMax > 0.5 * TONE_PEAK && oldMax < 0.05 * TONE_PEAK, `${m.username}: new tone ${newMax.toFixed(0)}, old tone ${oldMax.toFixed(0)}`);
+  }
+  assert.ok(!readdirSync(out).some((f) => f.startsWith('Member') && !manifest.tracks.some((tr) => tr.file === f)), `no file of the old run beside the new one: ${readdirSync(out).join(', ')}`);
+
+  // The old run is still a recording of its own: convert finishes it there, with its three speakers.
+  const conv = await runCli(['convert', aside], { env: noFfmpegEnv(baseEnv()) });
+  assert.equal(conv.code, 0, `convert: ${conv.stderr}${conv.stdout}`);
+  const recovered = JSON.parse(readFileSync(join(aside, 'manifest.json'), 'utf8')) as Manifest;
+  assert.equal(recovered.recovered, true);
+  assert.equal(recovered.tracks.length, 3);
+  const kill = killRel - Date.parse(recovered.startedAt);
+  for (const [i, m] of old.entries()) {
+    const x = readWavLeft(join(aside, recovered.tracks.find((tr) => tr.userId === m.userId)!.file));
+    const start = 200 + i * 100;
+    assert.equal(silentMs(x, start + 100, kill - 1000), 0, `${m.username}: old audio intact in the set-aside recording`);
+  }
+  t.diagnostic(`old run killed at ${kill.toFixed(0)} ms, moved to ${asides[0]}; new run: ${manifest.tracks.length} tracks, ${manifest.durationMs} ms`);
+});
 
 test('a file-size limit (RLIMIT_FSIZE) stops dvrec record with exit 9 and a clear message; captures kept', async (t) => {
   let prlimit = true;

@@ -51,9 +51,16 @@ class Recorder {
   readonly connectedClients = new Set<string>();
   transitioned = 0;
   readonly #server: DaveGroupServer;
+  readonly #coalesce: boolean;
+  readonly #uplink: (() => void)[] = [];
 
-  constructor(server: DaveGroupServer, userId = BOT) {
+  /**
+   * @param coalesce deliver what the recorder sends within one tick in ONE later tick (as a TCP read holding two
+   *   websocket frames is handled by the server in one go), instead of one tick per message.
+   */
+  constructor(server: DaveGroupServer, userId = BOT, coalesce = false) {
     this.#server = server;
+    this.#coalesce = coalesce;
     this.dave = new DAVESession(1, userId, CHANNEL, {});
     this.dave.on('keyPackage', (kp: Buffer) => this.#toServerBinary(26, kp));
     this.dave.on('invalidateTransition', (id: number) => this.#toServerJson(31, { transition_id: id }));
@@ -74,11 +81,15 @@ class Recorder {
 
   #toServerBinary(op: number, payload: Buffer): void {
     this.sent.push(op);
-    setImmediate(() => this.#server.onRecorderBinary(op, payload));
+    this.#up(() => this.#server.onRecorderBinary(op, payload));
   }
   #toServerJson(op: number, d: unknown): void {
     this.sent.push(op);
-    setImmediate(() => this.#server.onRecorderJson(op, d));
+    this.#up(() => this.#server.onRecorderJson(op, d));
+  }
+  #up(deliver: () => void): void {
+    if (!this.#coalesce) return void setImmediate(deliver);
+    if (this.#uplink.push(deliver) === 1) setImmediate(() => this.#uplink.splice(0).forEach((f) => f()));
   }
 
   // Copied in behaviour from @discordjs/voice 0.19.2 Networking.onWsPacket (state Ready, dave present).
@@ -276,6 +287,27 @@ test('a member joins mid-call (op 27 + op 29, new epoch) and a member leaves (an
   server.close();
 });
 
+test('a DAVE frame decrypts once: the same frame again fails (two receivers sharing one session lose the second copy)', async () => {
+  // protocol.md "Truncated synchronization nonce": the decryptor decrypts a given key/nonce one time only. So if a
+  // host bot's own receiver (receiver.subscribe) and dvrec decrypt the same datagram with the connection's one
+  // session, whichever comes second fails, and through @discordjs/voice's wrapper that failure counts towards its
+  // re-initialisation.
+  const server = newServer([A, B]);
+  const recorder = new Recorder(server);
+  await join(server, recorder, [A, B]);
+  const plain = opusFrame(HZ[A]!, 1);
+  const frame = server.encryptOpus(A, plain);
+  const session = recorder.session;
+  assert.deepEqual(Buffer.from(session.decrypt(A, 0, frame)), plain);
+  assert.throws(() => session.decrypt(A, 0, frame), /DecryptionFailed/, 'the same frame a second time');
+  assert.throws(() => session.decrypt(A, 0, Buffer.from(frame)), /DecryptionFailed/, 'a copy of it');
+  // Out of order is fine (each nonce once): frames 3, 1, 2 of a sender all decrypt, and none a second time.
+  const [f1, f2, f3] = [2, 3, 4].map((i) => server.encryptOpus(A, opusFrame(HZ[A]!, i)));
+  for (const f of [f3!, f1!, f2!]) assert.ok(session.decrypt(A, 0, f));
+  for (const f of [f1!, f2!, f3!]) assert.throws(() => session.decrypt(A, 0, f), /DecryptionFailed/);
+  server.close();
+});
+
 test('a frame from another DAVE group does not decrypt', async () => {
   const server = newServer([A, B]);
   const recorder = new Recorder(server);
@@ -341,6 +373,69 @@ test('single member: group created with the recorder; sole member reset when it 
   assert.equal(server.epoch, 1n, 'a new group starts at epoch 1');
   assertLeaves(server, recorder, [D]);
   assertDecryptsAll(server, recorder, [D]);
+  server.close();
+});
+
+test('a welcome the recorder rejects: op 31 and its new key package reach the gateway together, mid-transition; it is re-added', async () => {
+  const events: DaveEvent[] = [];
+  const server = newServer([A, B], events);
+  await server.settled();
+  server.injectRecorderFault({ kind: 'bad-welcome' });
+  // op 31 and the key package arrive in one read, before the gateway's transition for the bad welcome finished: the
+  // leaf it places for the recorder belongs to a session the recorder has already thrown away.
+  const recorder = new Recorder(server, BOT, true);
+  for (const id of [A, B]) recorder.connectedClients.add(id);
+  server.attachRecorder(BOT, recorder.connect());
+  await until('re-added', () => server.stats.recorderInvalidReports === 1 && server.recorderReady && recorder.session.ready === true);
+  await server.settled();
+  assert.ok(events.some((e) => e.kind === 'recorder-fault-applied' && e.fault.kind === 'bad-welcome'));
+  assert.deepEqual(recorder.sent.filter((op) => op === 26 || op === 31), [26, 31, 26], 'key package, op 31 + a new one');
+  assert.equal(server.leaves.filter((u) => u === BOT).length, 1, 'one leaf for the recorder');
+  assertLeaves(server, recorder, [A, B]);
+  assertDecryptsAll(server, recorder, [A, B]);
+  server.close();
+});
+
+test('a missed commit: the members move on without the recorder (op 22 delivered or not); transition id 0 welcomes need no op 23/22', async () => {
+  for (const execute of [true, false]) {
+    const server = new DaveGroupServer({ channelId: CHANNEL, botUserId: BOT, memberIds: [A, B], welcomeIdZero: true, transitionTimeoutMs: 200, onEvent: (e) => e.kind === 'error' && errors.push(e.error) });
+    await server.settled();
+    const recorder = new Recorder(server);
+    await join(server, recorder, [A, B]);
+    assert.equal(recorder.dave.lastTransitionId, 0, 'welcomed with transition id 0');
+    assert.ok(!recorder.sent.includes(23), 'nothing to acknowledge');
+    assertDecryptsAll(server, recorder, [A, B]);
+    server.injectRecorderFault({ kind: 'missed-commit', execute });
+    const received = recorder.received.length;
+    recorder.connectedClients.add(C);
+    await server.memberJoined(C);
+    await until('op 22 (or not)', () => recorder.received.length >= received + (execute ? 2 : 1));
+    await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(recorder.received.slice(received), execute ? [27, 22] : [27], 'proposals, then no op 29');
+    assert.equal(recorder.dave.lastTransitionId, 0, 'op 22 for an unknown transition is ignored by the wrapper');
+    // The members are a new epoch ahead: the recorder decrypts nobody, and the library never notices.
+    for (const id of [A, B, C]) assert.equal(recorder.decrypt(server.encryptOpus(id, opusFrame(HZ[id]!, 1)), id), null, `${id} undecryptable`);
+    assert.equal(server.stats.recorderAckTimeouts, 1);
+    server.close();
+  }
+});
+
+test('a missed op 22 (the commit arrived): the recorder decrypts the new epoch, but @discordjs/voice keeps the transition pending', async () => {
+  const server = new DaveGroupServer({ channelId: CHANNEL, botUserId: BOT, memberIds: [A, B], onEvent: (e) => e.kind === 'error' && errors.push(e.error) });
+  await server.settled();
+  const recorder = new Recorder(server);
+  await join(server, recorder, [A, B]);
+  server.injectRecorderFault({ kind: 'missed-execute' });
+  const received = recorder.received.length;
+  recorder.connectedClients.add(C);
+  await server.memberJoined(C);
+  await until('commit', () => recorder.received.length >= received + 2);
+  await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(recorder.received.slice(received), [27, 29], 'no op 22');
+  const pending = Reflect.get(recorder.dave, 'pendingTransitions') as Map<number, number>;
+  assert.equal(pending.size, 1, 'pending for good');
+  assert.equal(server.stats.recorderAckTimeouts, 0, 'the recorder acknowledged it');
+  assertDecryptsAll(server, recorder, [A, B, C]);
   server.close();
 });
 

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -96,6 +96,24 @@ describe('dvrec demo', { concurrency: 2 }, () => {
     assert.equal(done.manifest.tracks.length, 4);
     checkDemo(out, 3);
   });
+});
+
+describe('dvrec demo into a directory that holds a recording', { concurrency: 2 }, () => {
+  // demo has no --force: the refusal must not tell the user to pass one (in process, and through the child fallback
+  // where `dvrec record` itself would otherwise answer).
+  for (const [held, subprocess] of [['manifest.json', false], ['capture.json', true]] as const) {
+    test(`${held}${subprocess ? ' (child-process fallback)' : ''}: exit 9, without advice to pass --force`, async () => {
+      const out = join(work, `held-${held}`);
+      mkdirSync(out);
+      writeFileSync(join(out, held), '{}');
+      const r = await runCli(['demo', '--seconds', '2', '--out', out], { env: baseEnv(subprocess ? { DVREC_DEMO_SUBPROCESS: '1' } : {}), timeoutMs: 60_000 });
+      assert.equal(r.code, 9, r.stderr);
+      const line = r.stderr.trim().split('\n').at(-1)!;
+      assert.match(line, held === 'capture.json' ? /already holds an unfinished recording \(capture\.json\): finish it with dvrec convert .* or choose another --out$/ : /already holds a recording \(manifest\.json\): choose another --out$/);
+      assert.doesNotMatch(r.stderr, /--force/);
+      assert.deepEqual(readdirSync(out), [held], 'nothing else was written');
+    });
+  }
 });
 
 /** The newest modification time of the .ts files under `dir`. */

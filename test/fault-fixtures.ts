@@ -14,7 +14,8 @@ import { opusLoop } from '../src/simulator/opus-cache.ts';
 import { runRecording, type RunHooks as RecordingHooks } from '../src/commands/run-recording.ts';
 import type { RecordingPhase, RecordOptions } from '../src/recording-api.ts';
 import type { Manifest } from '../src/sinks/capture-layout.ts';
-import { CHANNEL, GUILD, TOKEN, readWavLeft } from './record-fixtures.ts';
+import assert from 'node:assert/strict';
+import { BLOCK, CHANNEL, GUILD, TOKEN, TONE_PEAK, msToSample, onsetMs, readWavLeft, toneAmplitude } from './record-fixtures.ts';
 
 export interface Run {
   /** Undefined when runRecording threw (see `error`). */
@@ -179,10 +180,73 @@ export function longestSilence(x: Int16Array, fromMs: number, toMs: number, thre
   return best;
 }
 
+/** Every run of silent 1 ms blocks between two times: where it starts and how long it is. */
+export function silentRuns(x: Int16Array, fromMs: number, toMs: number, threshold = 300): { startMs: number; lengthMs: number }[] {
+  const peaks = msPeaks(x, fromMs, toMs);
+  const runs: { startMs: number; lengthMs: number }[] = [];
+  let run = 0;
+  for (let i = 0; i <= peaks.length; i++) {
+    if (i < peaks.length && peaks[i]! < threshold) run++;
+    else if (run > 0) {
+      runs.push({ startMs: Math.floor(fromMs) + i - run, lengthMs: run });
+      run = 0;
+    }
+  }
+  return runs;
+}
+
 /** Time (ms) just past the last sample louder than `threshold` in [fromMs, toMs); null if none. */
 export function offsetMs(x: Int16Array, fromMs: number, toMs: number, threshold = 1000): number | null {
   const a = Math.max(0, Math.floor(fromMs * SR));
   const b = Math.min(x.length, Math.ceil(toMs * SR));
   for (let i = b - 1; i >= a; i--) if (Math.abs(x[i]!) > threshold) return (i + 1) / SR;
   return null;
+}
+
+/** The longest gap a track fills with FEC/PLC (Track's maxConcealMs default). */
+const MAX_CONCEAL_MS = 100;
+
+/**
+ * Member 1 speaks across the fault; member 2 (tone `member2Hz`) speaks once after it. Returns the outage figures:
+ * the silence measured inside member 1's spurt and the silence the simulator caused (undelivered packets).
+ */
+export function checkSpanning(run: Run, label: string, member2Hz: number): { silentMs: number; expectedMs: number; errorMs: number; undecryptable: number } {
+  const m = run.manifest!;
+  assert.ok(m, `${label}: recording finished (${String(run.error)})`);
+  const [t1, t2] = [run.truth.members[0]!, run.truth.members[1]!];
+  assert.equal(m.tracks.length, 2, `${label}: one track per user`);
+  const x1 = run.pcm.get(t1.userId)!;
+  const x2 = run.pcm.get(t2.userId)!;
+  assert.ok(Math.abs(x1.length - x2.length) <= BLOCK, `${label}: equal lengths`);
+  const s = t1.spurts[0]!;
+  const start = s.onsetWallMs - run.startedAtMs;
+  const end = s.endWallMs - run.startedAtMs;
+  const on = onsetMs(x1, start - 100, start + 200);
+  assert.ok(on !== null && Math.abs(on - start) <= 20, `${label}: member 1 onset ${on?.toFixed(1)} vs truth ${start.toFixed(1)}`);
+  // The tone that spans the fault must END where the truth says: the timeline after the fault is not shifted.
+  const off = offsetMs(x1, end - 300, end + 300);
+  assert.ok(off !== null && Math.abs(off - end) <= 20, `${label}: member 1 offset ${off?.toFixed(1)} ms vs truth ${end.toFixed(1)} ms`);
+  // Outage: the gap in the spurt is the packets the simulator could not deliver plus those delivered but
+  // undecryptable (DAVE failures while the new session's group forms, right after the outage), 20 ms each. A gap
+  // longer than the track conceals (100 ms, src/sinks/track.ts) is silence of exactly that length, within one
+  // frame at its edges; a shorter one is filled, wholly or partly (Opus PLC fades), so at most its length is silent.
+  // The frame right before the first decodable packet after the outage may come back from that packet's in-band
+  // FEC (counted as `fec`; nothing else is lost in these scenarios): one frame less of silence.
+  const packets = m.tracks.find((x) => x.userId === t1.userId)!.packets;
+  const undecryptable = packets.undecryptable;
+  const recovered = packets.fec ?? 0;
+  const silent = silentMs(x1, start + 30, end - 30);
+  const expected = (s.packetsLost + undecryptable - recovered) * 20;
+  const errorMs = silent - expected;
+  const what = `${silent} ms of silence inside the spurt; the simulator dropped ${s.packetsLost} packets, ${undecryptable} were undecryptable and ${recovered} recovered by FEC (${expected} ms)`;
+  if (expected > MAX_CONCEAL_MS) assert.ok(Math.abs(errorMs) <= 20, `${label}: ${what}`);
+  else assert.ok(silent <= expected + 20, `${label}: ${what}`);
+  // Member 2 (after the fault) lands at its true time, and only there.
+  const s2 = t2.spurts[0]!;
+  const start2 = s2.onsetWallMs - run.startedAtMs;
+  const on2 = onsetMs(x2, start2 - 100, start2 + 200);
+  assert.ok(on2 !== null && Math.abs(on2 - start2) <= 20, `${label}: member 2 onset ${on2?.toFixed(1)} vs truth ${start2.toFixed(1)}`);
+  assert.ok(toneAmplitude(x2, msToSample(start2 + 100), BLOCK, member2Hz) > 0.5 * TONE_PEAK, `${label}: member 2 tone present`);
+  assert.ok(silentMs(x2, 0, start2 - 150) >= start2 - 160, `${label}: member 2 silent before speaking`);
+  return { silentMs: silent, expectedMs: expected, errorMs, undecryptable };
 }

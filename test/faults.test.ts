@@ -8,7 +8,6 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Fault } from '../src/simulator/scenario.ts';
@@ -17,62 +16,15 @@ import type { PoolTracks as WorkerPool } from '../src/pool/recording-tracks.ts';
 import { DvrecError } from '../src/errors.ts';
 import { ExitCode, exitCodeOf } from '../src/commands/exit-codes.ts';
 import { CAPTURE_DIR, MANIFEST_FILE } from '../src/sinks/capture-layout.ts';
-import { BLOCK, TONE_PEAK, msToSample, onsetMs, readWavLeft, scenario, toneAmplitude } from './record-fixtures.ts';
-import { cleanupDirs, longestSilence, member, offsetMs, recordInChild, recordScenario, silentMs, tempDir, type Run } from './fault-fixtures.ts';
+import { BLOCK, msToSample, onsetMs, readWavLeft, scenario } from './record-fixtures.ts';
+import { checkSpanning, cleanupDirs, longestSilence, member, offsetMs, recordInChild, recordScenario, silentMs, tempDir } from './fault-fixtures.ts';
 import { decodeInterleaved } from './decoders.ts';
 import { needs } from './strict.ts';
+import { smallFilesystem } from './private-mount.ts';
 
 after(cleanupDirs);
 
 const HZ = [400, 650, 1000];
-/** The longest gap a track fills with FEC/PLC (Track's maxConcealMs default). */
-const MAX_CONCEAL_MS = 100;
-
-/**
- * Member 1 speaks across the fault; member 2 speaks once after it. Returns the outage figures:
- * the silence measured inside member 1's spurt and the silence the simulator caused (undelivered packets).
- */
-function checkSpanning(run: Run, label: string): { silentMs: number; expectedMs: number; errorMs: number; undecryptable: number } {
-  const m = run.manifest!;
-  assert.ok(m, `${label}: recording finished (${String(run.error)})`);
-  const [t1, t2] = [run.truth.members[0]!, run.truth.members[1]!];
-  assert.equal(m.tracks.length, 2, `${label}: one track per user`);
-  const x1 = run.pcm.get(t1.userId)!;
-  const x2 = run.pcm.get(t2.userId)!;
-  assert.ok(Math.abs(x1.length - x2.length) <= BLOCK, `${label}: equal lengths`);
-  const s = t1.spurts[0]!;
-  const start = s.onsetWallMs - run.startedAtMs;
-  const end = s.endWallMs - run.startedAtMs;
-  const on = onsetMs(x1, start - 100, start + 200);
-  assert.ok(on !== null && Math.abs(on - start) <= 20, `${label}: member 1 onset ${on?.toFixed(1)} vs truth ${start.toFixed(1)}`);
-  // The tone that spans the fault must END where the truth says: the timeline after the fault is not shifted.
-  const off = offsetMs(x1, end - 300, end + 300);
-  assert.ok(off !== null && Math.abs(off - end) <= 20, `${label}: member 1 offset ${off?.toFixed(1)} ms vs truth ${end.toFixed(1)} ms`);
-  // Outage: the gap in the spurt is the packets the simulator could not deliver plus those delivered but
-  // undecryptable (DAVE failures while the new session's group forms, right after the outage), 20 ms each. A gap
-  // longer than the track conceals (100 ms, src/sinks/track.ts) is silence of exactly that length, within one
-  // frame at its edges; a shorter one is filled, wholly or partly (Opus PLC fades), so at most its length is silent.
-  // The frame right before the first decodable packet after the outage may come back from that packet's in-band
-  // FEC (counted as `fec`; nothing else is lost in these scenarios): one frame less of silence.
-  const packets = m.tracks.find((x) => x.userId === t1.userId)!.packets;
-  const undecryptable = packets.undecryptable;
-  const recovered = packets.fec ?? 0;
-  const silent = silentMs(x1, start + 30, end - 30);
-  const expected = (s.packetsLost + undecryptable - recovered) * 20;
-  const errorMs = silent - expected;
-  const what = `${silent} ms of silence inside the spurt; the simulator dropped ${s.packetsLost} packets, ${undecryptable} were undecryptable and ${recovered} recovered by FEC (${expected} ms)`;
-  if (expected > MAX_CONCEAL_MS) assert.ok(Math.abs(errorMs) <= 20, `${label}: ${what}`);
-  else assert.ok(silent <= expected + 20, `${label}: ${what}`);
-  // Member 2 (after the fault) lands at its true time, and only there.
-  const s2 = t2.spurts[0]!;
-  const start2 = s2.onsetWallMs - run.startedAtMs;
-  const on2 = onsetMs(x2, start2 - 100, start2 + 200);
-  assert.ok(on2 !== null && Math.abs(on2 - start2) <= 20, `${label}: member 2 onset ${on2?.toFixed(1)} vs truth ${start2.toFixed(1)}`);
-  assert.ok(toneAmplitude(x2, msToSample(start2 + 100), BLOCK, HZ[1]!) > 0.5 * TONE_PEAK, `${label}: member 2 tone present`);
-  assert.ok(silentMs(x2, 0, start2 - 150) >= start2 - 160, `${label}: member 2 silent before speaking`);
-  return { silentMs: silent, expectedMs: expected, errorMs, undecryptable };
-}
-
 const spanning = (faults: Fault[], dave = true) =>
   scenario([member(1, HZ[0]!, [[200, 2000]]), member(2, HZ[1]!, [[1800, 400]])], { dave, faults });
 
@@ -88,7 +40,7 @@ for (const [label, fault, outcome] of [
     if (outcome) assert.equal(f.outcome, outcome, `fault outcome: ${JSON.stringify(run.truth.faults)}`);
     assert.ok(run.phases.some((p) => p.phase === 'stopping' && p.reason === 'duration'), `stopped by --duration: ${JSON.stringify(run.phases.filter((p) => p.phase === 'stopping'))}`);
     assert.ok(Math.abs(run.manifest!.durationMs - 3000) <= 30, `duration ${run.manifest!.durationMs}`);
-    const r = checkSpanning(run, label);
+    const r = checkSpanning(run, label, HZ[1]!);
     t.diagnostic(`${label}: silence in spanning spurt ${r.silentMs} ms, expected ${r.expectedMs} ms (undelivered + ${r.undecryptable} undecryptable), error ${r.errorMs} ms; warnings: ${run.warnings.join(' | ')}`);
     if (fault.kind === 'voice-server-move') {
       assert.ok(r.expectedMs >= 60, `the move was an outage (${r.expectedMs} ms)`);
@@ -334,28 +286,6 @@ test(`a pool worker that keeps dying (${MAX_RESTARTS + 1} times within ${RESTART
 });
 
 /**
- * A small tmpfs for the disk-full test that leaves the machine's mounts alone: a child mounts it in its own mount
- * namespace (`unshare -m` where this process may mount, i.e. root with CAP_SYS_ADMIN; else `unshare -rm`, inside an
- * unprivileged user namespace) and stays there; this process reaches the tmpfs through /proc/<child>/root. The
- * mount disappears with the child, which exits when its stdin (this process) goes away. Null when neither works.
- */
-async function smallFilesystem(sizeKiB: number): Promise<{ path: string; how: string; release: () => void } | null> {
-  const mnt = join(tempDir('dvrec-full-'), 'mnt');
-  mkdirSync(mnt);
-  for (const flags of [['-m'], ['-r', '-m']]) {
-    const script = 'mount -t tmpfs -o "size=${1}k,mode=0700" tmpfs "$2" && echo mounted && exec cat >/dev/null';
-    const child = spawn('unshare', [...flags, 'sh', '-c', script, 'sh', String(sizeKiB), mnt], { stdio: ['pipe', 'pipe', 'ignore'] });
-    const mounted = await new Promise<boolean>((resolve) => {
-      child.stdout.on('data', (d: Buffer) => d.toString().includes('mounted') && resolve(true));
-      child.on('error', () => resolve(false));
-      child.on('exit', () => resolve(false));
-    });
-    if (mounted) return { path: `/proc/${child.pid}/root${mnt}`, how: `unshare ${flags.join(' ')}`, release: () => child.kill('SIGKILL') };
-  }
-  return null;
-}
-
-/**
  * How much audio before the stop a full disk may cost: the packets that arrive between the failed write and the
  * engine's stop (the failed track takes no more audio), i.e. the last 20 ms frame plus the time the worker's
  * error takes to reach the engine (milliseconds; under load, up to ~100 ms).
@@ -363,7 +293,9 @@ async function smallFilesystem(sizeKiB: number): Promise<{ path: string; how: st
 const DISK_FULL_LOSS_BOUND_MS = 20 + 180;
 
 test('disk full stops the recording cleanly: OUTPUT error, everything written so far intact and finished', async (t) => {
-  const fs = await smallFilesystem(1024);
+  const mnt = join(tempDir('dvrec-full-'), 'mnt');
+  mkdirSync(mnt);
+  const fs = await smallFilesystem(mnt, 1024);
   if (needs(t, fs !== null, 'cannot mount a 1 MiB tmpfs: needs CAP_SYS_ADMIN (root) or unprivileged user namespaces (unshare -rm)')) return;
   try {
     const members = [member(1, HZ[0]!, [[200, 8000]]), member(2, HZ[1]!, [[300, 8000]])];

@@ -24,6 +24,8 @@ import { classifyDatagram, RTCP_TYPE_MIN, RTCP_TYPE_MAX } from '../src/receiver/
 import { TransportCipher, type TransportMode } from '../src/receiver/transport-crypto.ts';
 import { Receiver, type ReceiverCounters } from '../src/receiver/receiver.ts';
 import { ReplayFilter } from '../src/receiver/replay-filter.ts';
+import { withoutDave } from '../src/receiver/dave.ts';
+import { DaveGuard } from '../src/receiver/dave-guard.ts';
 import { SsrcMap } from '../src/receiver/ssrc-map.ts';
 import { Prng } from '../src/simulator/prng.ts';
 import { rtpHeader, audioLevelExtension } from '../src/simulator/rtp.ts';
@@ -76,7 +78,7 @@ function newReceiver(opts: { dave?: () => undefined; ssrcMap?: ConstructorParame
   const receiver = new Receiver({
     sink: { onAudio: (p) => audio.push(p), onRtcp: (p) => rtcp.push(p) },
     clock: () => now,
-    dave: () => undefined,
+    dave: withoutDave,
     ...(opts.ssrcMap ? { ssrcMap: opts.ssrcMap } : {}),
     ...(opts.replayWindow ? { replayWindow: opts.replayWindow } : {}),
   });
@@ -402,7 +404,7 @@ describe('floods: caps, eviction, flat heap', () => {
     assert.equal(receiver.duplicateByUser.get('alice'), 5, 'five duplicates of alice\'s packets');
     assert.equal(receiver.drops().replayed, 6);
     // With --users excluding alice, nothing is attributed to her.
-    const r2 = new Receiver({ sink: { onAudio: () => {}, onRtcp: () => {} }, clock: () => 0, dave: () => undefined, accept: (u) => u !== 'alice' });
+    const r2 = new Receiver({ sink: { onAudio: () => {}, onRtcp: () => {} }, clock: () => 0, dave: withoutDave, accept: (u) => u !== 'alice' });
     r2.setCipher(new TransportCipher(MODES[1]!, key));
     r2.mapSsrc(7, 'alice');
     const e = validRtp(new TransportEncryptor(MODES[1]!, key, 1000), prng, 7, 1);
@@ -419,7 +421,7 @@ describe('floods: caps, eviction, flat heap', () => {
     const enc = new TransportEncryptor(MODES[0]!, key);
     let clock = 0;
     // The sink keeps nothing: only the receiver's own state may grow.
-    const rx = new Receiver({ sink: { onAudio: () => {}, onRtcp: () => {} }, clock: () => clock, dave: () => undefined });
+    const rx = new Receiver({ sink: { onAudio: () => {}, onRtcp: () => {} }, clock: () => clock, dave: withoutDave });
     rx.setCipher(new TransportCipher(MODES[0]!, key));
     rx.mapSsrc(1, 'alice');
     const valid = Array.from({ length: 200 }, (_, i) => validRtp(enc, prng, 1, i));
@@ -479,10 +481,12 @@ describe('live session: the full path with real DAVE under a fuzz storm', () => 
     // The library's own receive handler stays on the socket, contained (the tap's default): the storm must not
     // reach it in a form that throws, and must not disturb the tap.
     const session = new ConnectionTap(joined.connection);
+    const guardWarnings: string[] = [];
+    session.on('warn', (m) => guardWarnings.push(m));
     const r = new Receiver({
       sink: { onAudio: (p) => audio.set(p.userId, (audio.get(p.userId) ?? 0) + 1), onRtcp: () => {} },
       clock: () => session.now(),
-      dave: () => session.dave(),
+      dave: session.dave(),
     });
     const receiver: Receiver | undefined = r;
     session.on('cipher', (c) => r.setCipher(c));
@@ -514,8 +518,9 @@ describe('live session: the full path with real DAVE under a fuzz storm', () => 
             rx.onDatagram(d);
           } else if (r < 0.5) rx.onDatagram(src.subarray(0, prng.int(0, src.length - 1)));
           else if (r < 0.8) {
-            // Consecutive replays of real, DAVE-encrypted audio: without the replay filter, 37 DAVE failures in a
-            // row would make @discordjs/voice re-initialise the MLS session.
+            // Consecutive replays of real, DAVE-encrypted audio of both members: without the replay filter each
+            // would fail DAVE (a frame decrypts once), and both members failing with nothing decrypting in between
+            // is what a broken group state looks like (dave-guard.ts): the MLS session would be re-initialised.
             rx.onDatagram(Buffer.from(src));
             replays++;
           } else rx.onDatagram(prng.bytes(prng.int(0, 200)));
@@ -527,6 +532,7 @@ describe('live session: the full path with real DAVE under a fuzz storm', () => 
       assert.equal(rx.accounted(), rx.counters.datagrams, 'every datagram counted once');
       assert.ok((d.replayed ?? 0) >= replays, `replays caught: ${d.replayed} of ${replays}`);
       assert.equal(d.daveUndecryptable ?? 0, 0, `no DAVE failures from the storm: ${JSON.stringify(d)}`);
+      assert.deepEqual(guardWarnings, [], 'the MLS session was not re-initialised');
       // Live audio kept flowing: ~1.6 s of two members at 50 packets/s each, beyond what arrived before.
       const gained = rx.counters.audio - audioBefore;
       assert.ok(gained >= 2 * 50 * 1.2, `audio continued during and after the storm: +${gained}`);

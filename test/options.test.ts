@@ -27,6 +27,8 @@ import {
 import { validateRecordFlags } from '../src/commands/record.ts';
 import { detectOutputMode } from '../src/ui/mode.ts';
 import { formatBytes, formatClock, formatDuration } from '../src/ui/format.ts';
+import { readOnlyView } from './private-mount.ts';
+import { needs } from './strict.ts';
 
 const G = '1180000000000000001';
 const C = '1180000000000000002';
@@ -147,15 +149,23 @@ describe('output directory', () => {
   test('a new nested directory under a writable parent is fine', () => {
     assert.equal(checkOutputDir(join(root, 'a', 'b', 'c'), false), join(root, 'a', 'b', 'c'));
   });
-  test('an existing file, an unwritable parent, and an existing recording are OUTPUT errors', () => {
+  test('an existing file, an unwritable parent, and an existing recording are OUTPUT errors', async (t) => {
     writeFileSync(join(root, 'file'), 'x');
     throwsWith(() => checkOutputDir(join(root, 'file'), false), ExitCode.OUTPUT, /not a directory/);
     throwsWith(() => checkOutputDir(join(root, 'file', 'sub'), false), ExitCode.OUTPUT, /not a writable directory/);
     mkdirSync(join(root, 'locked'));
     chmodSync(join(root, 'locked'), 0o500);
-    if (process.getuid?.() !== 0) {
-      throwsWith(() => checkOutputDir(join(root, 'locked', 'rec'), false), ExitCode.OUTPUT, /not a writable directory/);
-      throwsWith(() => checkOutputDir(join(root, 'locked'), false), ExitCode.OUTPUT, /not writable/);
+    // Permission bits stop everyone but root (CAP_DAC_OVERRIDE writes anywhere); what stops root too is a read-only
+    // filesystem: as root the same directory is checked through a read-only mount of itself.
+    const ro = process.getuid?.() === 0 ? await readOnlyView(join(root, 'locked')) : null;
+    if (process.getuid?.() === 0 && needs(t, ro !== null, 'running as root and cannot mount read-only: needs CAP_SYS_ADMIN or unprivileged user namespaces (unshare -rm)')) return;
+    try {
+      const locked = ro?.path ?? join(root, 'locked');
+      throwsWith(() => checkOutputDir(join(locked, 'rec'), false), ExitCode.OUTPUT, /not a writable directory/);
+      throwsWith(() => checkOutputDir(locked, false), ExitCode.OUTPUT, /not writable/);
+      t.diagnostic(ro ? `as root, through a read-only mount (${ro.how})` : 'through permission bits (0500)');
+    } finally {
+      ro?.release();
     }
     mkdirSync(join(root, 'old'));
     writeFileSync(join(root, 'old', 'manifest.json'), '{}');

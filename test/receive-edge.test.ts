@@ -123,9 +123,60 @@ test('a hostile DAVE member (bad frames in genuine datagrams): other tracks inta
   await checkHostileDave(hostile, [member(2, HZ[1]!, [[250, 1900]]), member(3, HZ[2]!, [[300, 1800]])], [HZ[1]!, HZ[2]!], true);
 });
 
-test('a hostile DAVE member alone, every frame bad for 800 ms', {
-  todo: '@discordjs/voice 0.19.2 re-initialises the MLS session after 37 consecutive DAVE failures of ANY senders (op 31 + a new key package): one member can force it; the receiver should not let one sender drive that counter',
-}, async () => {
+test('a hostile DAVE member alone, every frame bad for 800 ms', async () => {
   const hostile = member(1, HZ[0]!, [[200, 2000]], { hostileDave: { every: 1 } });
   await checkHostileDave(hostile, [member(2, HZ[1]!, [[1000, 1200]]), member(3, HZ[2]!, [[1050, 1100]])], [HZ[1]!, HZ[2]!], false);
+});
+
+test('a hostile DAVE member flooding alone for 4 s: one re-join at most, then judged; members speaking during and after it intact', async (t) => {
+  // H sends nothing but bad frames for 4 s. B speaks early in the flood, C joins mid-flood (a real transition while
+  // the flood goes on) and speaks late in it, D speaks after it. Alone for over 1 s, H gets the one re-join the
+  // lone-sender rule allows (dave-guard.ts); its frames still fail after it, so H is judged and never again a reason.
+  const hz = [...HZ, 1450];
+  const hostile = member(1, hz[0]!, [[200, 4000]], { hostileDave: { every: 1 } });
+  const others = [
+    member(2, hz[1]!, [[500, 300]]),
+    member(3, hz[2]!, [[3000, 500]], { joinAtMs: 2600 }),
+    member(4, hz[3]!, [[4500, 400]]),
+  ];
+  let sim: Simulator | undefined;
+  let t0 = 0;
+  const events: string[] = [];
+  const run = await recordScenario(scenario([hostile, ...others], { seed: 33 }), {
+    durationMs: 5400,
+    onSimulator: (s) => {
+      sim = s;
+      const at = (wallMs: number) => (wallMs - t0).toFixed(0);
+      s.events.on('session-start', (e) => (t0 = e.wallMs));
+      s.events.on('warning', (e) => /op 31/.test(e.message) && events.push(`op 31 @${at(performance.timeOrigin + performance.now())}`));
+      s.events.on('dave-transition', (e) => events.push(`transition ${e.transitionId} (recorder ${e.recorderInGroup ? 'in' : 'out'}) @${at(e.wallMs)}`));
+    },
+  });
+  const m = run.manifest!;
+  assert.ok(m, String(run.error));
+  t.diagnostic(`simulator: ${events.join(', ')}`);
+  t.diagnostic(`dvrec: ${run.warnings.join(' | ')}`);
+
+  const dave = sim!.daveStatus()!;
+  assert.deepEqual([dave.recorderInvalidReports, dave.recorderKeyPackages], [1, 2], 'exactly one re-join (op 31, a second key package)');
+  const guard = run.warnings.filter((w) => w.startsWith('DAVE:'));
+  assert.equal(guard.length, 2, guard.join(' | '));
+  assert.match(guard[0]!, new RegExp(`re-joining the MLS group .*every DAVE frame of member ${hostile.userId} has failed`));
+  assert.match(guard[1]!, new RegExp(`frames from member ${hostile.userId} still fail after the recorder rejoined`));
+
+  const forged = Object.values(run.truth.members[0]!.daveForged).reduce((a, b) => a + b, 0);
+  const th = m.tracks.find((x) => x.userId === hostile.userId)!;
+  // Every bad frame is lost, except 'garbage-after-magic' ones (no DAVE trailer) that arrived while the recorder was
+  // out of the group: with no group, a frame without a trailer passes as plain Opus, as in @discordjs/voice.
+  assert.equal(th.packets.undecryptable + th.packets.received, run.truth.members[0]!.packetsSent, 'every packet of H accounted for');
+  assert.ok(th.packets.undecryptable >= 0.95 * forged, `${th.packets.undecryptable} of ${forged} bad frames lost`);
+  assert.equal(m.dropped?.daveUndecryptable, th.packets.undecryptable, 'nobody else lost a frame to DAVE');
+  others.forEach((o, i) => {
+    const tr = m.tracks.find((x) => x.userId === o.userId)!;
+    const truth = run.truth.members.find((x) => x.userId === o.userId)!;
+    assert.equal(tr.packets.undecryptable, 0, `${o.userId} untouched`);
+    assert.equal(tr.packets.received, truth.packetsSent, `${o.userId}: every packet`);
+    assertOnset(run, o.userId);
+    assert.deepEqual(weakBlocks(run, o.userId, hz[i + 1]!), [], `${o.userId}: the tone in every 20 ms block`);
+  });
 });

@@ -10,7 +10,8 @@ import { createRequire } from 'node:module';
 import { classifyDatagram } from '../src/receiver/rtp.ts';
 import { TransportCipher, type TransportMode } from '../src/receiver/transport-crypto.ts';
 import { SsrcMap } from '../src/receiver/ssrc-map.ts';
-import { daveDecrypt, looksLikeDaveFrame, type DaveDecryptor } from '../src/receiver/dave.ts';
+import { isSilenceFrame, looksLikeDaveFrame, withoutDave, type DaveFrameDecryptor } from '../src/receiver/dave.ts';
+import { DaveGuard, type DaveWrapper } from '../src/receiver/dave-guard.ts';
 import { Receiver } from '../src/receiver/receiver.ts';
 import { trackStem, sanitizeName } from '../src/sinks/naming.ts';
 import type { AudioPacket, RtcpPacket } from '../src/sinks/types.ts';
@@ -93,14 +94,14 @@ function craft(mode: TransportMode, key: Uint8Array, nonce: number, c: Craft): B
   return Buffer.concat([header, sealed!, noncePad!]);
 }
 
-function collectingReceiver(opts: { dave?: DaveDecryptor; accept?: (u: string) => boolean } = {}) {
+function collectingReceiver(opts: { dave?: DaveFrameDecryptor; accept?: (u: string) => boolean } = {}) {
   const audio: AudioPacket[] = [];
   const rtcp: RtcpPacket[] = [];
   let now = 0;
   const receiver = new Receiver({
     sink: { onAudio: (p) => audio.push(p), onRtcp: (p) => rtcp.push(p) },
     clock: () => now,
-    dave: () => opts.dave,
+    dave: opts.dave ?? withoutDave,
     ...(opts.accept ? { accept: opts.accept } : {}),
   });
   return { receiver, audio, rtcp, advance: (ms: number) => (now += ms) };
@@ -277,18 +278,31 @@ describe('dave.ts', () => {
   const daveFrame = Buffer.concat([randomBytes(30), randomBytes(8), Buffer.from([0x05, 12, 0xfa, 0xfa])]);
   test('silence passes; DAVE frames without a usable session are undecryptable', () => {
     const silence = Buffer.from([0xf8, 0xff, 0xfe]);
-    assert.equal(daveDecrypt(undefined, silence, 'u'), silence);
-    assert.ok(looksLikeDaveFrame(daveFrame));
-    assert.equal(daveDecrypt(undefined, daveFrame, 'u'), null);
     const plain = randomBytes(40);
     plain[39] = 0; // not FA FA
-    assert.equal(daveDecrypt(undefined, plain, 'u'), plain);
-    const passthrough: DaveDecryptor = { decrypt: (p) => p };
-    assert.equal(daveDecrypt(passthrough, daveFrame, 'u'), null, 'returned unchanged but still encrypted');
-    assert.equal(daveDecrypt(passthrough, plain, 'u'), plain);
-    const throwing: DaveDecryptor = { decrypt: () => { throw new Error('NoValidCryptorFound'); } };
-    assert.equal(daveDecrypt(throwing, daveFrame, 'u'), null);
-    assert.equal(daveDecrypt({ decrypt: () => null }, daveFrame, 'u'), null);
+    assert.ok(looksLikeDaveFrame(daveFrame));
+    assert.equal(withoutDave.decrypt(silence, 'u'), silence);
+    assert.equal(withoutDave.decrypt(daveFrame, 'u'), null);
+    assert.equal(withoutDave.decrypt(plain, 'u'), plain);
+    // The guard: no wrapper, a wrapper without a group yet, a session that passes frames through or throws.
+    let wrapper: DaveWrapper | undefined;
+    const guard = new DaveGuard({ wrapper: () => wrapper, canSignal: () => true, now: () => 0, warn: () => {} });
+    assert.equal(guard.decrypt(silence, 'u'), silence);
+    assert.equal(guard.decrypt(daveFrame, 'u'), null);
+    assert.equal(guard.decrypt(plain, 'u'), plain);
+    let decrypt = (_u: string, _m: 0, p: Buffer): Buffer => p;
+    const session = { ready: false, canPassthrough: () => false, decrypt: (u: string, m: 0, p: Buffer) => decrypt(u, m, p) };
+    wrapper = { session, protocolVersion: 1, pendingTransitions: new Map(), reinitializing: false, recoverFromInvalidTransition: () => {}, reinit: () => {}, emit: () => true };
+    assert.equal(guard.decrypt(daveFrame, 'u'), null, 'not in a group yet');
+    assert.equal(guard.decrypt(plain, 'u'), plain);
+    session.ready = true;
+    assert.equal(guard.decrypt(daveFrame, 'u'), null, 'returned unchanged but still encrypted');
+    assert.equal(guard.decrypt(plain, 'u'), plain);
+    decrypt = () => {
+      throw new Error('NoValidCryptorFound');
+    };
+    assert.equal(guard.decrypt(daveFrame, 'u'), null);
+    assert.equal(guard.decrypt(silence, 'u'), silence);
   });
 });
 
@@ -316,7 +330,8 @@ describe('receiver.ts pipeline', () => {
 
   test('DAVE failures of authenticated packets count against that user', () => {
     const key = randomBytes(32);
-    const { receiver, audio } = collectingReceiver({ dave: { decrypt: () => null } });
+    // A DAVE stage that can decrypt nothing (silence frames are never DAVE-encrypted: they pass).
+    const { receiver, audio } = collectingReceiver({ dave: { decrypt: (f) => (isSilenceFrame(f) ? f : null) } });
     receiver.setCipher(new TransportCipher(MODES[1]!, key));
     receiver.mapSsrc(9, 'dave-user');
     receiver.onDatagram(craft(MODES[1]!, key, 1, { ssrc: 9, opus: Buffer.concat([randomBytes(20), Buffer.from([1, 12, 0xfa, 0xfa])]) }));
@@ -508,7 +523,7 @@ describe('receiving from the simulator (real discord.js + @discordjs/voice over 
       const r = new Receiver({
         sink: { onAudio: (p) => (packets.get(p.userId) ?? packets.set(p.userId, []).get(p.userId)!).push(p), onRtcp: () => {} },
         clock: () => session.now(),
-        dave: () => session.dave(),
+        dave: session.dave(),
       });
       const receiver: Receiver | undefined = r;
       session.on('cipher', (c) => r.setCipher(c));

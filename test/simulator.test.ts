@@ -712,6 +712,39 @@ describe('simulator', { timeout: 60_000 }, () => {
     }
   });
 
+  test('voice close codes as Discord documents them: 4009 ends the session (a new identify, no resume); 4021 refuses identifies for a while, and @discordjs/voice alone rejoins again and again', async () => {
+    const members = [member(1, 600, [{ atMs: 0, durationMs: 4000 }])];
+    const rejected: number[] = [];
+    const identifies: number[] = [];
+    const resumes: string[] = [];
+    const s = await connect(
+      scenario({ seed: 9, members, faults: [{ atMs: 500, kind: 'voice-close', code: 4009 }, { atMs: 1500, kind: 'voice-close', code: 4021, rateLimitMs: 1000 }] }),
+      (sim) => {
+        sim.events.on('voice-rejected', (e) => rejected.push(e.code));
+        sim.events.on('voice-identify', () => identifies.push(performance.now()));
+        sim.events.on('resumed', (e) => resumes.push(e.kind));
+      },
+    );
+    try {
+      await sleep(1200);
+      // 4009: the library does not resume (only 4015 and codes below 4000); the simulator's session is gone, and the
+      // library's new join gets a new session.
+      assert.equal(identifies.length, 2, 'a second voice session after 4009');
+      assert.deepEqual(resumes, []);
+      assert.equal(s.connection.state.status, VoiceConnectionStatus.Ready);
+      await sleep(1800);
+      // 4021: every identify within rateLimitMs is refused with 4021, and the library keeps rejoining at once, without
+      // a bound of its own (seen: over 100 joins in that second, after which discord.js's own gateway send limit holds
+      // the next op 4 back): the loop dvrec's close-codes.ts ends at the first 4021.
+      assert.ok(rejected.length >= 10 && rejected.every((c) => c === 4021), `identifies refused: ${rejected.length} × ${[...new Set(rejected)].join(', ')}`);
+      assert.notEqual(s.connection.state.status, VoiceConnectionStatus.Destroyed);
+      const faults = s.sim.truth().faults.map((f) => [f.kind, f.outcome]);
+      assert.deepEqual(faults, [['voice-close', 'reidentified'], ['voice-close', 'rate-limited']]);
+    } finally {
+      await disconnect(s);
+    }
+  });
+
   test('serve.ts runs the local Discord for another process: prints where it is, answers, closes cleanly on SIGINT', async () => {
     const child = spawn(process.execPath, ['src/simulator/serve.ts'], { cwd: new URL('..', import.meta.url), stdio: ['ignore', 'pipe', 'pipe'] });
     const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);

@@ -17,7 +17,7 @@ import { InternalError, registerSecret } from '../errors.ts';
 import { ExitCode } from './exit-codes.ts';
 import type { Scenario, SimMember } from '../simulator/scenario.ts';
 import { createReporter, type Reporter } from '../ui/reporter.ts';
-import { parseFormat, parseSeconds } from './options.ts';
+import { checkOutputDir, expandOutTemplate, parseFormat, parseSeconds } from './options.ts';
 import { prepareRecording, runWithSignals, type RecordFlags } from './record.ts';
 
 export interface DemoFlags {
@@ -88,6 +88,9 @@ export async function demoCommand(flags: DemoFlags, setReporter: (r: Reporter) =
   setReporter(reporter);
   const seconds = flags.seconds !== undefined ? parseSeconds(flags.seconds, '--seconds', 2, 600) : DEMO_DEFAULT_SECONDS;
   const format = parseFormat(flags.format ?? 'wav');
+  // Checked here, not only by `record`: demo has no --force, so a directory that already holds a recording must not
+  // be answered with advice to pass one (record's own check, in process or in the child, says so).
+  checkOutputDir(expandOutTemplate(flags.out ?? DEMO_DEFAULT_OUT, { guild: DEMO_GUILD_ID, channel: DEMO_CHANNEL_ID, now: new Date() }), false, false);
   const token = demoToken();
   registerSecret(token);
 

@@ -198,10 +198,11 @@ export function expandOutTemplate(template: string, values: TemplateValues): str
 
 /**
  * Checks, before connecting, that the recording directory can be created and written, and that it does
- * not already hold a recording (which the new one would overwrite) unless `force` is set.
- * Throws DvrecError(OUTPUT). Returns the absolute path.
+ * not already hold a recording (which the new one would overwrite) unless `force` is set. `forceOption`: whether
+ * the command has --force to suggest (`demo` has not).
+ * Throws OutputError. Returns the absolute path.
  */
-export function checkOutputDir(dir: string, force: boolean): string {
+export function checkOutputDir(dir: string, force: boolean, forceOption = true): string {
   const abs = resolve(dir);
   if (existsSync(abs)) {
     const st = statSync(abs);
@@ -213,9 +214,13 @@ export function checkOutputDir(dir: string, force: boolean): string {
     }
     const holds = readdirSync(abs).filter((f) => f === MANIFEST_FILE || f === JOURNAL_FILE);
     if (holds.length > 0 && !force) {
-      throw new OutputError(
-        `output directory ${abs} already holds a recording (${holds.join(', ')}); choose another --out or pass --force`,
-      );
+      // An unfinished one (a killed run's capture) is finished by convert; --force moves it aside (leftover-capture.ts).
+      const ways = holds.includes(JOURNAL_FILE)
+        ? [`finish it with dvrec convert ${abs}`, 'choose another --out', ...(forceOption ? ['pass --force to move it aside'] : [])]
+        : ['choose another --out', ...(forceOption ? ['pass --force'] : [])];
+      const what = holds.includes(JOURNAL_FILE) ? `an unfinished recording (${JOURNAL_FILE})` : `a recording (${holds.join(', ')})`;
+      const choice = ways.length > 1 ? `${ways.slice(0, -1).join(', ')} or ${ways.at(-1)}` : ways[0];
+      throw new OutputError(`output directory ${abs} already holds ${what}: ${choice}`);
     }
     return abs;
   }

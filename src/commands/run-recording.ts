@@ -11,7 +11,7 @@ import type { StopReason } from '../recorder/stop-conditions.ts';
 import type { PoolTracks } from '../pool/recording-tracks.ts';
 import type { ConnectionTap } from '../receiver/connection-tap.ts';
 import { redact } from '../errors.ts';
-import { loginAndJoin } from './join.ts';
+import { loginAndJoin, type Joined } from './join.ts';
 
 /** Test and diagnostics seams of the command's recording (never used in production). */
 export interface RunHooks {
@@ -25,6 +25,8 @@ export interface RunHooks {
   reconnectTimeoutMs?: number;
   /** The recording handle exists (before t=0). */
   onRecording?: (recording: Recording) => void;
+  /** Logged in and joined: the discord.js guild and channel (tests read what Discord said about them). */
+  onJoined?: (joined: Joined) => void;
 }
 
 /** The command line calls a requested stop what it is: a signal. */
@@ -42,6 +44,7 @@ export async function runRecording(opts: RecordOptions, observer: RecordingObser
   const joined = await loginAndJoin({
     token: opts.token, guildId: opts.guildId, channelId: opts.channelId, signal: stop, ...(opts.apiUrl ? { apiUrl: opts.apiUrl } : {}),
   });
+  hooks.onJoined?.(joined);
   const recorder = new Recorder(hooks.workerFaults ? { faultInjection: true } : {});
   try {
     const recordingHooks: RecordingHooks = {

@@ -61,8 +61,8 @@ export interface WorkerPoolOptions {
    */
   mp3?: { maxStreams?: number; budgetMsPerTick?: number };
   /**
-   * Test seam: the workers obey {@link WorkerPool.injectWorkerCrash} and {@link WorkerPool.injectWorkerStall}.
-   * Off in production: nothing else can make a worker throw or stall on purpose.
+   * Test seam: the workers obey {@link WorkerPool.injectWorkerCrash} (an uncaught throw inside the worker) and
+   * {@link WorkerPool.injectWorkerStall}. Off in production: nothing else can make a worker throw or stall on purpose.
    */
   faultInjection?: boolean;
 }

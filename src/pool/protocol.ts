@@ -29,7 +29,7 @@ export interface WorkerInit {
   flushMs: number;
   /** Limits of the MP3 encoders that tracks with `mp3` run while recording (see src/sinks/mp3-stream.ts). */
   mp3Budget: Mp3Budget;
-  /** Test seam: obey `crash` / `stall` messages (WorkerPool fault injection). Never set in production. */
+  /** Test seam: obey `crash` and `stall` messages (WorkerPool.injectWorkerCrash / injectWorkerStall). Never set in production. */
   faultInjection?: boolean;
 }
 
@@ -67,7 +67,7 @@ export type ToWorker =
   | { type: 'close' }
   /** Throw an uncaught error (only when WorkerInit.faultInjection is set: fault-injection tests). */
   | { type: 'crash'; message: string }
-  /** Block the thread for `ms` (only with faultInjection: a worker stalled by the OS or a long GC). */
+  /** Block the thread for `ms`, as a page-in or a descheduled core would (only with WorkerInit.faultInjection). */
   | { type: 'stall'; ms: number };
 
 /** Live per-track status, reported about twice a second. */

@@ -119,9 +119,12 @@ function onBatch(buf: ArrayBuffer, len: number, batchNow: number): void {
   if (batchNow > packetsNowMs) packetsNowMs = batchNow;
   if (init.clock === 'wall') {
     // The batch's newest arrival is `batchNow` (pool clock): far behind our clock means batches are queued
-    // up (this worker is behind), and the MP3 pump must leave the time to the packets.
+    // up (this worker is behind), and the MP3 pump must leave the time to the packets. Every packet stamped up to
+    // batchNow has reached us (batches are sent in order), later ones may still be queued: the tracks are advanced
+    // no further than batchNow, so that a talk spurt whose first packets come in a backlog is still anchored on its
+    // whole priming window, not on the one batch seen so far.
     const behindMs = realMs() - batchNow - BATCH_SLACK_MS;
-    onTick(behindMs);
+    onTick(behindMs, Math.min(poolNowMs(), batchNow));
     return;
   }
   tick();
@@ -132,10 +135,14 @@ function onBatch(buf: ArrayBuffer, len: number, batchNow: number): void {
   }
 }
 
-function tick(): void {
-  const now = poolNowMs();
+/** The pool clock the tracks were last advanced to: what a status may claim is flushed. */
+let tickClock = -Infinity;
+
+function tick(now = poolNowMs()): void {
+  tickClock = Math.max(tickClock, now);
+  const clock = tickClock;
   for (const [id, s] of tracks) {
-    const trackNow = now - s.t0Ms;
+    const trackNow = clock - s.t0Ms;
     guard(id, s, (tr) => {
       tr.advance(trackNow);
       tr.flushIfDue(trackNow);
@@ -155,13 +162,13 @@ function sendTaps(): void {
  * or a dead worker loses at most one status interval of released audio plus what the jitter buffers hold).
  */
 function status(): void {
-  const now = poolNowMs();
   const out: TrackStatusReport[] = [];
   for (const [id, s] of tracks) {
     guard(id, s, (tr) => tr.flush());
     out.push(report(id, s.track));
   }
-  post({ type: 'status', tracks: out, flushedMs: now });
+  // Flushed up to where the tracks were advanced: behind a backlog that is less than the real clock.
+  post({ type: 'status', tracks: out, flushedMs: tickClock });
 }
 
 /** A batch is normally at most this old when it lands (the pool sends it once its oldest packet is tickMs old). */
@@ -169,13 +176,16 @@ const BATCH_SLACK_MS = init.tickMs + 5;
 let lastStatus = performance.now();
 let lastTick = -Infinity;
 
-/** Releases deadlines, reports status when due, then lets the MP3 pump use what is left (nothing if late). */
-function onTick(lateMs: number): void {
+/**
+ * Releases deadlines (up to `clock`, default the wall clock minus slack), reports status when due, then lets the
+ * MP3 pump use what is left (nothing if late).
+ */
+function onTick(lateMs: number, clock?: number): void {
   const t = performance.now();
-  // Batches can land back to back after a stall: deadlines move by real time, so half a tick apart is enough.
+  // Batches can land back to back after a stall: half a tick apart is enough.
   if (t - lastTick >= init.tickMs / 2) {
     lastTick = t;
-    tick();
+    tick(clock);
     if (init.clock === 'wall' && t - lastStatus >= init.statusMs) {
       lastStatus = t;
       status();
@@ -273,13 +283,8 @@ port.on('message', (m: ToWorker) => {
       if (init.faultInjection === true) throw new Error(m.message);
       break;
     case 'stall':
-      // A thread the OS did not schedule (or a long GC): nothing runs here for `ms`.
-      if (init.faultInjection === true) {
-        const until = performance.now() + m.ms;
-        while (performance.now() < until) {
-          /* busy: this worker is stalled */
-        }
-      }
+      // Blocked, not busy: batches queue up behind it exactly as behind a thread the OS did not run.
+      if (init.faultInjection === true) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, m.ms);
       break;
   }
 });

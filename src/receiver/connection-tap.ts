@@ -6,7 +6,9 @@
  *
  *   connecting ──first Ready──▶ ready ◀──Ready── reconnecting
  *        │                        │  ╰─resume/close/server move─▶ ╯ │
- *        ╰──────────────▶ ended ◀─┴── kicked/moved/destroyed, refused, or not back in time ─╯
+ *        ╰──────────────▶ ended ◀─┴── kicked/moved/destroyed, an `end` close code, too many closes, not back in time ─╯
+ *
+ * What each voice close code leads to is decided in close-codes.ts (one table, with Discord's wording), never here.
  *
  * t=0 is the first Ready the tap sees (op 4 received: the first moment audio can be decrypted), or the moment of
  * attaching when the connection is Ready already. Later Ready states keep that t=0: the timeline never restarts.
@@ -20,10 +22,16 @@
  * keeps it off the socket (`'detach'`: a process that does not use the library's receiver saves its per-packet
  * work). Either way, after every networking change (a resume keeps the socket; a server move or rejoin brings a
  * new one and the library re-attaches its handler), and restored as it was when the tap closes.
+ *
+ * DAVE: the tap owns the connection's DAVE decryption for everyone who reads it (dave-guard.ts judges failures per
+ * sender and recovers a broken group state; dave-once.ts makes each frame decrypt once, shared with the host's
+ * receiver, whose calls to the library's DAVE wrapper are routed through the same front).
  */
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:dgram';
+import type { Client, VoiceState, DMChannel, NonThreadGuildBasedChannel } from 'discord.js';
 import {
+  NetworkingStatusCode,
   VoiceConnectionStatus,
   VoiceConnectionDisconnectReason,
   type Networking,
@@ -35,7 +43,10 @@ import {
 } from '@discordjs/voice';
 import { watchNetworking } from './networking-watch.ts';
 import { TransportCipher, isTransportMode } from './transport-crypto.ts';
-import { DecryptOnce, type DaveDecryptor } from './dave-once.ts';
+import { DecryptOnce } from './dave-once.ts';
+import { DaveGuard, type DaveWrapper } from './dave-guard.ts';
+import type { DaveFrameDecryptor } from './dave.ts';
+import { closePolicy, RecoveryBudget, type ClosePolicy } from './close-codes.ts';
 import { parseVideoOp, type VideoAnnouncement } from './video-streams.ts';
 
 export type TapState =
@@ -47,9 +58,10 @@ export type TapState =
       /**
        * `disconnected`: kicked, moved to another channel, the channel deleted, or the owner destroyed the
        * connection (a normal end of a recording); `refused`: the voice server refused the session before t=0;
-       * `failed`: lost and not back in time.
+       * `rejected`: after t=0, the voice server ended the session and Discord says not to come back (or a close
+       * kept coming back: close-codes.ts); `failed`: lost and not back in time; `closed`: the tap was closed.
        */
-      reason: 'disconnected' | 'refused' | 'failed' | 'closed';
+      reason: 'disconnected' | 'refused' | 'rejected' | 'failed' | 'closed';
       closeCode?: number;
       detail?: string;
     };
@@ -59,6 +71,12 @@ export interface ConnectionTapOptions {
   libraryReceiver?: 'guard' | 'detach';
   /** How long a lost connection may take to come back before the tap ends ('failed'). Default 60 s. */
   reconnectTimeoutMs?: number;
+  /**
+   * The discord.js client that owns the connection, if known: its gateway events end the tap at once when the bot
+   * is disconnected from the channel or the channel is deleted (Discord also closes the voice websocket, with 4014
+   * or 4022, in either order; whichever comes first ends it). Without it the close code alone decides.
+   */
+  client?: Client;
 }
 
 export interface ConnectionTapEvents {
@@ -77,6 +95,7 @@ export interface ConnectionTapEvents {
   warn: [message: string];
 }
 
+const VOICE_OP_DAVE_EXECUTE_TRANSITION = 22;
 const VOICE_OP_SPEAKING = 5;
 const VOICE_OP_VIDEO = 12;
 const VOICE_OP_CLIENTS_CONNECT = 11;
@@ -120,8 +139,17 @@ export class ConnectionTap extends EventEmitter<ConnectionTapEvents> {
   readonly #replacement: (msg: Buffer) => void;
   /** Whether the library's receiver still reads the socket (then DAVE decryption is shared with it). */
   readonly #shareDave: boolean;
-  /** The current networking's DAVE session and its decrypt-once front (see dave-once.ts). */
-  #dave: { session: DaveDecryptor; once: DecryptOnce; patched: boolean } | undefined;
+  /** Judges DAVE failures per sender and recovers the recorder's group state (dave-guard.ts). */
+  readonly #daveGuard: DaveGuard;
+  /** Each frame decrypted once, whoever asks first (dave-once.ts); what the receivers call. */
+  readonly #daveOnce: DecryptOnce;
+  /** The current networking's DAVE wrapper, and whether its `decrypt` was routed through {@link #daveOnce}. */
+  #dave: { wrapper: DaveWrapper; patched: boolean } | undefined;
+  /** Running while a 4022 waits for Discord to name a new voice server (close-codes.ts graceMs). */
+  #graceTimer: NodeJS.Timeout | undefined;
+  /** Bounds resumes and rejoins, so that a close code that keeps coming back cannot loop. */
+  readonly #recoveries = new RecoveryBudget();
+  readonly #client: Client | undefined;
 
   constructor(connection: VoiceConnection, options: ConnectionTapOptions = {}) {
     super();
@@ -133,6 +161,16 @@ export class ConnectionTap extends EventEmitter<ConnectionTapEvents> {
     this.#libraryHandler = original;
     this.#replacement = options.libraryReceiver === 'detach' ? noop : guardLibraryHandler(original);
     this.#shareDave = options.libraryReceiver !== 'detach';
+    this.#daveGuard = new DaveGuard({
+      wrapper: () => this.#currentDave(),
+      canSignal: () => (Reflect.get(this.connection.state, 'networking') as Networking | undefined)?.state.code === NetworkingStatusCode.Ready,
+      now: () => performance.now(),
+      warn: (m) => this.emit('warn', m),
+    });
+    this.#daveOnce = new DecryptOnce((frame, userId) => this.#daveGuard.decrypt(frame, userId));
+    this.#client = options.client;
+    this.#client?.on('channelDelete', this.#onChannelDelete);
+    this.#client?.on('voiceStateUpdate', this.#onVoiceState);
     for (const [ssrc, data] of this.#receiver.ssrcMap.map) this.knownSsrcs.set(ssrc >>> 0, data.userId);
     // Swap the library's handler before any networking event: updateReceiveBindings attaches
     // `receiver.onUdpMessage` by property lookup, so sockets created from now on get the replacement; the
@@ -164,35 +202,40 @@ export class ConnectionTap extends EventEmitter<ConnectionTapEvents> {
   }
 
   /**
-   * The DAVE session of the current networking (it changes on every reconnect), if any, behind the decrypt-once
-   * front that the library's own receiver shares (dave-once.ts).
+   * Stage 4 of the receive path, DAVE decryption (dave-guard.ts behind dave-once.ts): the same object for the whole
+   * recording, whatever the reconnects; without a DAVE session, frames pass as they are (the guard's rule).
    */
-  dave(): DaveDecryptor | undefined {
-    const networking = Reflect.get(this.connection.state, 'networking') as Networking | undefined;
-    const session = networking ? (Reflect.get(networking.state, 'dave') as DaveDecryptor | undefined) : undefined;
-    if (!session) return undefined;
-    if (this.#dave?.session !== session) this.#frontDave(session);
-    return this.#dave!.once;
+  dave(): DaveFrameDecryptor {
+    return this.#daveOnce;
   }
 
-  /** Puts a decrypt-once front on a (new) DAVE session; with the library's receiver active, routes it through it too. */
-  #frontDave(session: DaveDecryptor): void {
+  /** The DAVE wrapper of the current networking (a new one after every reconnect), fronted on first sight. */
+  #currentDave(): DaveWrapper | undefined {
+    const networking = Reflect.get(this.connection.state, 'networking') as Networking | undefined;
+    const wrapper = networking ? (Reflect.get(networking.state, 'dave') as DaveWrapper | undefined) : undefined;
+    if (wrapper && wrapper !== this.#dave?.wrapper) this.#frontDave(wrapper);
+    return wrapper ?? undefined;
+  }
+
+  /**
+   * With the library's receiver active, routes its DAVE decryption (`wrapper.decrypt(packet, userId)`, looked up
+   * on every packet) through the shared front: a frame decrypts once, and the library's own failure counter, which
+   * re-initialises the session for everyone after 37 failures from anyone, never runs (dave-guard.ts).
+   */
+  #frontDave(wrapper: DaveWrapper): void {
     this.#unfrontDave();
-    const original = session.decrypt.bind(session);
-    const once = new DecryptOnce(original);
     let patched = false;
     if (this.#shareDave && !this.#closed) {
-      // The host's receiver calls `dave.decrypt(packet, userId)` by property lookup on every packet.
-      session.decrypt = (packet, userId) => once.decrypt(packet, userId);
+      (wrapper as unknown as { decrypt: (p: Buffer, u: string) => Buffer | null }).decrypt = (packet, userId) => this.#daveOnce.decrypt(packet, userId);
       patched = true;
     }
-    this.#dave = { session, once, patched };
+    this.#dave = { wrapper, patched };
   }
 
-  /** Gives the DAVE session its own decrypt back. */
+  /** Gives the DAVE wrapper its own decrypt back. */
   #unfrontDave(): void {
     const d = this.#dave;
-    if (d?.patched) delete (d.session as { decrypt?: unknown }).decrypt;
+    if (d?.patched) delete (d.wrapper as { decrypt?: unknown }).decrypt;
     this.#dave = undefined;
   }
 
@@ -221,6 +264,9 @@ export class ConnectionTap extends EventEmitter<ConnectionTapEvents> {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#reconnectTimer);
+    clearTimeout(this.#graceTimer);
+    this.#client?.off('channelDelete', this.#onChannelDelete);
+    this.#client?.off('voiceStateUpdate', this.#onVoiceState);
     this.#unwatch();
     this.connection.off('stateChange', this.#onConnectionState);
     this.connection.off('error', this.#onError);
@@ -267,12 +313,15 @@ export class ConnectionTap extends EventEmitter<ConnectionTapEvents> {
 
   #end(state: Extract<TapState, { status: 'ended' }>): void {
     clearTimeout(this.#reconnectTimer);
+    clearTimeout(this.#graceTimer);
     this.#setState(state);
   }
 
   #ready(): void {
     clearTimeout(this.#reconnectTimer);
     this.#reconnectTimer = undefined;
+    clearTimeout(this.#graceTimer);
+    this.#graceTimer = undefined;
     if (this.#readyCount === 0) {
       this.t0Perf = performance.now();
       this.startedAtMs = performance.timeOrigin + this.t0Perf;
@@ -300,8 +349,10 @@ export class ConnectionTap extends EventEmitter<ConnectionTapEvents> {
         return;
       case VoiceConnectionStatus.Disconnected: {
         if (next.reason === VoiceConnectionDisconnectReason.WebSocketClose && next.closeCode === 4014) {
-          // Kicked, moved out, or the channel was deleted: Discord says do not reconnect.
-          this.#end({ status: 'ended', reason: 'disconnected', closeCode: 4014, detail: 'the bot was disconnected from the voice channel (4014); recording stopped' });
+          // Kicked, moved out, or the channel was deleted: Discord says do not reconnect (close-codes.ts).
+          const policy = closePolicy(4014);
+          if (this.#readyCount === 0) this.#end({ status: 'ended', reason: 'refused', closeCode: 4014, detail: policy.meaning });
+          else this.#endByClose(policy);
           return;
         }
         // Endpoint removed (server going away) or adapter unavailable: a new VOICE_SERVER_UPDATE may follow.
@@ -350,9 +401,9 @@ export class ConnectionTap extends EventEmitter<ConnectionTapEvents> {
       ws?.on('close', this.#onWsClose);
       this.#clients.clear();
     }
-    // The DAVE session: fronted as soon as it exists, so the host's receiver and ours share each decryption.
-    const dave = Reflect.get(state, 'dave') as DaveDecryptor | undefined;
-    if (dave && dave !== this.#dave?.session) this.#frontDave(dave);
+    // The DAVE wrapper: fronted as soon as it exists, so the host's receiver and ours share each decryption.
+    const dave = Reflect.get(state, 'dave') as DaveWrapper | undefined;
+    if (dave && dave !== this.#dave?.wrapper) this.#frontDave(dave);
     // The transport key (op 4): a new one for every new voice session.
     const data = Reflect.get(state, 'connectionData') as { encryptionMode?: string; secretKey?: Uint8Array } | undefined;
     if (data?.secretKey && data.encryptionMode) {
@@ -367,15 +418,68 @@ export class ConnectionTap extends EventEmitter<ConnectionTapEvents> {
     }
   }
 
+  /**
+   * Runs after @discordjs/voice's own close handler (it subscribed first), so the library has already resumed,
+   * rejoined (op 4 sent) or gone to Disconnected; here the tap applies close-codes.ts: end where Discord says so,
+   * and bound everything else.
+   */
   readonly #onWsClose = (event: { code?: number }): void => {
     this.#lastCloseCode = event.code;
-    if (this.#closed) return;
-    const code = event.code ?? 0;
-    // Before t=0, a close Discord does not resume from means the server refused us (4017 DAVE required, 4014 ...).
-    if (this.#readyCount === 0 && code >= 4000 && code !== 4015) {
-      this.#end({ status: 'ended', reason: 'refused', closeCode: code, detail: describeVoiceClose(code) });
-    } else if (this.#readyCount > 0 && code !== 4014) {
-      this.emit('warn', `voice websocket closed (code ${code}); ${code === 4015 || code < 4000 ? 'resuming' : 'rejoining'}`);
+    if (this.#closed || this.#state.status === 'ended') return;
+    const policy = closePolicy(event.code ?? 1005);
+    const started = this.#readyCount > 0;
+    if (policy.action === 'end') {
+      if (!started) this.#end({ status: 'ended', reason: 'refused', closeCode: policy.code, detail: policy.meaning });
+      else if (policy.graceMs > 0) this.#awaitNewServer(policy);
+      else this.#endByClose(policy);
+      return;
+    }
+    if (!this.#recoveries.take(performance.now())) {
+      const times = `${this.#recoveries.count} times within ${Math.round(this.#recoveries.windowMs / 1000)} s`;
+      this.#end(started
+        ? { status: 'ended', reason: 'rejected', closeCode: policy.code, detail: `the voice server closed the session ${times} (last: ${policy.code}, ${policy.meaning})` }
+        : { status: 'ended', reason: 'refused', closeCode: policy.code, detail: `${policy.meaning}, ${times}` });
+      return;
+    }
+    if (started) this.emit('warn', `voice websocket closed (${policy.code}: ${policy.meaning}); ${policy.action === 'resume' ? 'resuming' : 'rejoining with a new voice session'}`);
+  };
+
+  /** An `end` code after t=0: a clean stop, or a rejection, as its policy says. */
+  #endByClose(policy: ClosePolicy): void {
+    if (policy.exit === 'stopped') {
+      this.#end({ status: 'ended', reason: 'disconnected', closeCode: policy.code, detail: `the voice session ended (${policy.code}: ${policy.meaning}); recording stopped` });
+    } else {
+      this.#end({ status: 'ended', reason: 'rejected', closeCode: policy.code, detail: `the voice server ended the session (${policy.code}: ${policy.meaning})` });
+    }
+  }
+
+  /**
+   * 4022 after t=0: Discord says not to reconnect, and a deleted channel ends things (CHANNEL_DELETE or the bot's
+   * voice state ends the tap at once, when the client is known). A changed voice server is named by Discord in a
+   * VOICE_SERVER_UPDATE, which the library follows by itself: Ready again within the grace, the recording goes on.
+   */
+  #awaitNewServer(policy: ClosePolicy): void {
+    this.emit('warn', `voice websocket closed (${policy.code}: ${policy.meaning}); waiting ${policy.graceMs / 1000} s for Discord to name a new voice server`);
+    this.#lost(`call terminated (${policy.code})`);
+    clearTimeout(this.#graceTimer);
+    this.#graceTimer = setTimeout(() => {
+      this.#graceTimer = undefined;
+      if (this.#state.status === 'reconnecting') this.#endByClose(policy);
+    }, policy.graceMs);
+  }
+
+  readonly #onChannelDelete = (deleted: DMChannel | NonThreadGuildBasedChannel): void => {
+    // Before t=0 the join itself fails (refused or timed out) and says so.
+    if (this.#closed || this.#readyCount === 0 || deleted.id !== this.channelId) return;
+    this.#end({ status: 'ended', reason: 'disconnected', detail: `the voice channel ${'name' in deleted ? deleted.name : deleted.id} was deleted; recording stopped` });
+  };
+
+  readonly #onVoiceState = (before: VoiceState, after: VoiceState): void => {
+    if (this.#closed || this.#readyCount === 0 || after.id !== after.client.user?.id) return;
+    if (after.guild.id !== this.connection.joinConfig.guildId) return;
+    if (after.channelId === null && before.channelId === this.channelId) {
+      // Out of the channel (kicked, disconnected by a moderator, the channel deleted).
+      this.#end({ status: 'ended', reason: 'disconnected', detail: 'the bot was disconnected from the voice channel; recording stopped' });
     }
   };
 
@@ -395,6 +499,9 @@ export class ConnectionTap extends EventEmitter<ConnectionTapEvents> {
     } else if (packet.op === VOICE_OP_CLIENT_DISCONNECT && typeof d.user_id === 'string') {
       this.#clients.delete(d.user_id);
       this.emit('clients', this.#clients);
+    } else if (packet.op === VOICE_OP_DAVE_EXECUTE_TRANSITION && typeof d.transition_id === 'number') {
+      // After @discordjs/voice's own handler (it subscribed first): the guard compares with what it prepared.
+      this.#daveGuard.onExecuteTransition(d.transition_id);
     }
   };
 }
@@ -434,18 +541,4 @@ function deepenReceiveBuffer(udp: VoiceUDPSocket): void {
   };
   apply();
   socket.once('listening', apply);
-}
-
-/** A one-line reason for a voice close code (discord-api-docs, topics/opcodes-and-status-codes, Voice Close Event Codes). */
-export function describeVoiceClose(code: number): string {
-  switch (code) {
-    case 4017: return 'end-to-end encryption (DAVE) is required';
-    case 4016: return 'unknown encryption mode';
-    case 4014: return 'disconnected (kicked, moved or channel deleted)';
-    case 4011: return 'server not found';
-    case 4012: return 'unknown protocol';
-    case 4006: return 'session no longer valid';
-    case 4004: return 'authentication failed';
-    default: return `close code ${code}`;
-  }
 }

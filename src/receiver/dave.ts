@@ -1,26 +1,15 @@
 /**
- * Stage 4 of the receive path: DAVE (end-to-end) decryption of a transport-decrypted Opus frame.
- *
- * The MLS group state lives in @discordjs/voice's DAVESession wrapper (`connection.state.networking.state.dave`),
- * which follows the voice gateway's DAVE ops (external sender, proposals, welcome, transitions). Its
- * `decrypt(packet, userId)`:
- *  - returns the input unchanged for the silence frame, while the session is not ready, or when the sender may
- *    pass through unencrypted (transition windows);
- *  - returns null on a failure it decided to ignore (pending transition, re-initialising);
- *  - throws once more than `decryptionFailureTolerance` consecutive failures happen and no transition id is
- *    known to recover with.
- * None of those may stop a recording: a frame we cannot decrypt is a lost packet (concealed downstream).
- * The one case the wrapper cannot see is "returned unchanged but still a DAVE frame" (session not ready yet,
- * or no DAVE session at all): that would hand ciphertext to the Opus decoder, so it is detected by the DAVE
- * trailer and counted as undecryptable too.
+ * DAVE frame format facts the receive path needs (protocol.md "Frame Format", "Silence Packets"), and the
+ * interface of stage 4, DAVE decryption. The decryption itself, with dvrec's failure policy, is dave-guard.ts.
  */
 
 /** Opus "silence" frame Discord clients send at the end of a talk spurt; never DAVE-encrypted. */
 export const SILENCE_FRAME = Buffer.from([0xf8, 0xff, 0xfe]);
 
-/** The part of @discordjs/voice's DAVESession the receiver uses. */
-export interface DaveDecryptor {
-  decrypt(packet: Buffer, userId: string): Buffer | null;
+/** Stage 4: what the receiver calls for every mapped, accepted audio frame. */
+export interface DaveFrameDecryptor {
+  /** The Opus payload, or null when the frame cannot be decrypted (a lost packet). Never throws. */
+  decrypt(frame: Buffer, userId: string): Buffer | null;
 }
 
 const DAVE_MAGIC = 0xfafa;
@@ -44,19 +33,9 @@ export function looksLikeDaveFrame(frame: Uint8Array): boolean {
 }
 
 /**
- * DAVE-decrypts one frame. Returns the Opus payload, or null when it cannot be decrypted (a lost packet).
- * Never throws.
+ * Stage 4 without a DAVE session (a server that does not use DAVE): frames pass as they are, except DAVE frames,
+ * which would hand ciphertext to the Opus decoder and are lost instead.
  */
-export function daveDecrypt(session: DaveDecryptor | undefined, frame: Buffer, userId: string): Buffer | null {
-  if (isSilenceFrame(frame)) return frame;
-  if (!session) return looksLikeDaveFrame(frame) ? null : frame;
-  let out: Buffer | null;
-  try {
-    out = session.decrypt(frame, userId);
-  } catch {
-    return null;
-  }
-  if (out === null) return null;
-  if (out === frame && looksLikeDaveFrame(frame)) return null;
-  return out;
-}
+export const withoutDave: DaveFrameDecryptor = {
+  decrypt: (frame) => (!isSilenceFrame(frame) && looksLikeDaveFrame(frame) ? null : frame),
+};

@@ -4,12 +4,12 @@
  *   datagram ─ rtp.ts classifyDatagram ─┬─ RTCP ─ transport-crypto openRtcp ─ stream-replay (sender SSRC) ─ sink.onRtcp
  *                                       ├─ RTP, not Opus ─ video-streams: video (op 12 SSRC, video payload type) or notAudio
  *                                       └─ RTP ── transport-crypto openRtp ─ stream-replay (SSRC) ─ ssrc-map (hold until op 5)
- *                                                 ─ users filter ─ dave.ts daveDecrypt ─ AudioPacket ─── sink.onAudio
+ *                                                 ─ users filter ─ dave-guard.ts (DAVE) ─ AudioPacket ── sink.onAudio
  *
  * Transport decryption comes before the SSRC lookup on purpose: only authenticated packets may occupy the
  * op-5 holding area, so forged SSRCs cannot fill it. Replays are dropped right after authentication, before
- * DAVE: a burst of replayed frames would otherwise make @discordjs/voice's DAVE wrapper re-initialise the MLS
- * session (see replay-filter.ts). Replay state is per authenticated stream, because Discord does not say how it
+ * DAVE: a replayed DAVE frame always fails (a DAVE decryptor decrypts each key/nonce once) and would count
+ * against the member whose frame it carries (see replay-filter.ts, dave-guard.ts). Replay state is per authenticated stream, because Discord does not say how it
  * numbers the nonces it forwards (stream-replay.ts). Video is never decrypted: counting it is all a recorder
  * needs. Every datagram that is not delivered is counted by exactly one kind, so
  * `datagrams === delivered + Σ drops + held` always holds (see {@link Receiver.accounted}).
@@ -24,7 +24,7 @@ import { SsrcMap, type SsrcMapOptions } from './ssrc-map.ts';
 import { nonceOf } from './replay-filter.ts';
 import { StreamReplayFilters } from './stream-replay.ts';
 import { VideoSsrcs, type VideoAnnouncement } from './video-streams.ts';
-import { daveDecrypt, type DaveDecryptor } from './dave.ts';
+import type { DaveFrameDecryptor } from './dave.ts';
 
 /** Per-kind packet accounting (written to the manifest's receiver section and shown in warnings). */
 export interface ReceiverCounters {
@@ -97,8 +97,8 @@ export interface ReceiverOptions {
   sink: Pick<AudioSink, 'onAudio' | 'onRtcp'>;
   /** Recording clock: milliseconds since t=0 (may be negative before the first Ready). */
   clock: () => number;
-  /** The connection's current DAVE session, looked up per packet because it changes with reconnects. */
-  dave: () => DaveDecryptor | undefined;
+  /** Stage 4, DAVE decryption (dave-guard.ts DaveGuard; dave.ts withoutDave when there is no DAVE). */
+  dave: DaveFrameDecryptor;
   /** Users to record (undefined = everyone). */
   accept?: (userId: string) => boolean;
   ssrcMap?: SsrcMapOptions;
@@ -309,7 +309,7 @@ export class Receiver {
       this.counters.filtered++;
       return;
     }
-    const opus = daveDecrypt(this.#opts.dave(), frame, userId);
+    const opus = this.#opts.dave.decrypt(frame, userId);
     if (!opus) {
       this.counters.daveUndecryptable++;
       countFor(this.undecryptableByUser, userId);

@@ -4,9 +4,10 @@
  *
  * Why: an AEAD tag proves a datagram came from the voice server, not that it is new. An on-path attacker (or a
  * network that duplicates) can resend a valid datagram any number of times. Each copy would pass transport
- * decryption and reach DAVE, and @discordjs/voice's DAVE wrapper re-initialises the whole MLS session (audio
- * lost for everyone until the group is rebuilt) after 36 consecutive failures — so a burst of replays must
- * never get that far. A replay that is old enough must not get through either: once its stream was closed
+ * decryption and reach DAVE, where it fails (a DAVE decryptor decrypts each key/nonce once) and counts against the
+ * member whose frame it carries: replays of two members' frames while nobody speaks would look like the
+ * recorder's own group state being broken (dave-guard.ts) and cost everyone a re-initialisation of the MLS
+ * session — so a burst of replays must never get that far. A replay that is old enough must not get through either: once its stream was closed
  * (30 s idle) or re-anchored (a new talk spurt), a track would write it at its arrival time, a blip of old audio.
  *
  * So: the highest nonce accepted so far, and one bit for each of the `capacity` nonces at and below it. A nonce

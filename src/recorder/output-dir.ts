@@ -5,7 +5,8 @@
 import { accessSync, constants as fsConstants, existsSync, mkdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { OutputError } from '../errors.ts';
-import { CAPTURE_DIR, JOURNAL_FILE } from '../sinks/capture-layout.ts';
+import { CAPTURE_DIR, JOURNAL_FILE, RESERVE_FILE } from '../sinks/capture-layout.ts';
+import { hasUnfinishedRecording, setAsideUnfinished } from '../sinks/leftover-capture.ts';
 
 /**
  * Space held back in the output directory while recording (`.capture/.reserve`), released when a write fails
@@ -13,7 +14,6 @@ import { CAPTURE_DIR, JOURNAL_FILE } from '../sinks/capture-layout.ts';
  * full disk, so a disk-full stop finishes cleanly instead of leaving a capture only `convert` can finish.
  */
 const RESERVE_BYTES = 256 * 1024;
-const RESERVE_FILE = '.reserve';
 /** Write errors that mean "the disk (or the file-size limit) is full": stop cleanly, keep what was written. */
 export const FULL_CODES: ReadonlySet<string> = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
 
@@ -24,6 +24,8 @@ export class OutputDir {
   readonly #createdTop: string | undefined;
   /** Whether this run created `.capture/`. */
   readonly #createdCaptureDir: boolean;
+  /** Where an unfinished recording found in the directory was moved (`force`), if one was. */
+  setAside: string | undefined;
 
   constructor(dir: string, createdTop: string | undefined, createdCaptureDir: boolean) {
     this.dir = dir;
@@ -63,8 +65,9 @@ export class OutputDir {
 }
 
 /**
- * Creates the output directory (private) and refuses to clobber an unfinished recording. Synchronous (a few file
- * operations): a recording claims its directory before it takes anything from the connection.
+ * Creates the output directory (private) and refuses to clobber an unfinished recording; with `force`, moves that
+ * one aside first (leftover-capture.ts), so a new recording never finishes another one's captures as its own.
+ * Synchronous (a few file operations): a recording claims its directory before it takes anything from the connection.
  */
 export function claimOutputDir(dir: string, force: boolean): OutputDir {
   let createdTop: string | undefined;
@@ -74,10 +77,17 @@ export function claimOutputDir(dir: string, force: boolean): OutputDir {
   } catch (e) {
     throw new OutputError(`cannot write to ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
-  const claim = new OutputDir(dir, createdTop, !existsSync(join(dir, CAPTURE_DIR)));
-  if (!force && existsSync(join(dir, JOURNAL_FILE))) {
-    throw new OutputError(`${dir} holds an unfinished recording (${JOURNAL_FILE}); run dvrec convert ${dir}, or use --force`);
+  let setAside: string | undefined;
+  if (hasUnfinishedRecording(dir)) {
+    if (!force) throw new OutputError(`${dir} holds an unfinished recording (${JOURNAL_FILE}); run dvrec convert ${dir}, or use --force to move it aside`);
+    try {
+      setAside = setAsideUnfinished(dir);
+    } catch (e) {
+      throw new OutputError(`cannot move the unfinished recording in ${dir} aside: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; run dvrec convert ${dir} first`);
+    }
   }
+  const claim = new OutputDir(dir, createdTop, !existsSync(join(dir, CAPTURE_DIR)));
+  claim.setAside = setAside;
   try {
     mkdirSync(join(dir, CAPTURE_DIR), { recursive: true, mode: 0o700 });
     writeFileSync(join(dir, CAPTURE_DIR, RESERVE_FILE), Buffer.alloc(RESERVE_BYTES), { mode: 0o600 });

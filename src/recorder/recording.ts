@@ -491,7 +491,11 @@ export class Recording extends EventEmitter<RecordingEvents> {
   /** Taps the connection and wires the receive path (synchronously, from the constructor). */
   #attach(): void {
     const o = this.#o;
-    const tap = new ConnectionTap(this.connection, { libraryReceiver: o.libraryReceiver, reconnectTimeoutMs: o.reconnectTimeoutMs });
+    const tap = new ConnectionTap(this.connection, {
+      libraryReceiver: o.libraryReceiver,
+      reconnectTimeoutMs: o.reconnectTimeoutMs,
+      ...(o.channel ? { client: o.channel.client } : {}),
+    });
     this.#tap = tap;
     this.#ctx.hooks?.onTap?.(tap);
     const users = o.users;
@@ -509,7 +513,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
         },
       },
       clock: () => tap.now(),
-      dave: () => tap.dave(),
+      dave: tap.dave(),
       accept: (u: string) => this.#paused === null && (users === undefined || users.has(u)),
     });
     this.#receiver = receiver;
@@ -530,6 +534,9 @@ export class Recording extends EventEmitter<RecordingEvents> {
     const o = this.#o;
     const signal = o.signal;
     const tap = this.#tap!;
+    const setAside = this.#out?.setAside;
+    // After the caller's synchronous `on('warning')`: the handle was only just returned.
+    if (setAside) queueMicrotask(() => this.#warn(`${o.outDir} held an unfinished recording: moved it to ${setAside}; finish it with dvrec convert ${setAside}`));
     if (signal?.aborted) throw new CancelledError('cancelled before the recording started');
     // Wait for t=0, a refusal, the timeout or a cancel.
     let timer: NodeJS.Timeout | undefined;
@@ -623,7 +630,11 @@ export class Recording extends EventEmitter<RecordingEvents> {
         this.#requestStop('disconnected');
       } else if (next.reason === 'failed') {
         this.#warn(`voice connection lost: ${next.detail ?? 'failed'}`);
-        this.#requestStop('error', new ConnectionError(`voice connection lost (${next.detail ?? 'failed'}): recording stopped at ${this.#at()}; everything captured until then is kept`));
+        this.#requestStop('error', new ConnectionError(`voice connection lost (${next.detail ?? 'failed'}): recording stopped at ${this.#at()}; everything captured until then is kept`));      } else if (next.reason === 'rejected') {
+        // The voice server ended the session and Discord says not to come back (close-codes.ts).
+        const why = next.detail ?? 'the voice server ended the session';
+        this.#warn(`${why}; stopping`);
+        this.#requestStop('error', new VoiceRejectedError(`${why}: recording stopped at ${this.#at()}; everything captured until then is kept`, { closeCode: next.closeCode }));
       }
     }
   }

@@ -17,7 +17,21 @@ export type DaveEvent =
   | { kind: 'sole-member-reset'; userId: string }
   | { kind: 'recorder-commit-dropped'; epoch: bigint }
   | { kind: 'recorder-invalid'; transitionId: number }
+  /** A fault armed with {@link DaveServer.injectRecorderFault} was applied to this transition. */
+  | { kind: 'recorder-fault-applied'; fault: RecorderDaveFault; transitionId: number }
   | { kind: 'error'; error: Error };
+
+/**
+ * Something going wrong between the gateway and the recorder's MLS state (the other members are unaffected):
+ *  - 'missed-commit': the next commit announcement (op 29) for the recorder never reaches it; with `execute` false
+ *    the transition's op 22 is lost too. The members move to the new epoch, the recorder stays in the old one, and
+ *    nothing tells it so: a desynchronised group state that only op 31 (a re-add) repairs.
+ *  - 'missed-execute': the recorder gets the next commit (op 29) but never its op 22: it has the new epoch's keys,
+ *    but @discordjs/voice keeps the transition pending for good.
+ *  - 'bad-welcome': the next welcome (op 30) for the recorder arrives corrupted (the last byte of its encrypted group
+ *    info flipped), so the recorder's MLS library rejects it and the recorder must flag it with op 31.
+ */
+export type RecorderDaveFault = { kind: 'missed-commit'; execute: boolean } | { kind: 'missed-execute' } | { kind: 'bad-welcome' };
 
 export interface DaveServerOptions {
   channelId: string;
@@ -26,6 +40,11 @@ export interface DaveServerOptions {
   memberIds: string[];
   /** How long to wait for the recorder's op 23 before executing anyway (Discord: "or after a timeout"). */
   transitionTimeoutMs?: number;
+  /**
+   * Announce every transition that welcomes the recorder with transition id 0 ("(re)initialization", executed at
+   * once: no op 23, no op 22) instead of 1..65535. See Scenario.daveWelcomeIdZero.
+   */
+  welcomeIdZero?: boolean;
   /** Every group event; errors of group changes are reported ONLY here (nothing throws out of the queue). */
   onEvent?: (event: DaveEvent) => void;
 }
@@ -72,6 +91,8 @@ export interface DaveServer {
   onRecorderBinary(op: number, payload: Buffer): void;
   /** A JSON op from the recorder (23 transition ready, 31 invalid commit/welcome). */
   onRecorderJson(op: number, d: unknown): void;
+  /** Arms a fault for the recorder's next commit or welcome (reported through onEvent when applied). */
+  injectRecorderFault(fault: RecorderDaveFault): void;
   /** A simulated member joined the call (after op 11): add it to the group (a new epoch). */
   memberJoined(userId: string): Promise<void>;
   /** A simulated member left (op 13): remove it from the group (a new epoch). */

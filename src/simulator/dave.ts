@@ -20,7 +20,15 @@
  * - "Sole member reset": when one member is left in an established group it gets op 24 (epoch 1)
  *   and op 21 (transition 0), and the group becomes unestablished again.
  * - "Recovery from Invalid Commit or Welcome": op 31 → remove the flagging member, re-add it with the
- *   new key package it sends.
+ *   new key package it sends. An op 31 or a new key package that arrives while the transition welcoming the
+ *   recorder is still in flight makes the leaf it is being given stale at once (the client has thrown that
+ *   state away), so the next round replaces it.
+ * - Transition ids: 1..65535 for commits, 0 for "(re)initialization, execute immediately" (op 21). Which id Discord
+ *   gives the transition that welcomes a member is undocumented; with `welcomeIdZero` the recorder's welcomes
+ *   carry 0 and execute at once (no op 23/op 22), the variant that leaves @discordjs/voice 0.19.2 with
+ *   lastTransitionId 0.
+ * - Recorder faults (`injectRecorderFault`): a commit announcement or its op 22 lost on the way to the recorder,
+ *   or a corrupted welcome; the rest of the group carries on as it would on Discord.
  *
  * The client side this must satisfy is @discordjs/voice 0.19.2 (dist/index.js: DAVESession wrapper,
  * Networking.onWsPacket / onWsBinary), which drives a @snazzah/davey session.
@@ -32,7 +40,7 @@
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import davey from '@snazzah/davey';
 import type { DAVESession as DaveySession } from '@snazzah/davey';
-import type { DaveEvent, DaveServer, DaveServerOptions, DaveStats, DaveWire } from './dave-api.ts';
+import type { DaveEvent, DaveServer, DaveServerOptions, DaveStats, DaveWire, RecorderDaveFault } from './dave-api.ts';
 import {
   CIPHERSUITE_P256,
   CONTENT_COMMIT,
@@ -110,6 +118,7 @@ export class DaveGroupServer implements DaveServer {
   readonly botUserId: string;
   readonly #externalSender = new ExternalSenderKey();
   readonly #timeoutMs: number;
+  readonly #welcomeIdZero: boolean;
   readonly #onEvent: ((event: DaveEvent) => void) | undefined;
 
   /** Members in the call, in join order (Map keeps insertion order: the first is the preferred committer). */
@@ -126,6 +135,10 @@ export class DaveGroupServer implements DaveServer {
   #queue: Promise<void> = Promise.resolve();
   #recorderReady = false;
   #closed = false;
+  /** Faults armed for the recorder's next commit/welcome, applied in order of arming. */
+  readonly #recorderFaults: RecorderDaveFault[] = [];
+  /** +1 per op 31 or accepted key package from the recorder: each means it threw its MLS state away. */
+  #recorderResets = 0;
 
   /** The last failure of a group change (also reported through `onEvent`). */
   lastError: Error | null = null;
@@ -139,6 +152,7 @@ export class DaveGroupServer implements DaveServer {
     this.channelId = options.channelId;
     this.botUserId = options.botUserId;
     this.#timeoutMs = options.transitionTimeoutMs ?? 2000;
+    this.#welcomeIdZero = options.welcomeIdZero ?? false;
     this.#onEvent = options.onEvent;
     groupIdFor(this.channelId); // validates the snowflake early (DAVE parses ids as u64)
     for (const id of options.memberIds) this.#addSim(id);
@@ -226,6 +240,7 @@ export class DaveGroupServer implements DaveServer {
         return;
       }
       recorder.keyPackage = Buffer.from(payload);
+      this.#recorderResets++;
       // A member that sends a new key package has reset its MLS state: its current leaf is stale.
       if (this.#leaves.includes(recorder.userId)) recorder.stale = true;
       this.#recorderReady = false;
@@ -255,12 +270,17 @@ export class DaveGroupServer implements DaveServer {
       // The recorder could not process a commit/welcome: remove it and re-add it with the new key package
       // it is about to send (the @discordjs/voice wrapper reinitialises and emits one).
       this.stats.recorderInvalidReports++;
+      this.#recorderResets++;
       this.#emit({ kind: 'recorder-invalid', transitionId: Number(transitionId) });
       if (this.#leaves.includes(recorder.userId)) recorder.stale = true;
       this.#recorderReady = false;
       if (this.#pendingAck && transitionId === this.#pendingAck.transitionId) this.#settleAck(false);
       this.#kick();
     }
+  }
+
+  injectRecorderFault(fault: RecorderDaveFault): void {
+    this.#recorderFaults.push(fault);
   }
 
   memberJoined(userId: string): Promise<void> {
@@ -436,20 +456,34 @@ export class DaveGroupServer implements DaveServer {
     }
     if (addsCount > 0 && !welcome) throw new Error('committer produced no welcome for added members');
 
-    const transitionId = this.#nextTransition();
+    const transitionId = recorderAdd && this.#welcomeIdZero ? 0 : this.#nextTransition();
     const recorderInvolved = recorderStays || recorderAdd !== null;
-    const ack = recorderInvolved ? this.#expectAck(transitionId) : Promise.resolve(false);
+    // Transition 0 executes on receipt: nobody acknowledges it and no op 22 follows.
+    const expectsAck = recorderInvolved && transitionId !== 0;
+    const resetsBefore = this.#recorderResets;
+    const usedKeyPackage = recorderAdd?.keyPackage ?? null;
+    const ack = expectsAck ? this.#expectAck(transitionId) : Promise.resolve(recorderInvolved);
+    let executeLost = false;
     if (recorderStays) {
       this.stats.commitsAnnounced++;
-      this.#send(() => recorder!.wire!.binary(OP.announceCommit, withTransitionId(transitionId, commit)));
+      const missed = this.#takeRecorderFault('missed-commit');
+      const missedExecute = missed ? null : this.#takeRecorderFault('missed-execute');
+      if (missed) {
+        // Lost on the way: the recorder never learns of this epoch (and, with execute false, of its op 22).
+        executeLost = !missed.execute;
+        this.#emit({ kind: 'recorder-fault-applied', fault: missed, transitionId });
+      } else {
+        this.#send(() => recorder!.wire!.binary(OP.announceCommit, withTransitionId(transitionId, commit)));
+      }
+      if (missedExecute) {
+        executeLost = true;
+        this.#emit({ kind: 'recorder-fault-applied', fault: missedExecute, transitionId });
+      }
     }
-    if (recorderAdd) {
-      this.stats.welcomesSent++;
-      this.#send(() => recorderAdd.wire!.binary(OP.welcome, withTransitionId(transitionId, welcome!)));
-    }
+    if (recorderAdd) this.#sendWelcome(recorderAdd, transitionId, welcome!);
     const acked = await ack;
     if (this.#closed) return false;
-    if (recorderInvolved) this.#send(() => this.#recorder?.wire?.json(OP.executeTransition, { transition_id: transitionId }));
+    if (expectsAck && !executeLost) this.#send(() => this.#recorder?.wire?.json(OP.executeTransition, { transition_id: transitionId }));
 
     // Execute: members merge and from now on send with the new epoch's keys.
     // (Members executing a few milliseconds apart is what happens on Discord too.)
@@ -470,10 +504,7 @@ export class DaveGroupServer implements DaveServer {
     for (const userId of [...simAdds.map((s) => s.userId), ...(recorderAdd ? [recorderAdd.userId] : [])]) {
       this.#placeLeaf(userId);
     }
-    if (recorderAdd) {
-      recorderAdd.keyPackage = null;
-      recorderAdd.stale = false;
-    }
+    if (recorderAdd) this.#recorderAdded(recorderAdd, usedKeyPackage, resetsBefore);
     this.#epoch = committer.session.epoch ?? this.#epoch + 1n;
     this.#finishTransition(transitionId, recorderInvolved, acked);
     return true;
@@ -497,15 +528,17 @@ export class DaveGroupServer implements DaveServer {
     const { commit, welcome } = committer.session.processProposals(APPEND, vec(...messages), this.#callUserIds());
     if (!commit || !welcome) throw new Error('group creator produced no commit/welcome');
 
-    const transitionId = this.#nextTransition();
+    const transitionId = recorderAdd && this.#welcomeIdZero ? 0 : this.#nextTransition();
+    const resetsBefore = this.#recorderResets;
+    const usedKeyPackage = recorderAdd?.keyPackage ?? null;
     let acked = false;
     if (recorderAdd) {
-      const ack = this.#expectAck(transitionId);
-      this.stats.welcomesSent++;
-      this.#send(() => recorderAdd.wire!.binary(OP.welcome, withTransitionId(transitionId, welcome)));
+      const expectsAck = transitionId !== 0;
+      const ack = expectsAck ? this.#expectAck(transitionId) : Promise.resolve(true);
+      this.#sendWelcome(recorderAdd, transitionId, welcome);
       acked = await ack;
       if (this.#closed) return false;
-      this.#send(() => this.#recorder?.wire?.json(OP.executeTransition, { transition_id: transitionId }));
+      if (expectsAck) this.#send(() => this.#recorder?.wire?.json(OP.executeTransition, { transition_id: transitionId }));
     }
     // The creator receives its own commit back (davey merges its pending commit); the others are welcomed.
     if (this.#sims.get(committer.userId) === committer) committer.session.processCommit(commit);
@@ -515,10 +548,7 @@ export class DaveGroupServer implements DaveServer {
       if (this.#closed) return false;
     }
     this.#leaves = [committer.userId, ...simAdds.map((s) => s.userId), ...(recorderAdd ? [recorderAdd.userId] : [])];
-    if (recorderAdd) {
-      recorderAdd.keyPackage = null;
-      recorderAdd.stale = false;
-    }
+    if (recorderAdd) this.#recorderAdded(recorderAdd, usedKeyPackage, resetsBefore);
     this.#established = true;
     this.#epoch = committer.session.epoch ?? 1n;
     this.#finishTransition(transitionId, recorderAdd !== null, acked);
@@ -549,6 +579,36 @@ export class DaveGroupServer implements DaveServer {
     this.#epoch = 0n;
     this.#leaves = [];
     if (userId !== null) this.#emit({ kind: 'sole-member-reset', userId });
+  }
+
+  /** Sends the recorder its welcome (op 30), corrupted if a 'bad-welcome' fault is armed. */
+  #sendWelcome(recorder: RecorderState, transitionId: number, welcome: Buffer): void {
+    this.stats.welcomesSent++;
+    let bytes = welcome;
+    const bad = this.#takeRecorderFault('bad-welcome');
+    if (bad) {
+      // The last byte belongs to the AEAD tag of the encrypted GroupInfo (RFC 9420 §12.4.3.1): decryption fails.
+      bytes = Buffer.from(welcome);
+      bytes[bytes.length - 1]! ^= 0xff;
+      this.#emit({ kind: 'recorder-fault-applied', fault: bad, transitionId });
+    }
+    this.#send(() => recorder.wire!.binary(OP.welcome, withTransitionId(transitionId, bytes)));
+  }
+
+  /**
+   * The recorder now holds the leaf its key package was welcomed into. If it reset its MLS state while the
+   * transition was in flight (op 31 for a welcome it could not process, or a newer key package), that leaf is
+   * already stale: it is removed next round, and a newer key package is kept for the re-add.
+   */
+  #recorderAdded(recorder: RecorderState, usedKeyPackage: Buffer | null, resetsBefore: number): void {
+    if (recorder.keyPackage === usedKeyPackage) recorder.keyPackage = null;
+    recorder.stale = this.#recorderResets !== resetsBefore;
+  }
+
+  #takeRecorderFault<K extends RecorderDaveFault['kind']>(kind: K): Extract<RecorderDaveFault, { kind: K }> | null {
+    const i = this.#recorderFaults.findIndex((f) => f.kind === kind);
+    if (i < 0) return null;
+    return this.#recorderFaults.splice(i, 1)[0] as Extract<RecorderDaveFault, { kind: K }>;
   }
 
   /** New leaves take the leftmost blank leaf, else extend the tree (RFC 9420 §12.1.1 / §7.7). */

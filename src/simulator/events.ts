@@ -8,8 +8,11 @@ export interface SimulatorEvents {
   identify: [e: { sessionId: string }];
   /** The bot sent op 4: join (channelId) or leave (null). */
   'voice-join': [e: { channelId: string | null; selfDeaf: boolean; selfMute: boolean }];
-  /** An op 4 the simulator ignored (unknown channel, missing Connect, channel full), as Discord does. */
-  'voice-join-refused': [e: { channelId: string; reason: 'unknown-channel' | 'no-permission' | 'full' }];
+  /**
+   * An op 4 the simulator ignored (unknown channel, missing Connect, channel full), as Discord does; 'ignored': after
+   * a 4022 with `then: 'ignored'`.
+   */
+  'voice-join-refused': [e: { channelId: string; reason: 'unknown-channel' | 'no-permission' | 'full' | 'ignored' }];
   /** The recorder identified on a voice server (op 0 → op 2 Ready). */
   'voice-identify': [e: { endpoint: string; ssrc: number }];
   /** op 4 Session Description sent (transport key handed out). */

@@ -132,10 +132,14 @@ function validate(s: Scenario): void {
     for (const codec of [m.video?.cameraCodec, m.video?.screenCodec]) {
       if (codec !== undefined && !(codec in VIDEO_PAYLOAD_TYPES)) throw new RangeError(`scenario.members[${i}].video: unknown codec ${String(codec)}`);
     }
+    if (m.audience && m.spurts.length > 0) throw new RangeError(`scenario.members[${i}]: an audience member is suppressed and sends no audio (no spurts)`);
   });
   if (s.nonces !== undefined && !NONCE_NUMBERINGS.includes(s.nonces)) throw new RangeError(`scenario.nonces must be one of ${NONCE_NUMBERINGS.join(', ')}`);
   if (typeof s.senderReports === 'object' && !(s.senderReports.intervalMs >= TICK_MS)) {
     throw new RangeError(`scenario.senderReports.intervalMs must be ≥ ${TICK_MS}`);
+  }
+  if (s.channelType !== undefined && s.channelType !== ChannelType.GUILD_VOICE && s.channelType !== ChannelType.GUILD_STAGE_VOICE) {
+    throw new RangeError('scenario.channelType must be 2 (voice) or 13 (stage)');
   }
 }
 
@@ -152,6 +156,11 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
   const prng = new Prng(scenario.seed);
   const modes: TransportMode[] = scenario.modes ?? ['aead_aes256_gcm_rtpsize', 'aead_xchacha20_poly1305_rtpsize'];
   const world = new World(scenario);
+  const stage = world.isStage(scenario.channelId);
+  /** Discord exempts stage channels from DAVE (its voice server answers dave_protocol_version 0) unless stageDave. */
+  const daveOn = scenario.dave && (!stage || scenario.stageDave === true);
+  /** Members join a stage suppressed unless they are speakers (Discord's audience). */
+  const suppressed = (m: { audience?: boolean } | undefined): boolean => stage && m?.audience === true;
   const truth = new TruthRecorder(scenario.members);
   const recorderAudio = new RecorderAudio();
   const cert: SimulatorCertificate = await createCertificate();
@@ -162,7 +171,7 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
   const networks = scenario.members.map((m, i) => new ImpairmentModel(m.impairments ?? scenario.impairments, prng.fork(2000 + i)));
   const hostilePrng = prng.fork(3000);
   // Only when a hostile DAVE member is scripted: remembering members' frames costs a little per packet.
-  const forger = scenario.dave && scenario.members.some((m) => m.hostileDave) ? new DaveForger(prng.fork(4000)) : null;
+  const forger = daveOn && scenario.members.some((m) => m.hostileDave) ? new DaveForger(prng.fork(4000)) : null;
   /** DAVE-encrypted audio frames per hostile member so far (every `every`-th is forged). */
   const daveFrames = new Map<string, number>();
   const memberVoiceSession = new Map(scenario.members.map((m) => [m.userId, prng.bytes(16).toString('hex')]));
@@ -177,7 +186,7 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
   /** Codecs whose DAVE encryption failed once (warned once each). */
   const videoDaveFailed = new Set<string>();
   const initiallyPresent = scenario.members.filter((m) => m.joinAtMs === undefined || m.joinAtMs <= 0);
-  for (const m of initiallyPresent) world.setVoiceState(m.userId, scenario.channelId, memberVoiceSession.get(m.userId)!);
+  for (const m of initiallyPresent) world.setVoiceState(m.userId, scenario.channelId, memberVoiceSession.get(m.userId)!, { suppress: suppressed(m) });
 
   // ---- REST + main gateway on one HTTP port ----
   const gateway = new MainGateway(world);
@@ -237,6 +246,16 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
         return;
       case 'recorder-commit-dropped':
         return;
+      case 'recorder-fault-applied':
+        switch (e.fault.kind) {
+          case 'missed-commit':
+            return settle('dave-missed-commit', `op 29${e.fault.execute ? '' : ' and op 22'} of transition ${e.transitionId} not delivered`);
+          case 'missed-execute':
+            return settle('dave-missed-execute', `op 22 of transition ${e.transitionId} not delivered`);
+          case 'bad-welcome':
+            return settle('dave-bad-welcome', `welcome of transition ${e.transitionId} corrupted`);
+        }
+        return;
       case 'transition-executed': {
         const recorderInGroup = e.members.includes(scenario.botUserId);
         if (e.recorderInvolved && recorderInGroup && !e.recorderAcked) {
@@ -251,12 +270,13 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
       }
     }
   };
-  if (scenario.dave) {
+  if (daveOn) {
     const Ctor = await loadDave();
     dave = new Ctor({
       channelId: scenario.channelId,
       botUserId: scenario.botUserId,
       memberIds: initiallyPresent.map((m) => m.userId),
+      ...(scenario.daveWelcomeIdZero ? { welcomeIdZero: true } : {}),
       onEvent: (e) => onDaveEvent(e),
     });
   }
@@ -279,6 +299,10 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
 
   const presentIds = (): string[] => speakers.filter((s) => s.present).map((s) => s.member.userId);
 
+  /** performance.now() until which the voice servers refuse the bot's identify with 4021 (after a 4021 fault). */
+  let rateLimitedUntil = 0;
+  /** After a 4022 with `then: 'ignored'`: the main gateway answers no more op 4 joins. */
+  let joinsIgnored = false;
   const newVoiceServer = async (): Promise<VoiceServer> => {
     const vs = new VoiceServer({
       certPem: cert.certPem,
@@ -286,6 +310,7 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
       modes,
       daveProtocolVersion: dave ? dave.protocolVersion : 0,
       ...(scenario.rejectVoiceWith !== undefined ? { rejectWith: scenario.rejectVoiceWith } : {}),
+      refuseNow: () => (performance.now() < rateLimitedUntil ? 4021 : undefined),
       grantFor: (token) => grants.get(token) ?? null,
       nonceCounter: () => new NonceCounter(scenario.nonces ?? 'per-connection', noncePrng.fork(servers.length)),
       allocateSsrc: () => {
@@ -307,7 +332,7 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
       recorderAudio.observe(msg, session.mode, session.secretKey, dave ? (frame) => dave!.decryptRecorderFrame(frame) : undefined);
     });
     vs.on('identify', (session) => {
-      if (active && active !== session) settle('voice-close', 'reidentified');
+      if ((active && active !== session) || (!active && pending.get('voice-close')?.length)) settle('voice-close', 'reidentified');
       events.emit('voice-identify', { endpoint: vs.endpoint, ssrc: session.ssrc });
     });
     vs.on('session-ready', (session) => {
@@ -378,6 +403,10 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
       detachDave();
       return;
     }
+    if (joinsIgnored) {
+      events.emit('voice-join-refused', { channelId: req.channelId, reason: 'ignored' });
+      return;
+    }
     const channel = world.channel(req.channelId);
     if (!channel || (channel.type !== ChannelType.GUILD_VOICE && channel.type !== ChannelType.GUILD_STAGE_VOICE)) {
       events.emit('voice-join-refused', { channelId: req.channelId, reason: 'unknown-channel' });
@@ -396,7 +425,8 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
     // Order matters: VOICE_STATE_UPDATE first, then VOICE_SERVER_UPDATE (else @discordjs/voice stalls).
     gateway.dispatch(
       'VOICE_STATE_UPDATE',
-      world.setVoiceState(scenario.botUserId, req.channelId, req.sessionId, { selfDeaf: req.selfDeaf, selfMute: req.selfMute }),
+      // On a stage the bot joins the audience (suppressed), as Discord does: it can listen, not speak.
+      world.setVoiceState(scenario.botUserId, req.channelId, req.sessionId, { selfDeaf: req.selfDeaf, selfMute: req.selfMute, suppress: world.isStage(req.channelId) }),
     );
     gateway.dispatch('VOICE_SERVER_UPDATE', { token: grantVoice(req.sessionId), guild_id: scenario.guildId, endpoint: server.endpoint });
   });
@@ -415,7 +445,7 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
     const id = sp.member.userId;
     sp.connect(k, usedSsrcs);
     truth.ssrc(id, sp.ssrc);
-    gateway.dispatch('VOICE_STATE_UPDATE', world.setVoiceState(id, scenario.channelId, memberVoiceSession.get(id)!));
+    gateway.dispatch('VOICE_STATE_UPDATE', world.setVoiceState(id, scenario.channelId, memberVoiceSession.get(id)!, { suppress: suppressed(sp.member) }));
     active?.send(11, { user_ids: [id] });
     // Observed after op 11 on Discord (undocumented, no SSRC in either): client flags and platform.
     active?.send(18, { user_id: id, flags: CLIENT_FLAGS });
@@ -437,6 +467,10 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
     gateway.dispatch('VOICE_STATE_UPDATE', world.setVoiceState(id, null, memberVoiceSession.get(id)!));
     if (dave) dave.memberLeft(id).catch(() => {});
     events.emit('member-leave', { userId: id, wallMs: wallNow() });
+    // Undocumented, seen on Discord: the recorder's session is closed once nobody else is left in the channel.
+    if (scenario.emptyChannelCloseCode !== undefined && active && presentIds().length === 0) {
+      playFault({ atMs: 0, kind: 'voice-close', code: scenario.emptyChannelCloseCode });
+    }
   };
 
   scenario.members.forEach((m, i) => {
@@ -685,14 +719,58 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
     switch (fault.kind) {
       case 'voice-close': {
         if (!active) return outcome('no-session');
-        if (fault.code === 4014) {
+        const code = fault.code;
+        if (code === 4014) {
           active.closeWs(4014, 'Disconnected.', true);
           active = null;
           detachDave();
           return outcome('disconnected');
         }
-        expect();
-        active.closeWs(fault.code, 'Simulated voice server failure.');
+        if (code === 4015 || code < 4000) {
+          // "Try resuming": the session stays on the server, detached, until op 7.
+          expect();
+          active.closeWs(code, 'Simulated voice server failure.');
+          return;
+        }
+        // Every other code ends the session on the server: a resume is refused (4006), only a new identify works.
+        const ended = active;
+        active = null; // no route for media until a new session is ready
+        if (code === 4021) {
+          rateLimitedUntil = performance.now() + (fault.rateLimitMs ?? 30_000);
+          ended.closeWs(4021, 'Disconnected: Rate Limited.', true);
+          detachDave();
+          return outcome('rate-limited');
+        }
+        if (code === 4022 && fault.then === 'server-changed') {
+          // The call moves to another voice server: the old session is terminated, the main gateway names the new
+          // server (pushed, and in its answer to any op 4 join, since `server` is the new one from now on).
+          expect();
+          void newVoiceServer().then((vs) => {
+            if (closed) return void vs.close();
+            server = vs;
+            ended.closeWs(4022, 'Disconnected: Call Terminated.', true);
+            later(100, () => gateway.dispatch('VOICE_SERVER_UPDATE', { token: grantVoice(gatewaySessionId), guild_id: scenario.guildId, endpoint: vs.endpoint }));
+          });
+          return;
+        }
+        if (code === 4022 && fault.then === 'ignored') {
+          ended.closeWs(4022, 'Disconnected: Call Terminated.', true);
+          detachDave();
+          joinsIgnored = true;
+          return outcome('terminated');
+        }
+        if (code === 4022) {
+          // The channel was deleted: the call ends for everyone, the channel is gone (joins to it are refused).
+          ended.closeWs(4022, 'Disconnected: Call Terminated.', true);
+          detachDave();
+          const deleted = world.deleteChannel(scenario.channelId);
+          if (deleted) gateway.dispatch('CHANNEL_DELETE', deleted);
+          speakers.forEach((sp, i) => sp.present && memberLeave(i));
+          gateway.dispatch('VOICE_STATE_UPDATE', world.setVoiceState(scenario.botUserId, null, gatewaySessionId));
+          return outcome('channel-deleted');
+        }
+        expect(); // settled 'reidentified' by the recorder's next identify
+        ended.closeWs(code, 'Simulated voice server close.', true);
         return;
       }
       case 'voice-server-move': {
@@ -740,6 +818,19 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
         }
         truth.hostile(fault.count);
         return outcome('sent');
+      }
+      case 'dave-missed-commit':
+      case 'dave-missed-execute':
+      case 'dave-bad-welcome': {
+        // Applied to the recorder's next commit / welcome; the outcome is settled then (onDaveEvent).
+        if (!dave) return outcome('no-dave');
+        expect();
+        dave.injectRecorderFault(
+          fault.kind === 'dave-missed-commit' ? { kind: 'missed-commit', execute: fault.execute ?? true }
+          : fault.kind === 'dave-missed-execute' ? { kind: 'missed-execute' }
+          : { kind: 'bad-welcome' },
+        );
+        return;
       }
       case 'rtcp': {
         const s = active && active.mediaReady ? active : null;

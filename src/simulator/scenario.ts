@@ -58,6 +58,12 @@ export interface SimMember {
    * (video.ts). Codecs: camera VP8, screen H264 unless set.
    */
   video?: { camera?: Spurt[]; screen?: Spurt[]; cameraCodec?: VideoCodec; screenCodec?: VideoCodec };
+  /**
+   * On a stage channel (Scenario.channelType 13): an audience member, suppressed (voice state `suppress: true`), as
+   * Discord puts everyone who is not a speaker. Discord forwards no audio from the audience, so such a member must
+   * have no spurts. Off (a speaker) by default.
+   */
+  audience?: boolean;
 }
 
 /**
@@ -80,14 +86,34 @@ export interface Impairments {
   burst?: { probability: number; length: number };
 }
 
+/**
+ * `voice-close` behaves as Discord documents each code (topics/opcodes-and-status-codes, voice close event codes):
+ * 4015 and codes below 4000 keep the session resumable (op 7 → op 9); 4014 disconnects the bot; every other code
+ * ends the voice session on the server (a resume is refused with 4006; a new identify works), and
+ *   - 4021 (rate limited) also refuses the bot's identifies with 4021 for `rateLimitMs` (default 30 s);
+ *   - 4022 (call terminated) comes with `then`: 'channel-deleted' (default: CHANNEL_DELETE, everyone's voice state
+ *     leaves, joins to it are refused), 'server-changed' (the call moves to a new voice server, which the main
+ *     gateway names in a VOICE_SERVER_UPDATE 100 ms later, and in its answer to any op 4 join) or 'ignored' (the
+ *     channel stays, but the main gateway answers no op 4 join for it any more: "should not reconnect").
+ */
 export type Fault =
-  | { atMs: number; kind: 'voice-close'; code: number } // e.g. 4015: the client resumes (op 7 → op 9)
+  | { atMs: number; kind: 'voice-close'; code: number; then?: 'channel-deleted' | 'server-changed' | 'ignored'; rateLimitMs?: number }
   | { atMs: number; kind: 'voice-server-move' } // new VOICE_SERVER_UPDATE with a new endpoint
   | { atMs: number; kind: 'gateway-reconnect' } // main gateway op 7 Reconnect
   | { atMs: number; kind: 'disconnect-bot' } // voice close 4014 + voice state with channel_id null
   | { atMs: number; kind: 'move-bot'; channelId: string } // a moderator drags the bot to another voice channel
   | { atMs: number; kind: 'hostile'; count: number } // garbage, truncated RTP, bad tags, unknown SSRCs
-  | { atMs: number; kind: 'rtcp'; count: number }; // RTCP SR/RR packets
+  | { atMs: number; kind: 'rtcp'; count: number } // RTCP SR/RR packets
+  /**
+   * The next commit announcement (op 29) for the recorder after atMs never reaches it (with `execute: false` the
+   * transition's op 22 neither; default true): the members move to the new epoch, the recorder stays behind with
+   * nothing telling it so. Needs a group change after atMs (a member joining or leaving) to have an effect.
+   */
+  | { atMs: number; kind: 'dave-missed-commit'; execute?: boolean }
+  /** The recorder gets the next commit (op 29) after atMs, but never its op 22. */
+  | { atMs: number; kind: 'dave-missed-execute' }
+  /** The next welcome (op 30) for the recorder after atMs arrives corrupted: its MLS library rejects it. */
+  | { atMs: number; kind: 'dave-bad-welcome' };
 
 export interface Scenario {
   seed: number;
@@ -113,6 +139,18 @@ export interface Scenario {
   userLimit?: number;
   /** Close the voice gateway with this code right after identify (e.g. 4017 DAVE required). */
   rejectVoiceWith?: number;
+  /** The recorded channel's type: 2 (voice, default) or 13 (stage: the bot joins as suppressed audience). */
+  channelType?: number;
+  /**
+   * On a stage channel the voice server answers op 4 with `dave_protocol_version: 0` (Discord exempts stages from
+   * DAVE) unless this is set: then a stage uses DAVE like a voice channel (when `dave` is on).
+   */
+  stageDave?: boolean;
+  /**
+   * When the last member leaves the channel, the voice server closes the recorder's session with this code (it is
+   * gone on the server: no resume). Discord has been seen to send 4006 then; undocumented, so off by default.
+   */
+  emptyChannelCloseCode?: number;
   /**
    * How the server numbers the transport nonce of the datagrams it forwards (undocumented by Discord; nonces.ts):
    * one counter per connection (default), or one per forwarded stream starting at random values, at 0, or at
@@ -130,6 +168,13 @@ export interface Scenario {
    * MLS group for this long (it never sent a usable key package, or was removed after op 31). Default 5000.
    */
   daveJoinTimeoutMs?: number;
+  /**
+   * With DAVE: the transitions that welcome the recorder into the group carry transition id 0 ("(re)initialization",
+   * executed at once, without op 23 / op 22) instead of 1..65535. Discord does not document which id such a
+   * transition gets; @discordjs/voice 0.19.2 is left with lastTransitionId 0 after one, and then never recovers
+   * from decryption failures by itself (openclaw/openclaw#81518). Default false.
+   */
+  daveWelcomeIdZero?: boolean;
 }
 
 /**

@@ -155,6 +155,8 @@ export interface VoiceServerOptions {
   daveProtocolVersion: number;
   /** Close right after identify with this code (e.g. 4017), for error-path tests. */
   rejectWith?: number;
+  /** Asked at every valid identify: a close code to refuse it with now (e.g. 4021 while rate limited), or undefined. */
+  refuseNow?: () => number | undefined;
   /** Looks up the grant for an identify token; null if unknown. */
   grantFor(token: string): VoiceGrant | null;
   /** Allocates the recorder's SSRC. */
@@ -292,9 +294,10 @@ export class VoiceServer extends EventEmitter<VoiceServerEvents> {
       ws.close(4004, 'Authentication failed.');
       return null;
     }
-    if (this.#opts.rejectWith) {
-      this.emit('rejected', this.#opts.rejectWith);
-      ws.close(this.#opts.rejectWith, 'Rejected by scenario.');
+    const refuse = this.#opts.rejectWith ?? this.#opts.refuseNow?.();
+    if (refuse) {
+      this.emit('rejected', refuse);
+      ws.close(refuse, 'Rejected by scenario.');
       return null;
     }
     if (this.#opts.daveProtocolVersion > 0 && !(Number(d?.max_dave_protocol_version) >= 1)) {

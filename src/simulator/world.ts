@@ -58,6 +58,8 @@ export class World {
   readonly voiceChannelId: string;
   /** Current voice states by user id (users in some voice channel of the guild). */
   readonly voiceStates = new Map<string, ApiVoiceState>();
+  /** Channels deleted while the scenario played (CHANNEL_DELETE sent): gone from REST, GUILD_CREATE and joins. */
+  readonly #deleted = new Set<string>();
   readonly #joinedAt = new Date(Date.now() - 86_400_000).toISOString();
 
   constructor(scenario: Scenario) {
@@ -127,7 +129,7 @@ export class World {
     const s = this.scenario;
     const main = {
       id: s.channelId,
-      type: ChannelType.GUILD_VOICE,
+      type: s.channelType ?? ChannelType.GUILD_VOICE,
       guild_id: s.guildId,
       name: s.channelName ?? 'General',
       position: 0,
@@ -153,7 +155,19 @@ export class World {
         ...(voice ? { bitrate: 64000, user_limit: c.userLimit ?? 0, rtc_region: null } : { topic: null, last_message_id: null }),
       };
     });
-    return [main, ...extra];
+    return [main, ...extra].filter((c) => !this.#deleted.has(c.id));
+  }
+
+  /** Whether a channel is a stage channel (type 13): members join it suppressed unless they are speakers. */
+  isStage(channelId: string): boolean {
+    return this.channel(channelId)?.type === ChannelType.GUILD_STAGE_VOICE;
+  }
+
+  /** Deletes a channel; returns the CHANNEL_DELETE payload (the channel as it was), or undefined if unknown. */
+  deleteChannel(channelId: string): Record<string, unknown> | undefined {
+    const c = this.channel(channelId);
+    if (c) this.#deleted.add(channelId);
+    return c;
   }
 
   channel(channelId: string): Record<string, unknown> | undefined {
@@ -226,7 +240,7 @@ export class World {
     userId: string,
     channelId: string | null,
     sessionId: string,
-    flags: { selfDeaf?: boolean; selfMute?: boolean; selfVideo?: boolean; selfStream?: boolean } = {},
+    flags: { selfDeaf?: boolean; selfMute?: boolean; selfVideo?: boolean; selfStream?: boolean; suppress?: boolean } = {},
   ): ApiVoiceState {
     const vs: ApiVoiceState = {
       guild_id: this.guildId,
@@ -239,7 +253,8 @@ export class World {
       self_mute: flags.selfMute ?? false,
       self_video: flags.selfVideo ?? false,
       ...(flags.selfStream ? { self_stream: true } : {}),
-      suppress: false,
+      // On a stage channel Discord puts everyone who is not a speaker in the audience: suppressed.
+      suppress: flags.suppress ?? false,
       request_to_speak_timestamp: null,
     };
     if (channelId) this.voiceStates.set(userId, vs);

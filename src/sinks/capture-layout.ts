@@ -36,6 +36,8 @@ import { join } from 'node:path';
 import type { TrackStats } from './types.ts';
 
 export const CAPTURE_DIR = '.capture';
+/** Space held back in .capture/ while recording (see recording.ts RESERVE_BYTES); not a capture. */
+export const RESERVE_FILE = '.reserve';
 export const JOURNAL_FILE = 'capture.json';
 export const MANIFEST_FILE = 'manifest.json';
 /** The notes as Audacity labels: one `start<TAB>end<TAB>text` line each, seconds (Audacity: File › Import › Labels). */
