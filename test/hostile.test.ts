@@ -239,7 +239,7 @@ describe('decrypt path fuzz (transport → replay → SSRC map), counted and bou
       assert.equal(c.audio, expectAudio);
       assert.equal(audio.length, expectAudio);
       assert.equal(c.replayed, expectReplay);
-      assert.ok(c.undecryptable >= expectBadAuth);
+      assert.ok(c.badAuth >= expectBadAuth);
       assert.equal(c.badPadding, expectPadding);
       // Seeded: ~2,400 random datagrams, a quarter of them with RTP version 2, most of those with a payload type
       // that is not audio (this seed: ~280).
@@ -293,7 +293,7 @@ describe('decrypt path fuzz (transport → replay → SSRC map), counted and bou
     const d = delta(receiver.counters, before);
     const span = RTCP_TYPE_MAX - RTCP_TYPE_MIN + 1;
     assert.equal(d.malformed, n);
-    assert.equal(d.rtcpUndecryptable, span, 'forged ones are refused');
+    assert.equal(d.rtcpBadAuth, span, 'forged ones are refused');
     assert.equal(d.rtcp, span, 'a well-formed plaintext compound is accepted (servers may send RTCP in the clear)');
     assert.equal(receiver.accounted(), receiver.counters.datagrams);
   });

@@ -355,7 +355,7 @@ describe('receiver.ts pipeline', () => {
     const bad = craft(MODES[0]!, key, 3, { ssrc: 1, opus: randomBytes(10) });
     bad[20]! ^= 0xff;
     receiver.onDatagram(bad);
-    assert.equal(receiver.counters.undecryptable, 1);
+    assert.equal(receiver.counters.badAuth, 1);
     assert.equal(receiver.undecryptableByUser.get('alice'), undefined, 'a forged packet is not blamed on the SSRC owner');
     receiver.onDatagram(cipher.seal(Buffer.from([0x80, 201, 0, 7, 0, 0, 0, 1]), randomBytes(24), 9));
     assert.equal(rtcp.length, 1);

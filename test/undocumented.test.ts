@@ -342,7 +342,7 @@ for (const nonces of variants) {
       assert.ok(daveOnly, `every packet that arrived and was not delivered is a DAVE failure: ${undelivered} not delivered`);
       if (dave) assert.ok(undelivered <= 4, `DAVE refused ${undelivered} packets`);
       else assert.equal(undelivered, 0, 'without DAVE every packet that arrived was delivered');
-      const sum = Object.entries(d).filter(([k]) => k !== 'datagrams').reduce((a, [, v]) => a + v, 0);
+      const sum = Object.entries(d).filter(([k]) => k !== 'datagrams').reduce((a, [, v]) => a + (v as number), 0);
       assert.equal(sum, d.datagrams, 'every datagram in exactly one field of `dropped`');
     });
   }

@@ -28,6 +28,12 @@ export interface StopConditionOptions {
   stopWhenEmptyMs?: number;
 }
 
+/**
+ * Checks come from a periodic timer, whose ticks land a little early or late: without this slack, a grace equal to
+ * a whole number of check periods would be judged 0.1 ms short at one tick and met only a period later.
+ */
+const CHECK_SLACK_MS = 50;
+
 export class StopConditions extends EventEmitter<{ stop: [reason: StopReason] }> {
   readonly #opts: StopConditionOptions;
   #durationTimer: NodeJS.Timeout | undefined;
@@ -49,7 +55,7 @@ export class StopConditions extends EventEmitter<{ stop: [reason: StopReason] }>
     if (o.stopWhenEmptyMs !== undefined) {
       if (humansInChannel === 0) {
         this.#emptySince ??= nowMs;
-        if (nowMs - this.#emptySince >= o.stopWhenEmptyMs) this.emit('stop', 'empty-channel');
+        if (nowMs - this.#emptySince + CHECK_SLACK_MS >= o.stopWhenEmptyMs) this.emit('stop', 'empty-channel');
       } else this.#emptySince = undefined;
     }
   }

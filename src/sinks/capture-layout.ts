@@ -74,43 +74,10 @@ export interface JournalTrack {
 /**
  * Datagrams the receiver did not turn into audio, by kind (hostile input, corruption, replays, RTCP). Written to
  * the journal by the engine and copied into the manifest by the finisher; `datagrams` is everything that arrived
- * on the voice socket. Keys are the receiver's kinds (see src/receiver/receiver.ts dropCounts()).
+ * on the voice socket. Keys are the kinds of src/receiver/drops.ts (the one table).
  */
-export interface ReceiverDrops {
-  /** Every datagram that arrived on the voice socket. */
-  datagrams: number;
-  /** Delivered as audio (so that `datagrams` = audio + every other field). */
-  audio: number;
-  /** RTCP reports received (not audio, not an error). */
-  rtcp: number;
-  /** Keepalive echoes and IP discovery replies. */
-  control: number;
-  /** Too short, not RTP version 2, CSRC list or header extension overrunning the datagram. */
-  malformed: number;
-  /** RTP with a payload type other than Opus, and not video. */
-  notAudio: number;
-  /**
-   * RTP of members' cameras and screen shares (and their RTX), never decoded; recordings made before it was counted
-   * lack it (it was in notAudio).
-   */
-  video: number;
-  /** Arrived while no transport key was valid (before op 4, during a reconnect). */
-  noKey: number;
-  /** Transport authentication failed: forged, corrupted, wrong key. */
-  badAuth: number;
-  /** Authenticated but its padding count overran the payload. */
-  badPadding: number;
-  /** Authenticated but already seen (replay or network duplicate). */
-  replayed: number;
-  /** Authenticated but no op 5 ever named its SSRC's user in time. */
-  unknownSsrc: number;
-  /** DAVE (end-to-end) decryption failed. */
-  daveUndecryptable: number;
-  /** From users excluded by --users. */
-  filtered: number;
-  /** RTCP that neither authenticated nor parsed as plaintext RTCP. */
-  rtcpBadAuth: number;
-}
+import type { ReceiverDrops } from '../receiver/drops.ts';
+export type { ReceiverDrops };
 
 /** capture.json: everything `convert DIR` needs to finish a recording whose process died. */
 export interface Journal {
