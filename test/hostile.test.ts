@@ -219,7 +219,7 @@ describe('decrypt path fuzz (transport → replay → SSRC map), counted and bou
           // Correct framing, wrong key: forged.
           receiver.onDatagram(validRtp(new TransportEncryptor(mode, randomBytes(32), prng.u32()), prng, 11, prng.int(0, 65535)));
           expectBadAuth++;
-          assert.deepEqual(delta(receiver.counters, before), { datagrams: 1, undecryptable: 1 });
+          assert.deepEqual(delta(receiver.counters, before), { datagrams: 1, badAuth: 1 });
         } else if (r < 0.8) {
           // Authenticated, padding count overruns.
           const h = rtpHeader({ sequence: i & 0xffff, timestamp: i, ssrc: 11 });
