@@ -24,8 +24,8 @@ export function describeFailure(err: unknown, env: NodeJS.ProcessEnv = process.e
  * Runs a command and exits the process with its status. Exiting explicitly (instead of waiting for the
  * event loop to drain) matters for cron and systemd: a library that leaves a socket or timer open must
  * not turn a finished recording into a job that never ends. But a write to a pipe whose reader is slower than
- * us is queued (measured: the `done` event of a 500-track recording, ~0.3 MB, was cut at 146 KB by an immediate
- * exit), so stdout and stderr are drained first, for at most a few seconds (a reader that went away must not
+ * us is queued, and an immediate exit cuts it (BENCHMARKS.md, "Measurements behind the code"), so stdout and
+ * stderr are drained first, for at most a few seconds (a reader that went away must not
  * keep the process alive).
  */
 export async function runCommand(action: (setReporter: (r: Reporter) => void) => Promise<number | void>): Promise<never> {

@@ -9,10 +9,9 @@
  *
  * Every ~WRITEBACK_BYTES of audio, the kernel is asked to start writing what was written to disk (without waiting:
  * native/writeback.c). The finish at stop syncs each file before renaming it into place, and that sync writes out
- * whatever the page cache still holds of the capture: left to the kernel that was 1.5–2.3 GB at the stop of
- * 10 × 1 h fed at ~100× real time (1.3–2.5 s of syncing), and the kernel does not reliably write back the older
- * pages of a file still being appended to. So the stop writes at most the last few MiB per track, whatever the
- * length. Without the native addon this is skipped (the stop is then only slower).
+ * whatever the page cache still holds of the capture, and the kernel does not reliably write back the older pages
+ * of a file still being appended to (BENCHMARKS.md, "Measurements behind the code"). So the stop writes at most the
+ * last few MiB per track, whatever the length. Without the native addon this is skipped (the stop is then only slower).
  */
 import { closeSync, constants, fstatSync, ftruncateSync, openSync, writeSync } from 'node:fs';
 import { BYTES_PER_SAMPLE_FRAME, CHANNELS, SAMPLE_RATE } from './types.ts';
