@@ -320,7 +320,8 @@ export async function runRecording(opts: RecordOptions, observer: RecordingObser
     if (opts.stopWhenEmptyMs !== undefined) {
       if (session.humansInChannel() === 0) {
         emptySince ??= now;
-        if (now - emptySince >= opts.stopWhenEmptyMs) requestStop('empty-channel');
+        // + slack: heartbeats land a little early or late, and a grace of whole heartbeats must not wait one more.
+        if (now - emptySince + 50 >= opts.stopWhenEmptyMs) requestStop('empty-channel');
       } else emptySince = undefined;
     }
   }, HEARTBEAT_MS);
