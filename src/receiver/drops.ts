@@ -38,7 +38,10 @@ export type DropKind = keyof typeof DROP_KINDS;
  * Datagrams by outcome: the receiver's counters, and the `dropped` section of the journal and manifest.
  * `datagrams` = the sum of every other field.
  */
-export type ReceiverDrops = { datagrams: number } & Record<DropKind, number>;
+export type ReceiverDrops = {
+  /** Every datagram that arrived on the voice socket. */
+  datagrams: number;
+} & Record<DropKind, number>;
 
 const KINDS = Object.keys(DROP_KINDS) as DropKind[];
 
