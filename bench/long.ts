@@ -28,6 +28,7 @@ import { mkdirSync, linkSync, readdirSync, readFileSync, rmSync, statSync, exist
 import { join } from 'node:path';
 import { setImmediate as yieldLoop, setTimeout as sleep } from 'node:timers/promises';
 import { WorkerPool } from '../src/pool/pool.ts';
+import { PoolTracks, type PoolTracksOptions } from '../src/pool/recording-tracks.ts';
 import { CAPTURE_DIR, JOURNAL_FILE, writeJsonAtomic, type AudioFormat, type Journal } from '../src/sinks/capture-layout.ts';
 import { finishRecording } from '../src/sinks/finalize.ts';
 import type { StreamedMp3 } from '../src/sinks/mp3-stream.ts';
@@ -249,7 +250,7 @@ export async function runLong(o: LongOptions): Promise<LongResult> {
   const synthCpu = cpuSplit().main - c0;
   const synthCpuPerSpeakerHour = synthCpu / ((o.speakers * synthSeconds) / 3600);
 
-  const pool = new WorkerPool({ dir: wavDir, keepOpus: false, clock: 'packets' });
+  const pool = soloPool({ dir: wavDir, keepOpus: false });
   feeder.userIds.forEach((u, i) => pool.addTrack(u, `speaker${i}`));
   const received = () => {
     let n = 0;
@@ -362,11 +363,23 @@ export async function runLong(o: LongOptions): Promise<LongResult> {
   };
 }
 
+/** One recording's tracks on a pool of its own, driven by the packets' clock (fed faster than real time). */
+function soloPool(opts: PoolTracksOptions): PoolTracks & { close(): Promise<void> } {
+  const pool = new WorkerPool({ clock: 'packets' });
+  const tracks = new PoolTracks(pool, opts);
+  return Object.assign(tracks, {
+    close: async () => {
+      tracks.detach();
+      await pool.close();
+    },
+  });
+}
+
 /** The MP3-while-recording feed: same speakers and packets, a pool with `mp3` on, throttled to the encoders. */
 async function runStreamed(o: LongOptions, feeder: Feeder, plainWorkerCpuPerSpeakerHour: number, finishes: FinishTiming[]): Promise<StreamResult> {
   const dir = join(o.dir, 'mp3-stream');
   mkdirSync(dir, { recursive: true });
-  const pool = new WorkerPool({ dir, keepOpus: false, clock: 'packets', mp3: { bitrateKbps: 128, mono: false } });
+  const pool = soloPool({ dir, keepOpus: false, mp3: { bitrateKbps: 128, mono: false } });
   feeder.userIds.forEach((u, i) => pool.addTrack(u, `speaker${i}`));
   const minEncodedS = () => {
     let min = Infinity;

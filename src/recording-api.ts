@@ -44,30 +44,8 @@ export type RecordingPhase =
 
 export type StopReason = 'duration' | 'signal' | 'max-size' | 'empty-channel' | 'disconnected' | 'error';
 
-export interface LiveTrackStatus {
-  userId: string;
-  displayName: string;
-  speaking: boolean;
-  /** Milliseconds of audio captured so far. */
-  activeMs: number;
-  received: number;
-  lost: number;
-  concealed: number;
-  bytes: number;
-}
-
-export interface LiveStatus {
-  elapsedMs: number;
-  bytesWritten: number;
-  tracks: LiveTrackStatus[];
-}
-
-export interface ConvertProgress {
-  /** Per output file: 0..1 done. */
-  files: { file: string; done: number }[];
-  /** Estimated milliseconds left, if known. */
-  etaMs?: number;
-}
+export type { LiveTrackStatus, LiveStatus, ConvertProgress } from './recorder/types.ts';
+import type { LiveStatus, ConvertProgress } from './recorder/types.ts';
 
 /** How the engine reports to the command (which renders spinners, log lines or JSON events). */
 export interface RecordingObserver {

@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ExitCode } from '../src/errors.ts';
+import { ExitCode, exitCodeOf } from '../src/commands/exit-codes.ts';
 import { RECOVERY_LIMIT } from '../src/receiver/close-codes.ts';
 import { startSimulator, type Scenario, type Simulator } from '../src/simulator/index.ts';
 import { ANSI, baseEnv, collect, errorLines, runCli, silentServer, startCli, waitForOutput, type CliResult } from './cli-helpers.ts';

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test, type TestContext } from 'node:test';
 import { spawnSync } from 'node:child_process';
-import { ExitCode } from '../src/errors.ts';
+import { ExitCode, exitCodeOf } from '../src/commands/exit-codes.ts';
 import type { Manifest } from '../src/sinks/capture-layout.ts';
 import { startSimulator, type Scenario, type Simulator } from '../src/simulator/index.ts';
 import { ANSI, baseEnv, collect, errorLines, runCli, startCli, waitForOutput, type CliResult } from './cli-helpers.ts';

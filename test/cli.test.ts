@@ -13,7 +13,7 @@ import type { Command } from 'commander';
 import { buildProgram, type Actions } from '../src/commands/program.ts';
 import { expandOutTemplate } from '../src/commands/options.ts';
 import { validateRecordFlags, type RecordFlags } from '../src/commands/record.ts';
-import { ExitCode } from '../src/errors.ts';
+import { ExitCode, exitCodeOf } from '../src/commands/exit-codes.ts';
 import { ANSI, PLAIN_ERROR, ROOT, baseEnv, connectionCounter, runCli } from './cli-helpers.ts';
 
 const G = '1180000000000000001';

@@ -12,8 +12,9 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DvrecError, ExitCode } from '../src/errors.ts';
-import { CALL_TERMINATED_GRACE_MS, RECOVERY_LIMIT, RECOVERY_WINDOW_MS, closePolicy, documentedCloseCodes, exitCodeOf } from '../src/receiver/close-codes.ts';
+import { DvrecError } from '../src/errors.ts';
+import { ExitCode, exitCodeOf } from '../src/commands/exit-codes.ts';
+import { CALL_TERMINATED_GRACE_MS, RECOVERY_LIMIT, RECOVERY_WINDOW_MS, closePolicy, documentedCloseCodes } from '../src/receiver/close-codes.ts';
 import { startSimulator } from '../src/simulator/index.ts';
 import type { Fault } from '../src/simulator/scenario.ts';
 import { opusLoop } from '../src/simulator/opus-cache.ts';
@@ -80,9 +81,9 @@ test('the policy table: Discord\'s "should not reconnect" codes end, "try resumi
   for (const code of [4012, 4016, 4017]) assert.equal(byCode.get(code)!.action, 'end', `${code}: a new session would be refused the same way`);
   for (const code of [4001, 4002, 4003, 4004, 4005, 4006, 4009, 4011, 4020]) assert.equal(byCode.get(code)!.action, 'rejoin', String(code));
   // The call is over for us (exit 0) vs Discord refused to go on (exit 7).
-  assert.equal(exitCodeOf(byCode.get(4014)!), ExitCode.OK);
-  assert.equal(exitCodeOf(byCode.get(4022)!), ExitCode.OK);
-  for (const code of [4012, 4016, 4017, 4021]) assert.equal(exitCodeOf(byCode.get(code)!), ExitCode.VOICE_REJECTED, String(code));
+  assert.equal(byCode.get(4014)!.exit, 'stopped');
+  assert.equal(byCode.get(4022)!.exit, 'stopped');
+  for (const code of [4012, 4016, 4017, 4021]) assert.equal(byCode.get(code)!.exit, 'rejected', String(code));
   assert.equal(byCode.get(4022)!.graceMs, CALL_TERMINATED_GRACE_MS);
   // The websocket dropping without a Discord code resumes; an undocumented 4xxx gets a fresh session (bounded).
   assert.equal(closePolicy(1006).action, 'resume');
@@ -216,7 +217,7 @@ describe('closes that end the recording: clean stop, files finished, the documen
       },
     });
     assert.ok(run.error instanceof DvrecError, `a DvrecError: ${String(run.error)}`);
-    assert.equal(run.error.exitCode, ExitCode.VOICE_REJECTED);
+    assert.equal(exitCodeOf(run.error), ExitCode.VOICE_REJECTED);
     assert.match(run.error.message, /^the voice server ended the session \(4021: rate limited \(Discord asks not to reconnect\)\): recording stopped at \d+\.\d s; everything captured until then is kept$/);
     assert.ok(run.phases.some((p) => p.phase === 'stopping' && p.reason === 'error'));
     const close = faultAt(run);
@@ -237,7 +238,7 @@ describe('closes that end the recording: clean stop, files finished, the documen
       durationMs: 20_000,
     });
     assert.ok(run.error instanceof DvrecError, `a DvrecError: ${String(run.error)}`);
-    assert.equal(run.error.exitCode, ExitCode.VOICE_REJECTED);
+    assert.equal(exitCodeOf(run.error), ExitCode.VOICE_REJECTED);
     assert.match(run.error.message, /^the voice server ended the session \(4017: end-to-end encryption \(DAVE\) is required\): recording stopped at/);
     assertEndedAtClose(run, faultAt(run), '4017');
   });
@@ -260,7 +261,7 @@ describe('closes that end the recording: clean stop, files finished, the documen
       },
     });
     assert.ok(run.error instanceof DvrecError, `a DvrecError: ${String(run.error)}`);
-    assert.equal(run.error.exitCode, ExitCode.VOICE_REJECTED);
+    assert.equal(exitCodeOf(run.error), ExitCode.VOICE_REJECTED);
     const times = `${RECOVERY_LIMIT + 1} times within ${RECOVERY_WINDOW_MS / 1000} s`;
     assert.match(run.error.message, new RegExp(`^the voice server closed the session ${times} \\(last: 4006, session no longer valid\\): recording stopped at \\d+\\.\\d s; everything captured until then is kept$`));
     assert.equal(identifies, RECOVERY_LIMIT + 1, `voice sessions: the first and ${RECOVERY_LIMIT} rejoins, then none`);

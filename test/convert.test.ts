@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { convertRaw, convertDir } from '../src/sinks/convert-raw.ts';
 import { findFfmpeg } from '../src/sinks/formats/ffmpeg.ts';
-import { DvrecError, ExitCode } from '../src/errors.ts';
+import { DvrecError } from '../src/errors.ts';
+import { ExitCode, exitCodeOf } from '../src/commands/exit-codes.ts';
 import {
   writeRecordingDir, ffmpegDecode, hasFfmpeg, withoutFfmpeg, channel, onset, dominantHz, msToFrame, type FixtureTrack,
 } from './format-fixtures.ts';
@@ -34,7 +35,7 @@ function rawTone(path: string, hz: number, seconds: number, rate: number, channe
   return frames;
 }
 
-const isErr = (code: number, re?: RegExp) => (e: unknown) => e instanceof DvrecError && e.exitCode === code && (!re || re.test(e.message));
+const isErr = (code: number, re?: RegExp) => (e: unknown) => e instanceof DvrecError && exitCodeOf(e) === code && (!re || re.test(e.message));
 
 for (const format of ['wav', 'mp3', 'flac', 'opus'] as const) {
   for (const ffmpeg of format === 'mp3' || format === 'flac' ? [true, false] : [false]) {

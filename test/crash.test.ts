@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { startSimulator, type Simulator } from '../src/simulator/index.ts';
 import { opusLoop } from '../src/simulator/opus-cache.ts';
 import type { Manifest } from '../src/sinks/capture-layout.ts';
-import { ExitCode } from '../src/errors.ts';
+import { ExitCode, exitCodeOf } from '../src/commands/exit-codes.ts';
 import { BIN, ROOT, baseEnv, collect, runCli } from './cli-helpers.ts';
 import { BLOCK, CHANNEL, GUILD, TOKEN, TONE_PEAK, onsetMs, readWavLeft, scenario, toneAmplitude } from './record-fixtures.ts';
 import { cleanupDirs, member, offsetMs, silentMs, tempDir } from './fault-fixtures.ts';

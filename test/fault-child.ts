@@ -10,6 +10,7 @@
  */
 import type { Scenario } from '../src/simulator/scenario.ts';
 import { DvrecError } from '../src/errors.ts';
+import { ExitCode, exitCodeOf } from '../src/commands/exit-codes.ts';
 import { recordScenario, type ChildRun, type ChildSpec } from './fault-fixtures.ts';
 
 const spec = JSON.parse(process.argv[2]!) as ChildSpec;
@@ -30,7 +31,7 @@ const run = await recordScenario(spec.scenario as Scenario, {
 const e = run.error;
 const out: ChildRun = {
   ...(run.manifest ? { manifest: run.manifest } : {}),
-  ...(e !== undefined ? { error: { message: e instanceof Error ? e.message : String(e), ...(e instanceof DvrecError ? { exitCode: e.exitCode } : {}) } } : {}),
+  ...(e !== undefined ? { error: { message: e instanceof Error ? e.message : String(e), ...(e instanceof DvrecError ? { exitCode: exitCodeOf(e) } : {}) } } : {}),
   truth: run.truth,
   dir: run.dir,
   phases: run.phases,

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { startSimulator, trustSimulatorCertificate, type Simulator } from '../src/simulator/index.ts';
 import type { GroundTruth, Scenario, SimMember } from '../src/simulator/scenario.ts';
 import { opusLoop } from '../src/simulator/opus-cache.ts';
-import { runRecording, type RecordingHooks } from '../src/recording.ts';
+import { runRecording, type RunHooks as RecordingHooks } from '../src/commands/run-recording.ts';
 import type { RecordingPhase, RecordOptions } from '../src/recording-api.ts';
 import type { Manifest } from '../src/sinks/capture-layout.ts';
 import assert from 'node:assert/strict';

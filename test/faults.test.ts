@@ -11,8 +11,10 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Fault } from '../src/simulator/scenario.ts';
-import { MAX_RESTARTS, RESTART_WINDOW_MS, type WorkerPool } from '../src/pool/pool.ts';
-import { DvrecError, ExitCode } from '../src/errors.ts';
+import { MAX_RESTARTS, RESTART_WINDOW_MS } from '../src/pool/pool.ts';
+import type { PoolTracks as WorkerPool } from '../src/pool/recording-tracks.ts';
+import { DvrecError } from '../src/errors.ts';
+import { ExitCode, exitCodeOf } from '../src/commands/exit-codes.ts';
 import { CAPTURE_DIR, MANIFEST_FILE } from '../src/sinks/capture-layout.ts';
 import { BLOCK, msToSample, onsetMs, readWavLeft, scenario } from './record-fixtures.ts';
 import { checkSpanning, cleanupDirs, longestSilence, member, offsetMs, recordInChild, recordScenario, silentMs, tempDir } from './fault-fixtures.ts';
@@ -254,10 +256,10 @@ test(`a pool worker that keeps dying (${MAX_RESTARTS + 1} times within ${RESTART
   assert.equal(failed.deaths, MAX_RESTARTS + 1);
   assert.equal(crashes, MAX_RESTARTS + 1);
   assert.ok(failed.userIds.includes(members[0]!.userId));
-  if (pool.size > 1) assert.ok(!failed.userIds.includes(members[1]!.userId), 'member 2 is on another worker');
+  if (pool.pool.size > 1) assert.ok(!failed.userIds.includes(members[1]!.userId), 'member 2 is on another worker');
   // The engine stops cleanly with an internal-error exit code and says why, once.
   assert.ok(run.error instanceof DvrecError, `a DvrecError: ${String(run.error)}`);
-  assert.equal(run.error.exitCode, ExitCode.INTERNAL);
+  assert.equal(exitCodeOf(run.error), ExitCode.INTERNAL);
   assert.match(run.error.message, new RegExp(`^decoder worker \\d+ kept failing \\(${MAX_RESTARTS + 1} times within ${RESTART_WINDOW_MS / 1000} s: injected fault ${MAX_RESTARTS + 1}\\): recording stopped at \\d+\\.\\d s; everything captured until then is kept$`));
   assert.ok(run.phases.some((p) => p.phase === 'stopping' && p.reason === 'error'), JSON.stringify(run.phases));
   assert.ok(run.phases.some((p) => p.phase === 'done'), 'the files were finished');
@@ -300,7 +302,7 @@ test('disk full stops the recording cleanly: OUTPUT error, everything written so
     const outDir = join(fs!.path, 'rec');
     const run = await recordScenario(scenario(members, { dave: false }), { durationMs: 9000, outDir });
     assert.ok(run.error instanceof DvrecError, `a DvrecError: ${String(run.error)}`);
-    assert.equal(run.error.exitCode, ExitCode.OUTPUT);
+    assert.equal(exitCodeOf(run.error), ExitCode.OUTPUT);
     assert.match(run.error.message, /disk full \((ENOSPC|EDQUOT)\).*stopped at \d+\.\d s/);
     assert.ok(run.phases.some((p) => p.phase === 'stopping' && p.reason === 'error'));
     // Finished anyway (the reserve made room for the journal, headers and manifest).

@@ -10,7 +10,8 @@ import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { findFfmpeg, NO_FFMPEG_STATIC_ENV, type FfmpegSources } from '../src/sinks/formats/ffmpeg.ts';
-import { DvrecError, ExitCode } from '../src/errors.ts';
+import { DvrecError } from '../src/errors.ts';
+import { ExitCode, exitCodeOf } from '../src/commands/exit-codes.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'dvrec-ffind-'));
 
@@ -65,7 +66,7 @@ test('DVREC_NO_FFMPEG_STATIC=1 skips ffmpeg-static; `false` (embedded encoders o
 
 test('a named binary that does not run is an ENCODER error; a found one that does not run is passed over', async () => {
   const broken = fake('broken', false);
-  const isEncoderError = (re: RegExp) => (e: unknown) => e instanceof DvrecError && e.exitCode === ExitCode.ENCODER && re.test(e.message);
+  const isEncoderError = (re: RegExp) => (e: unknown) => e instanceof DvrecError && exitCodeOf(e) === ExitCode.ENCODER && re.test(e.message);
   await assert.rejects(findFfmpeg(broken, { PATH: dirOf(onPath) }, staticSource(null)), isEncoderError(/^--ffmpeg .*not a working ffmpeg/));
   await assert.rejects(findFfmpeg(join(root, 'missing', 'ffmpeg'), {}, staticSource(null)), isEncoderError(/not a working ffmpeg/));
   await assert.rejects(findFfmpeg(undefined, { FFMPEG_PATH: broken, PATH: dirOf(onPath) }, staticSource(null)), isEncoderError(/^FFMPEG_PATH=.*unset it/));

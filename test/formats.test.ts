@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { finishRecording, finishRecordingWithReport } from '../src/sinks/finalize.ts';
 import { MIX_CEILING } from '../src/sinks/formats/mix.ts';
-import { DvrecError, ExitCode } from '../src/errors.ts';
+import { DvrecError } from '../src/errors.ts';
+import { ExitCode, exitCodeOf } from '../src/commands/exit-codes.ts';
 import type { ConvertProgress } from '../src/recording-api.ts';
 import { findFfmpeg } from '../src/sinks/formats/ffmpeg.ts';
 import {
@@ -183,18 +184,18 @@ test('never overwrites finished files without force; captures survive the refusa
   const dir = tmp();
   await writeRecordingDir(dir, { format: 'wav', durationMs: 1500, tracks: [{ stem: 'a', userId: '1', hz: 500, spurts: [{ atMs: 100, durationMs: 300 }] }] });
   writeFileSync(join(dir, 'a.wav'), 'precious');
-  await assert.rejects(finishRecording(dir, { force: false }), (e: unknown) => e instanceof DvrecError && e.exitCode === ExitCode.OUTPUT && /--force/.test(e.message));
+  await assert.rejects(finishRecording(dir, { force: false }), (e: unknown) => e instanceof DvrecError && exitCodeOf(e) === ExitCode.OUTPUT && /--force/.test(e.message));
   assert.equal(readFileSync(join(dir, 'a.wav'), 'utf8'), 'precious');
   assert.ok(existsSync(join(dir, '.capture', 'a.wav')) && existsSync(join(dir, 'capture.json')));
   const m = await finishRecording(dir, { force: true });
   assert.equal(m.tracks[0]!.file, 'a.wav');
   assert.equal(readFileSync(join(dir, 'a.wav')).length, 44 + msToFrame(1500) * 4);
-  await assert.rejects(finishRecording(dir, { force: false }), (e: unknown) => e instanceof DvrecError && e.exitCode === ExitCode.INPUT && /already finished/.test(e.message));
+  await assert.rejects(finishRecording(dir, { force: false }), (e: unknown) => e instanceof DvrecError && exitCodeOf(e) === ExitCode.INPUT && /already finished/.test(e.message));
 });
 
 test('an explicit --ffmpeg that does not run is a clear ENCODER error', async () => {
   const dir = tmp();
   await writeRecordingDir(dir, { format: 'mp3', durationMs: 1000, tracks: [{ stem: 'a', userId: '1', hz: 500, spurts: [{ atMs: 100, durationMs: 300 }] }] });
-  await assert.rejects(finishRecording(dir, { force: false, ffmpegPath: '/nonexistent/ffmpeg' }), (e: unknown) => e instanceof DvrecError && e.exitCode === ExitCode.ENCODER);
+  await assert.rejects(finishRecording(dir, { force: false, ffmpegPath: '/nonexistent/ffmpeg' }), (e: unknown) => e instanceof DvrecError && exitCodeOf(e) === ExitCode.ENCODER);
   assert.ok(existsSync(join(dir, '.capture', 'a.wav')), 'capture kept');
 });

@@ -219,7 +219,7 @@ describe('decrypt path fuzz (transport → replay → SSRC map), counted and bou
           // Correct framing, wrong key: forged.
           receiver.onDatagram(validRtp(new TransportEncryptor(mode, randomBytes(32), prng.u32()), prng, 11, prng.int(0, 65535)));
           expectBadAuth++;
-          assert.deepEqual(delta(receiver.counters, before), { datagrams: 1, undecryptable: 1 });
+          assert.deepEqual(delta(receiver.counters, before), { datagrams: 1, badAuth: 1 });
         } else if (r < 0.8) {
           // Authenticated, padding count overruns.
           const h = rtpHeader({ sequence: i & 0xffff, timestamp: i, ssrc: 11 });
@@ -239,7 +239,7 @@ describe('decrypt path fuzz (transport → replay → SSRC map), counted and bou
       assert.equal(c.audio, expectAudio);
       assert.equal(audio.length, expectAudio);
       assert.equal(c.replayed, expectReplay);
-      assert.ok(c.undecryptable >= expectBadAuth);
+      assert.ok(c.badAuth >= expectBadAuth);
       assert.equal(c.badPadding, expectPadding);
       // Seeded: ~2,400 random datagrams, a quarter of them with RTP version 2, most of those with a payload type
       // that is not audio (this seed: ~280).
@@ -293,7 +293,7 @@ describe('decrypt path fuzz (transport → replay → SSRC map), counted and bou
     const d = delta(receiver.counters, before);
     const span = RTCP_TYPE_MAX - RTCP_TYPE_MIN + 1;
     assert.equal(d.malformed, n);
-    assert.equal(d.rtcpUndecryptable, span, 'forged ones are refused');
+    assert.equal(d.rtcpBadAuth, span, 'forged ones are refused');
     assert.equal(d.rtcp, span, 'a well-formed plaintext compound is accepted (servers may send RTCP in the clear)');
     assert.equal(receiver.accounted(), receiver.counters.datagrams);
   });
@@ -466,7 +466,8 @@ describe('live session: the full path with real DAVE under a fuzz storm', () => 
   test('mutations, truncations, replays and garbage built from real datagrams: DAVE session survives, audio continues', async () => {
     const { startSimulator, trustSimulatorCertificate } = await import('../src/simulator/index.ts');
     const { opusLoop } = await import('../src/simulator/opus-cache.ts');
-    const { VoiceSession } = await import('../src/receiver/voice-session.ts');
+    const { loginAndJoin } = await import('../src/commands/join.ts');
+    const { ConnectionTap } = await import('../src/receiver/connection-tap.ts');
     const members = [
       { userId: '200000000000000001', username: 'a', signal: { kind: 'tone' as const, hz: 400 }, spurts: [{ atMs: 100, durationMs: 6000 }] },
       { userId: '200000000000000002', username: 'b', signal: { kind: 'tone' as const, hz: 1000 }, spurts: [{ atMs: 100, durationMs: 6000 }] },
@@ -476,24 +477,27 @@ describe('live session: the full path with real DAVE under a fuzz storm', () => 
     trustSimulatorCertificate(sim);
     const audio = new Map<string, number>();
     const real: Buffer[] = [];
-    let receiver: Receiver | undefined;
+    const joined = await loginAndJoin({ token: TOKEN, apiUrl: sim.apiUrl, guildId: GUILD, channelId: CHANNEL });
+    // The library's own receive handler stays on the socket, contained (the tap's default): the storm must not
+    // reach it in a form that throws, and must not disturb the tap.
+    const session = new ConnectionTap(joined.connection);
     const guardWarnings: string[] = [];
-    const session = await VoiceSession.open({ token: TOKEN, apiUrl: sim.apiUrl, guildId: GUILD, channelId: CHANNEL }, {
-      attach: (s) => {
-        const r = new Receiver({
-          sink: { onAudio: (p) => audio.set(p.userId, (audio.get(p.userId) ?? 0) + 1), onRtcp: () => {} },
-          clock: () => s.now(),
-          dave: new DaveGuard({ wrapper: () => s.dave(), canSignal: () => s.daveCanSignal(), now: () => s.now(), warn: (m) => guardWarnings.push(m) }),
-        });
-        receiver = r;
-        s.on('cipher', (c) => r.setCipher(c));
-        s.on('speaking', (ssrc, u) => r.mapSsrc(ssrc, u));
-        s.on('datagram', (d) => {
-          r.onDatagram(d);
-          if (real.length < 400 && classifyDatagram(d).kind === 'rtp') real.push(Buffer.from(d));
-        });
-      },
+    session.on('warn', (m) => guardWarnings.push(m));
+    const r = new Receiver({
+      sink: { onAudio: (p) => audio.set(p.userId, (audio.get(p.userId) ?? 0) + 1), onRtcp: () => {} },
+      clock: () => session.now(),
+      dave: session.dave(),
     });
+    const receiver: Receiver | undefined = r;
+    session.on('cipher', (c) => r.setCipher(c));
+    session.on('speaking', (ssrc, u) => r.mapSsrc(ssrc, u));
+    session.on('datagram', (d) => {
+      r.onDatagram(d);
+      if (real.length < 400 && classifyDatagram(d).kind === 'rtp') real.push(Buffer.from(d));
+    });
+    const ready = new Promise<void>((resolve) => session.on('state', (st) => st.status === 'ready' && resolve()));
+    session.start();
+    await ready;
     try {
       const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
       await sleep(1500);
@@ -539,6 +543,7 @@ describe('live session: the full path with real DAVE under a fuzz storm', () => 
       }
     } finally {
       session.close();
+      joined.leave();
       await sim.close();
     }
   });
@@ -553,7 +558,7 @@ describe('end to end: a recording under heavy hostile traffic', () => {
   test('finishes, members intact, every hostile kind counted in manifest.json', async (t) => {
     const { startSimulator, trustSimulatorCertificate } = await import('../src/simulator/index.ts');
     const { opusLoop } = await import('../src/simulator/opus-cache.ts');
-    const { runRecording } = await import('../src/recording.ts');
+    const { runRecording } = await import('../src/commands/run-recording.ts');
     const members = [
       { userId: '200000000000000011', username: 'ann', displayName: 'Ann', signal: { kind: 'tone' as const, hz: 400 }, spurts: [{ atMs: 200, durationMs: 3200 }] },
       { userId: '200000000000000012', username: 'ben', displayName: 'Ben', signal: { kind: 'tone' as const, hz: 1000 }, spurts: [{ atMs: 300, durationMs: 3000 }] },

@@ -12,7 +12,8 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } fr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { WorkerPool, type PoolTrackStats } from '../src/pool/pool.ts';
+import type { PoolTrackStats } from '../src/pool/pool.ts';
+import { recordingPool } from './pool-fixtures.ts';
 import { CAPTURE_DIR, JOURNAL_FILE, capturePath, writeJsonAtomic, type Journal } from '../src/sinks/capture-layout.ts';
 import { finishRecordingWithReport } from '../src/sinks/finalize.ts';
 import { MP3_STREAM_SUFFIX, type StreamedMp3 } from '../src/sinks/mp3-stream.ts';
@@ -133,7 +134,7 @@ function assertTracks(alice: Float32Array, bob: Float32Array, capA: Float32Array
 
 test('MP3 streamed while recording: encoded before stop, tail at stop, same file as the after-stop encoder, right signal', async () => {
   const dir = tmp();
-  const pool = new WorkerPool({ dir, workers: 2, keepOpus: false, clock: 'packets', mp3: { bitrateKbps: 128, mono: false } });
+  const pool = recordingPool({ dir, workers: 2, keepOpus: false, clock: 'packets', mp3: { bitrateKbps: 128, mono: false } });
   try {
     pool.addTrack(A, 'alice');
     pool.addTrack(B, 'bob');
@@ -197,7 +198,7 @@ test('MP3 streamed while recording: encoded before stop, tail at stop, same file
 
 test('MP3 streaming falls back to the after-stop encode for a track whose worker was replaced mid-recording', async () => {
   const dir = tmp();
-  const pool = new WorkerPool({ dir, workers: 2, keepOpus: false, clock: 'packets', mp3: { bitrateKbps: 128, mono: false } });
+  const pool = recordingPool({ dir, workers: 2, keepOpus: false, clock: 'packets', mp3: { bitrateKbps: 128, mono: false } });
   try {
     pool.addTrack(A, 'alice');
     pool.addTrack(B, 'bob');

@@ -14,7 +14,8 @@ import { openEncoder } from '../src/sinks/formats/encoders.ts';
 import { parseBitrate } from '../src/commands/options.ts';
 import { convertRaw } from '../src/sinks/convert-raw.ts';
 import { finishRecordingWithReport } from '../src/sinks/finalize.ts';
-import { DvrecError, ExitCode } from '../src/errors.ts';
+import { DvrecError } from '../src/errors.ts';
+import { ExitCode, exitCodeOf } from '../src/commands/exit-codes.ts';
 import { decodeMp3, decodeAudio } from './decoders.ts';
 import { hasFfmpeg, ffmpegDecode, writeRecordingDir, channel, dominantHz, msToFrame } from './format-fixtures.ts';
 import { needs } from './strict.ts';
@@ -34,7 +35,7 @@ test('README and man page list exactly the bitrates `record --bitrate` accepts (
   assert.ok(m, 'man page --bitrate entry');
   assert.equal(m[1]!.replace(/\s+/g, ' ').replace(' (default)', '').replace(' or ', ', '), want, 'man page --bitrate list');
   for (const kbps of MP3_BITRATES) assert.equal(parseBitrate(String(kbps), 'mp3'), kbps);
-  assert.throws(() => parseBitrate('56', 'mp3'), (e: unknown) => e instanceof DvrecError && e.exitCode === ExitCode.USAGE && /not an MP3 bitrate/.test(e.message));
+  assert.throws(() => parseBitrate('56', 'mp3'), (e: unknown) => e instanceof DvrecError && exitCodeOf(e) === ExitCode.USAGE && /not an MP3 bitrate/.test(e.message));
 });
 
 test('raw input: the bitrates follow the sample rate; a rate no MP3 holds is refused', () => {

@@ -8,7 +8,8 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { DvrecError, ExitCode, redact, registerSecret } from '../src/errors.ts';
+import { ConnectionError, DvrecError, redact, registerSecret } from '../src/errors.ts';
+import { ExitCode, exitCodeOf } from '../src/commands/exit-codes.ts';
 import {
   checkOutputDir,
   expandOutTemplate,
@@ -35,7 +36,7 @@ const C = '1180000000000000002';
 function throwsWith(fn: () => unknown, exitCode: number, pattern: RegExp): void {
   assert.throws(fn, (e: unknown) => {
     assert.ok(e instanceof DvrecError, `expected DvrecError, got ${String(e)}`);
-    assert.equal(e.exitCode, exitCode, e.message);
+    assert.equal(exitCodeOf(e), exitCode, e.message);
     assert.match(e.message, pattern);
     assert.ok(!e.message.includes('\n'), 'message is one line');
     return true;
@@ -266,7 +267,7 @@ describe('failure reporting', () => {
     const { describeFailure } = await import('../src/commands/run.ts');
     const secret = 'failure-test-secret-token-0123456789';
     resolveToken({ DISCORD_TOKEN: secret });
-    const d = describeFailure(new DvrecError(`bad ${secret}\nsecond line`, ExitCode.NETWORK), {});
+    const d = describeFailure(new ConnectionError(`bad ${secret}\nsecond line`), {});
     assert.deepEqual(d, { exitCode: ExitCode.NETWORK, message: 'bad [REDACTED] second line' });
     const u = describeFailure(new TypeError('boom\nat somewhere'), {});
     assert.equal(u.exitCode, ExitCode.INTERNAL);

@@ -7,14 +7,14 @@
  * kept coming): once in the middle of a spurt, once across the start of one. Asserted from the capture files:
  * every spurt where its packets say it began, every spurt whole (no hole), every pause silent, no packet dropped.
  *
- * Uses only WorkerPool's public surface (constructor, addTrack, onAudio, status, cleanup, close) and the
+ * Uses only a recording's public pool surface (PoolTracks over a WorkerPool: addTrack, onAudio, cleanup, close) and the
  * fault-injection seam injectWorkerStall.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import opus from '@discordjs/opus';
-import { WorkerPool } from '../src/pool/pool.ts';
+import { recordingPool } from './pool-fixtures.ts';
 import { capturePath } from '../src/sinks/capture-layout.ts';
 import { PRIMING_MS } from '../src/sinks/types.ts';
 import { FRAME, encodeTone, peak, prng, readCaptureLeft } from './sink-fixtures.ts';
@@ -125,7 +125,7 @@ test(`wall clock, ${RUN_MS / 60_000} real minutes: pauses > 1 s, abrupt ends, tw
   ];
 
   const t0Perf = performance.now();
-  const pool = new WorkerPool({ dir, keepOpus: false, workers: 2, t0EpochMs: performance.timeOrigin + t0Perf, faultInjection: true });
+  const pool = recordingPool({ dir, keepOpus: false, workers: 2, t0EpochMs: performance.timeOrigin + t0Perf, faultInjection: true });
   const now = (): number => performance.now() - t0Perf;
   try {
     for (const s of speakers) pool.addTrack(s.userId, s.stem);

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { WorkerPool } from '../src/pool/pool.ts';
+import { recordingPool } from './pool-fixtures.ts';
 import { capturePath } from '../src/sinks/capture-layout.ts';
 import type { AudioPacket } from '../src/sinks/types.ts';
 import { FRAME, buildStream, dropouts, encodeTone, network, onset, peak, readCaptureLeft, toneLevel } from './sink-fixtures.ts';
@@ -44,7 +44,7 @@ async function until(cond: () => boolean, ms: number): Promise<void> {
 
 test('two users in parallel on two workers: each tone in its own file, aligned, exact length, rejoin with new SSRC', async () => {
   const dir = tmp();
-  const pool = new WorkerPool({ dir, workers: 2, keepOpus: true, clock: 'packets' });
+  const pool = recordingPool({ dir, workers: 2, keepOpus: true, clock: 'packets' });
   try {
     pool.addTrack(A, 'alice');
     pool.addTrack(B, 'bob');
@@ -112,7 +112,7 @@ test('two users in parallel on two workers: each tone in its own file, aligned, 
 
 test('a payload too large for a batch record is counted (corrupt) and concealed in its place, not dropped uncounted', async () => {
   const dir = tmp();
-  const pool = new WorkerPool({ dir, workers: 1, keepOpus: false, clock: 'packets' });
+  const pool = recordingPool({ dir, workers: 1, keepOpus: false, clock: 'packets' });
   try {
     const pkts = buildStream({ userId: A, ssrc: 4, firstSeq: 65_530, firstTs: 9, startMs: 300, spurts: [{ tsOffset: 0, packets: encodeTone(440, 60) }] });
     pkts[30] = { ...pkts[30]!, opus: new Uint8Array(70_000).fill(0x55) };
@@ -136,7 +136,7 @@ test('a payload too large for a batch record is counted (corrupt) and concealed 
 test('real-time (wall clock): gaps released by the workers’ own ticks, live status, cut at endMs', async () => {
   const dir = tmp();
   const t0 = performance.timeOrigin + performance.now();
-  const pool = new WorkerPool({ dir, workers: 1, keepOpus: false, t0EpochMs: t0 });
+  const pool = recordingPool({ dir, workers: 1, keepOpus: false, t0EpochMs: t0 });
   try {
     pool.addTrack(A, 'alice');
     const frames = encodeTone(440, 60); // 1.2 s
@@ -194,7 +194,7 @@ test('real-time (wall clock): gaps released by the workers’ own ticks, live st
 
 test('a worker killed mid-stream is replaced and its users continue in the same files', async () => {
   const dir = tmp();
-  const pool = new WorkerPool({ dir, workers: 2, keepOpus: false, clock: 'packets' });
+  const pool = recordingPool({ dir, workers: 2, keepOpus: false, clock: 'packets' });
   const restarts: { index: number; userIds: string[] }[] = [];
   pool.on('workerRestarted', (e) => restarts.push(e));
   try {

@@ -355,7 +355,7 @@ describe('receiver.ts pipeline', () => {
     const bad = craft(MODES[0]!, key, 3, { ssrc: 1, opus: randomBytes(10) });
     bad[20]! ^= 0xff;
     receiver.onDatagram(bad);
-    assert.equal(receiver.counters.undecryptable, 1);
+    assert.equal(receiver.counters.badAuth, 1);
     assert.equal(receiver.undecryptableByUser.get('alice'), undefined, 'a forged packet is not blamed on the SSRC owner');
     receiver.onDatagram(cipher.seal(Buffer.from([0x80, 201, 0, 7, 0, 0, 0, 1]), randomBytes(24), 9));
     assert.equal(rtcp.length, 1);
@@ -499,10 +499,14 @@ describe('naming.ts', () => {
 
 describe('receiving from the simulator (real discord.js + @discordjs/voice over loopback)', () => {
   for (const mode of MODES) {
-    test(`${mode} + DAVE: right user, decoded tone matches the member, 9–11 byte and hostile datagrams survived`, async () => {
+    // The library's own receive handler is contained ('guard', what a host bot keeps) or off the socket ('detach',
+    // what the command line uses): one transport mode each.
+    const libraryReceiver = mode === MODES[0] ? 'guard' : 'detach';
+    test(`${mode} + DAVE, library receiver ${libraryReceiver}: right user, decoded tone matches the member, 9–11 byte and hostile datagrams survived`, async () => {
       const { startSimulator, trustSimulatorCertificate } = await import('../src/simulator/index.ts');
       const { opusLoop } = await import('../src/simulator/opus-cache.ts');
-      const { VoiceSession } = await import('../src/receiver/voice-session.ts');
+      const { loginAndJoin } = await import('../src/commands/join.ts');
+      const { ConnectionTap } = await import('../src/receiver/connection-tap.ts');
       const { scenario, TOKEN, GUILD, CHANNEL, toneAmplitude } = await import('./record-fixtures.ts');
       const dgram = await import('node:dgram');
       const opus = (await import('@discordjs/opus')).default;
@@ -514,25 +518,26 @@ describe('receiving from the simulator (real discord.js + @discordjs/voice over 
       const sim = await startSimulator(scenario(members, { modes: [mode], faults: [{ atMs: 300, kind: 'hostile', count: 200 }] }));
       trustSimulatorCertificate(sim);
       const packets = new Map<string, AudioPacket[]>();
-      let receiver: Receiver | undefined;
-      const session = await VoiceSession.open({ token: TOKEN, apiUrl: sim.apiUrl, guildId: GUILD, channelId: CHANNEL }, {
-        attach: (s) => {
-          const r = new Receiver({
-            sink: { onAudio: (p) => (packets.get(p.userId) ?? packets.set(p.userId, []).get(p.userId)!).push(p), onRtcp: () => {} },
-            clock: () => s.now(),
-            dave: new DaveGuard({ wrapper: () => s.dave(), canSignal: () => s.daveCanSignal(), now: () => s.now(), warn: () => {} }),
-          });
-          receiver = r;
-          s.on('cipher', (c) => r.setCipher(c));
-          s.on('speaking', (ssrc, u) => r.mapSsrc(ssrc, u));
-          s.on('datagram', (d) => r.onDatagram(d));
-        },
+      const joined = await loginAndJoin({ token: TOKEN, apiUrl: sim.apiUrl, guildId: GUILD, channelId: CHANNEL });
+      const session = new ConnectionTap(joined.connection, { libraryReceiver });
+      const r = new Receiver({
+        sink: { onAudio: (p) => (packets.get(p.userId) ?? packets.set(p.userId, []).get(p.userId)!).push(p), onRtcp: () => {} },
+        clock: () => session.now(),
+        dave: session.dave(),
       });
+      const receiver: Receiver | undefined = r;
+      session.on('cipher', (c) => r.setCipher(c));
+      session.on('speaking', (ssrc, u) => r.mapSsrc(ssrc, u));
+      session.on('datagram', (d) => r.onDatagram(d));
+      const ready = new Promise<void>((resolve) => session.on('state', (st) => st.status === 'ready' && resolve()));
+      session.start();
+      await ready;
       try {
-        // The library's own handler is off the socket: only our tap listens.
+        // The library's own handler never sees raw network input: contained behind the guard, or off the socket.
         const udp = session.udp!;
         const names = udp.listeners('message').map((f) => f.name);
-        assert.ok(!names.includes('bound onUdpMessage'), `library handler detached: ${names}`);
+        assert.ok(!names.includes('bound onUdpMessage'), `library handler not on the socket as it was: ${names}`);
+        assert.equal(udp.listeners('message').length, libraryReceiver === 'guard' ? 2 : 1, `listeners: ${names}`);
         assert.ok(session.dave(), 'a DAVE session is active');
         // Datagrams of 9–11 bytes would make @discordjs/voice's VoiceReceiver throw outside any try/catch.
         const port = (udp as unknown as { socket: import('node:dgram').Socket }).socket.address().port;
@@ -560,6 +565,7 @@ describe('receiving from the simulator (real discord.js + @discordjs/voice over 
         }
       } finally {
         session.close();
+        joined.leave();
         await sim.close();
       }
     });

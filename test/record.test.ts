@@ -16,8 +16,8 @@ import { Prng } from '../src/simulator/prng.ts';
 import { ImpairmentModel } from '../src/simulator/impairments.ts';
 import { HOSTILE_KINDS } from '../src/simulator/hostile.ts';
 import type { SpurtTruth } from '../src/simulator/scenario.ts';
-import type { WorkerPool } from '../src/pool/pool.ts';
-import { runRecording } from '../src/recording.ts';
+import { runRecording } from '../src/commands/run-recording.ts';
+import type { Recording } from '../src/recorder/recording.ts';
 import type { RecordingPhase, RecordOptions } from '../src/recording-api.ts';
 import type { Manifest } from '../src/sinks/capture-layout.ts';
 import { TONE_PEAK, BLOCK, CHANNEL, GUILD, TOKEN, msToSample, onsetMs, readWavLeft, rms, scenario, toneAmplitude } from './record-fixtures.ts';
@@ -53,7 +53,7 @@ async function record(sc: Scenario, opts: Partial<RecordOptions> & { stopAtMs?: 
   const warnings: string[] = [];
   const stop = new AbortController();
   let timer: NodeJS.Timeout | undefined;
-  let pool: WorkerPool | undefined;
+  let recording: Recording | undefined;
   try {
     const manifest = await runRecording(
       {
@@ -70,12 +70,13 @@ async function record(sc: Scenario, opts: Partial<RecordOptions> & { stopAtMs?: 
         warn: (w) => warnings.push(w),
       },
       stop.signal,
-      { onPool: (p) => (pool = p) },
+      { onRecording: (r) => (recording = r) },
     );
     const truth = sim.truth();
     const pcm = new Map<string, Int16Array>();
     for (const t of manifest.tracks) pcm.set(t.userId, readWavLeft(join(outDir, t.file)));
-    const rtcpToPool = (pool as WorkerPool | undefined)?.rtcpPackets ?? 0;
+    // RTCP the recording handed to its sinks (the engine's onRtcp).
+    const rtcpToPool = (recording as Recording | undefined)?.rtcpPackets ?? 0;
     return { manifest, truth, dir: outDir, phases, warnings, pcm, startedAtMs: Date.parse(manifest.startedAt), rtcpToPool };
   } finally {
     clearTimeout(timer);

@@ -17,7 +17,7 @@ import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { ExitCode } from '../src/errors.ts';
+import { ExitCode, exitCodeOf } from '../src/commands/exit-codes.ts';
 import type { Manifest } from '../src/sinks/capture-layout.ts';
 import { sanitizeName, trackStem } from '../src/sinks/naming.ts';
 import { startSimulator, type Scenario, type Simulator } from '../src/simulator/index.ts';

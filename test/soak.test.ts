@@ -15,7 +15,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeSync, openSync, readSync } from 'node:fs';
 import opus from '@discordjs/opus';
-import { WorkerPool } from '../src/pool/pool.ts';
+import { recordingPool } from './pool-fixtures.ts';
 import { capturePath, WAV_HEADER_BYTES } from '../src/sinks/capture-layout.ts';
 import { Prng } from '../src/simulator/prng.ts';
 import { cleanupDirs, tempDir } from './fault-fixtures.ts';
@@ -121,7 +121,7 @@ function onsetSample(path: string, from: number, n: number): number | null {
 
 test(`soak: ${HOURS} h of three speakers through the real pool — flat memory, no drift between tracks`, async (t) => {
   const dir = tempDir('dvrec-soak-');
-  const pool = new WorkerPool({ dir, keepOpus: false, clock: 'packets', workers: 2 });
+  const pool = recordingPool({ dir, keepOpus: false, clock: 'packets', workers: 2 });
   const prng = new Prng(42);
   const senders: Sender[] = HZ.map((hz, i) => ({
     userId: `30000000000000000${i}`,
@@ -244,7 +244,7 @@ const DRIFT_BOUND_SAMPLES = 20 * 48;
 
 test(`drift: ${(DRIFT_END_MS - DRIFT_START_MS) / 60_000} min of continuous speech, sender clocks ±30..100 ppm — every track stays on the timeline`, async (t) => {
   const dir = tempDir('dvrec-drift-');
-  const pool = new WorkerPool({ dir, keepOpus: false, clock: 'packets', workers: 2 });
+  const pool = recordingPool({ dir, keepOpus: false, clock: 'packets', workers: 2 });
   const prng = new Prng(7);
   const senders = DRIFT_PPM.map((ppm, i) => ({
     userId: `31000000000000000${i}`,

@@ -7,7 +7,7 @@
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { VoiceSession } from '../src/receiver/voice-session.ts';
+import type { Joined } from '../src/commands/join.ts';
 import type { Scenario, SimMember } from '../src/simulator/scenario.ts';
 import { cleanupDirs, member, recordScenario, silentMs, type RecordRunOptions, type Run } from './fault-fixtures.ts';
 import { BOT, TONE_PEAK, msToSample, onsetMs, scenario, toneAmplitude } from './record-fixtures.ts';
@@ -30,14 +30,14 @@ interface StageRun extends Run {
 
 async function recordStage(sc: Scenario, opts: RecordRunOptions): Promise<StageRun> {
   const daveVersions: number[] = [];
-  let session: VoiceSession | undefined;
+  let session: Joined | undefined;
   let botSuppressed: boolean | null = null;
   let channelType: number | null = null;
   const run = await recordScenario(sc, {
     ...opts,
     onSimulator: (sim) => sim.events.on('session-ready', (e) => daveVersions.push(e.daveProtocolVersion)),
     hooks: {
-      onSession: (s) => {
+      onJoined: (s) => {
         session = s;
         channelType = s.channel.type;
       },

@@ -21,7 +21,8 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Fault, GroundTruth, NonceNumbering, Scenario, SpurtTruth } from '../src/simulator/scenario.ts';
 import { HOSTILE_KINDS } from '../src/simulator/hostile.ts';
-import type { WorkerPool } from '../src/pool/pool.ts';
+import type { PoolTracks } from '../src/pool/recording-tracks.ts';
+import type { Recording } from '../src/recorder/recording.ts';
 import { classifyDatagram } from '../src/receiver/rtp.ts';
 import { BLOCK, TONE_PEAK, msToSample, onsetMs, rms, scenario, toneAmplitude } from './record-fixtures.ts';
 import { cleanupDirs, member, recordScenario, type Run } from './fault-fixtures.ts';
@@ -188,7 +189,7 @@ function checkTracks(run: Run, hzOf: Map<string, number>, missingOf: Missing): F
  * numbered them (equal nonces across senders, where each stream started).
  */
 function wireTap(): {
-  attach: (s: import('../src/receiver/voice-session.ts').VoiceSession) => void;
+  attach: (s: import('../src/receiver/connection-tap.ts').ConnectionTap) => void;
   collisions: () => number;
   starts: () => number[];
   /** Last packets of video frames, and of those the ones whose payload ends with the DAVE magic. */
@@ -242,10 +243,11 @@ for (const nonces of variants) {
   for (const dave of [true, false]) {
     test(`nonces ${nonces}, DAVE ${dave ? 'on' : 'off'}: every member intact through impairments, faults, replays, sender reports and video`, async (t) => {
       const sc = call(nonces, dave);
-      let pool: WorkerPool | undefined;
+      let pool: PoolTracks | undefined;
+      let recording: Recording | undefined;
       /** RTP sequence numbers handed to the pool, per SSRC. */
       const delivered = new Map<number, Set<number>>();
-      const tapPool = (p: WorkerPool): void => {
+      const tapPool = (p: PoolTracks): void => {
         pool = p;
         const onAudio = p.onAudio.bind(p);
         p.onAudio = (a) => {
@@ -258,7 +260,7 @@ for (const nonces of variants) {
       const tap = wireTap();
       const simWarnings: string[] = [];
       const transitions: number[] = [];
-      const run = await recordScenario(sc, { durationMs: DURATION_MS, hooks: { onPool: tapPool, onSession: (s) => tap.attach(s) },
+      const run = await recordScenario(sc, { durationMs: DURATION_MS, hooks: { onPool: tapPool, onSession: (s) => tap.attach(s), onRecording: (r) => (recording = r) },
         onSimulator: (sim) => {
           sim.events.on('warning', (w) => simWarnings.push(w.message));
           sim.events.on('dave-transition', (e) => transitions.push(e.wallMs));
@@ -297,7 +299,7 @@ for (const nonces of variants) {
           `(beyond missing leading packets ${Math.min(...f.onsetErrorsMs).toFixed(1)}..${Math.max(...f.onsetErrorsMs).toFixed(1)}) over ${f.onsetErrorsMs.length} spurts; ` +
           `${f.dropouts} dropouts (+${f.allowedDropouts} inside runs of > ${CONCEALED_RUN} lost packets) in ${f.speechBlocks} blocks [${f.where.slice(0, 12).join(' ')}]; ` +
           `replayed ${d.replayed} (sent ${ofKind('replay')} replays + ${duplicatesSent} duplicates); ` +
-          `rtcp ${d.rtcp}/${rtcpExpected} (${truth.media.senderReports} audio SRs, ${truth.media.videoRtcp} video), to the sink ${pool?.rtcpPackets}; ` +
+          `rtcp ${d.rtcp}/${rtcpExpected} (${truth.media.senderReports} audio SRs, ${truth.media.videoRtcp} video), to the sink ${recording?.rtcpPackets}; ` +
           `arrived but not delivered ${undelivered} [${undeliveredWhere.join(', ')}]; video ${(d as { video?: number }).video}/${truth.media.videoRtp} (${truth.media.videoRtx} RTX); lost ${truth.members.map((x) => x.packetsLost).join('/')}; ` +
           `${f.problems.length} problems [${f.problems.slice(0, 4).join('; ')}]; equal nonces across senders ${tap.collisions()}; video frames ${JSON.stringify(tap.videoFrames)}; DAVE transitions at ${transitions.map((w) => (w - run.startedAtMs).toFixed(0)).join(', ')} ms; tracks ${m.tracks.map((x) => JSON.stringify(x.packets)).join(' ')}`,
       );
@@ -321,7 +323,7 @@ for (const nonces of variants) {
       // RTCP: every report counted and handed to the sink, never taken for audio.
       assert.ok(truth.media.senderReports >= 12 && truth.media.videoRtcp >= 4, `reports sent: ${JSON.stringify(truth.media)}`);
       assert.equal(d.rtcp, rtcpExpected, 'every RTCP datagram counted');
-      assert.equal(pool?.rtcpPackets, rtcpExpected, 'and handed to the sink');
+      assert.equal(recording?.rtcpPackets, rtcpExpected, 'and handed to the sink');
       // Video: counted (random hostile garbage may look like video too), never decoded.
       assert.ok(truth.media.videoRtp > 500 && truth.media.videoRtx > 5, `video sent: ${JSON.stringify(truth.media)}`);
       // ... DAVE-encrypted as a client sends video frames when DAVE is on (the last packet of a frame ends with the
@@ -340,7 +342,7 @@ for (const nonces of variants) {
       assert.ok(daveOnly, `every packet that arrived and was not delivered is a DAVE failure: ${undelivered} not delivered`);
       if (dave) assert.ok(undelivered <= 4, `DAVE refused ${undelivered} packets`);
       else assert.equal(undelivered, 0, 'without DAVE every packet that arrived was delivered');
-      const sum = Object.entries(d).filter(([k]) => k !== 'datagrams').reduce((a, [, v]) => a + v, 0);
+      const sum = Object.entries(d).filter(([k]) => k !== 'datagrams').reduce((a, [, v]) => a + (v as number), 0);
       assert.equal(sum, d.datagrams, 'every datagram in exactly one field of `dropped`');
     });
   }

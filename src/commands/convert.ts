@@ -8,7 +8,8 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
-import { DvrecError, ExitCode } from '../errors.ts';
+import { DvrecError, UsageError, InputError } from '../errors.ts';
+import { ExitCode } from './exit-codes.ts';
 import { JOURNAL_FILE, MANIFEST_FILE, type AudioFormat } from '../sinks/capture-layout.ts';
 import { FFMPEG_HINT, findFfmpeg } from '../sinks/formats/ffmpeg.ts';
 import type { ConvertProgress } from '../recording-api.ts';
@@ -31,19 +32,19 @@ type Input = { kind: 'dir'; path: string } | { kind: 'raw'; path: string };
 
 /** Classifies each input. Throws DvrecError(INPUT) for a missing path or a directory that is not a recording. */
 export function classifyInputs(inputs: readonly string[]): Input[] {
-  if (inputs.length === 0) throw new DvrecError('convert: give a recording directory or a raw .pcm file', ExitCode.USAGE);
+  if (inputs.length === 0) throw new UsageError('convert: give a recording directory or a raw .pcm file');
   return inputs.map((p) => {
     const abs = resolve(p);
-    if (!existsSync(abs)) throw new DvrecError(`${p}: no such file or directory`, ExitCode.INPUT);
+    if (!existsSync(abs)) throw new InputError(`${p}: no such file or directory`);
     const st = statSync(abs);
     if (st.isDirectory()) {
       if (!existsSync(resolve(abs, JOURNAL_FILE)) && !existsSync(resolve(abs, MANIFEST_FILE))) {
-        throw new DvrecError(`${p} is not a dvrec recording directory (it has no ${JOURNAL_FILE})`, ExitCode.INPUT);
+        throw new InputError(`${p} is not a dvrec recording directory (it has no ${JOURNAL_FILE})`);
       }
       return { kind: 'dir', path: abs };
     }
-    if (!st.isFile()) throw new DvrecError(`${p} is not a regular file`, ExitCode.INPUT);
-    if (st.size === 0) throw new DvrecError(`${p} is empty`, ExitCode.INPUT);
+    if (!st.isFile()) throw new InputError(`${p} is not a regular file`);
+    if (st.size === 0) throw new InputError(`${p} is empty`);
     return { kind: 'raw', path: abs };
   });
 }
@@ -60,14 +61,13 @@ export async function convertCommand(inputs: string[], flags: ConvertFlags, setR
   const items = classifyInputs(inputs);
   const dirs = items.filter((i) => i.kind === 'dir');
   const raws = items.filter((i) => i.kind === 'raw');
-  if (flags.out !== undefined && items.length > 1) throw new DvrecError('--out can only be used with a single input', ExitCode.USAGE);
+  if (flags.out !== undefined && items.length > 1) throw new UsageError('--out can only be used with a single input');
   if (dirs.length > 0) {
     // A recording directory is finished exactly as it was recorded (format, mono, mix are in its journal).
     const rawOnly = (['format', 'rate', 'channels', 'mono', 'bitrate', 'out'] as const).filter((k) => flags[k] !== undefined);
     if (rawOnly.length > 0) {
-      throw new DvrecError(
+      throw new UsageError(
         `--${rawOnly[0]} applies to raw input; a recording directory is finished as it was recorded (see its capture.json)`,
-        ExitCode.USAGE,
       );
     }
   }
@@ -107,7 +107,7 @@ export async function convertCommand(inputs: string[], flags: ConvertFlags, setR
     });
     const other = outputs.get(plan.out);
     if (other !== undefined) {
-      throw new DvrecError(`${other} and ${item.path} would both be written to ${plan.out}; convert them one at a time with --out`, ExitCode.USAGE);
+      throw new UsageError(`${other} and ${item.path} would both be written to ${plan.out}; convert them one at a time with --out`);
     }
     outputs.set(plan.out, item.path);
     plans.push({ kind: 'raw' as const, path: item.path, plan });

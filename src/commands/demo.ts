@@ -13,7 +13,8 @@ import { randomBytes, randomInt } from 'node:crypto';
 import tls from 'node:tls';
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DvrecError, ExitCode, registerSecret } from '../errors.ts';
+import { InternalError, registerSecret } from '../errors.ts';
+import { ExitCode } from './exit-codes.ts';
 import type { Scenario, SimMember } from '../simulator/scenario.ts';
 import { createReporter, type Reporter } from '../ui/reporter.ts';
 import { checkOutputDir, expandOutTemplate, parseFormat, parseSeconds } from './options.ts';
@@ -143,7 +144,7 @@ async function recordInChild(flags: RecordFlags, token: string, caCertPath: stri
   for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, ignore);
   try {
     return await new Promise<number>((resolve, reject) => {
-      child.on('error', (e) => reject(new DvrecError(`cannot start the recorder: ${e.message}`, ExitCode.INTERNAL)));
+      child.on('error', (e) => reject(new InternalError(`cannot start the recorder: ${e.message}`)));
       child.on('exit', (code, signal) => resolve(code ?? (signal ? ExitCode.INTERRUPTED : ExitCode.INTERNAL)));
     });
   } finally {

@@ -12,7 +12,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import tls from 'node:tls';
-import { ExitCode } from '../errors.ts';
+import { ExitCode } from './exit-codes.ts';
 import { findFfmpeg } from '../sinks/formats/ffmpeg.ts';
 import { createReporter, type Reporter } from '../ui/reporter.ts';
 import { createOpusDecoders } from '../sinks/opus-decoder.ts';

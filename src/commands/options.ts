@@ -8,13 +8,13 @@
  */
 import { accessSync, constants, readFileSync, statSync, existsSync, readdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { DvrecError, ExitCode, registerSecret } from '../errors.ts';
+import { DvrecError, UsageError, AuthError, OutputError, registerSecret } from '../errors.ts';
 import type { AudioFormat } from '../sinks/capture-layout.ts';
 import { JOURNAL_FILE, MANIFEST_FILE } from '../sinks/capture-layout.ts';
 import { DEFAULT_MP3_BITRATE_KBPS, MP3_SAMPLE_RATES, defaultMp3BitrateAt, formatBitrates, mp3BitratesAt } from '../sinks/formats/mp3-params.ts';
 
 function usage(message: string): DvrecError {
-  return new DvrecError(message, ExitCode.USAGE);
+  return new UsageError(message);
 }
 
 /** Discord ids are unsigned 64-bit integers written in decimal: 17–20 digits for any id Discord issues. */
@@ -200,17 +200,17 @@ export function expandOutTemplate(template: string, values: TemplateValues): str
  * Checks, before connecting, that the recording directory can be created and written, and that it does
  * not already hold a recording (which the new one would overwrite) unless `force` is set. `forceOption`: whether
  * the command has --force to suggest (`demo` has not).
- * Throws DvrecError(OUTPUT). Returns the absolute path.
+ * Throws OutputError. Returns the absolute path.
  */
 export function checkOutputDir(dir: string, force: boolean, forceOption = true): string {
   const abs = resolve(dir);
   if (existsSync(abs)) {
     const st = statSync(abs);
-    if (!st.isDirectory()) throw new DvrecError(`output ${abs} exists and is not a directory`, ExitCode.OUTPUT);
+    if (!st.isDirectory()) throw new OutputError(`output ${abs} exists and is not a directory`);
     try {
       accessSync(abs, constants.W_OK | constants.X_OK);
     } catch {
-      throw new DvrecError(`output directory ${abs} is not writable`, ExitCode.OUTPUT);
+      throw new OutputError(`output directory ${abs} is not writable`);
     }
     const holds = readdirSync(abs).filter((f) => f === MANIFEST_FILE || f === JOURNAL_FILE);
     if (holds.length > 0 && !force) {
@@ -220,7 +220,7 @@ export function checkOutputDir(dir: string, force: boolean, forceOption = true):
         : ['choose another --out', ...(forceOption ? ['pass --force'] : [])];
       const what = holds.includes(JOURNAL_FILE) ? `an unfinished recording (${JOURNAL_FILE})` : `a recording (${holds.join(', ')})`;
       const choice = ways.length > 1 ? `${ways.slice(0, -1).join(', ')} or ${ways.at(-1)}` : ways[0];
-      throw new DvrecError(`output directory ${abs} already holds ${what}: ${choice}`, ExitCode.OUTPUT);
+      throw new OutputError(`output directory ${abs} already holds ${what}: ${choice}`);
     }
     return abs;
   }
@@ -238,7 +238,7 @@ export function checkOutputDir(dir: string, force: boolean, forceOption = true):
   } catch {
     ok = false;
   }
-  if (!ok) throw new DvrecError(`cannot create output directory ${abs}: ${parent} is not a writable directory`, ExitCode.OUTPUT);
+  if (!ok) throw new OutputError(`cannot create output directory ${abs}: ${parent} is not a writable directory`);
   return abs;
 }
 
@@ -264,18 +264,18 @@ export function resolveToken(env: NodeJS.ProcessEnv, tokenFile?: string): { toke
       }
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code ?? 'error';
-      throw new DvrecError(`cannot read token file ${tokenFile} (${code})`, ExitCode.AUTH);
+      throw new AuthError(`cannot read token file ${tokenFile} (${code})`);
     }
   } else if (env.DISCORD_TOKEN !== undefined) {
     source = 'DISCORD_TOKEN';
     raw = env.DISCORD_TOKEN;
   } else {
-    throw new DvrecError('no bot token: set DISCORD_TOKEN or pass --token-file FILE', ExitCode.AUTH);
+    throw new AuthError('no bot token: set DISCORD_TOKEN or pass --token-file FILE');
   }
   const token = raw.trim().replace(/^Bot\s+/i, '');
   registerSecret(token);
   registerSecret(raw.trim());
-  if (token === '') throw new DvrecError(`${source} is empty: it must hold the bot token`, ExitCode.AUTH);
-  if (/\s/.test(token)) throw new DvrecError(`${source} does not look like a bot token (it contains spaces)`, ExitCode.AUTH);
+  if (token === '') throw new AuthError(`${source} is empty: it must hold the bot token`);
+  if (/\s/.test(token)) throw new AuthError(`${source} does not look like a bot token (it contains spaces)`);
   return warning === undefined ? { token } : { token, warning };
 }

@@ -8,7 +8,8 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { DvrecError, ExitCode, registerSecret } from '../errors.ts';
+import { DvrecError, UsageError, CancelledError, registerSecret } from '../errors.ts';
+import { ExitCode } from './exit-codes.ts';
 import type { RecordingObserver, RecordOptions } from '../recording-api.ts';
 import { JOURNAL_FILE, type AudioFormat, type Manifest } from '../sinks/capture-layout.ts';
 import { FFMPEG_HINT, findFfmpeg } from '../sinks/formats/ffmpeg.ts';
@@ -59,8 +60,8 @@ export type ValidatedFlags = Omit<RecordOptions, 'token' | 'outDir'> & { outTemp
 
 /** Step 1: pure validation of the flag values. Throws DvrecError(USAGE). */
 export function validateRecordFlags(flags: RecordFlags, env: NodeJS.ProcessEnv): ValidatedFlags {
-  if (flags.guild === undefined) throw new DvrecError('--guild is required (the server id)', ExitCode.USAGE);
-  if (flags.channel === undefined) throw new DvrecError('--channel is required (the voice channel id)', ExitCode.USAGE);
+  if (flags.guild === undefined) throw new UsageError('--guild is required (the server id)');
+  if (flags.channel === undefined) throw new UsageError('--channel is required (the voice channel id)');
   const guildId = parseSnowflake(flags.guild, '--guild');
   const channelId = parseSnowflake(flags.channel, '--channel');
   const format: AudioFormat = parseFormat(flags.format ?? 'wav');
@@ -75,7 +76,7 @@ export function validateRecordFlags(flags: RecordFlags, env: NodeJS.ProcessEnv):
     force: flags.force === true,
   };
   if (flags.mono && format === 'opus') {
-    throw new DvrecError('--mono cannot be used with --format opus (Opus output keeps the packets as sent)', ExitCode.USAGE);
+    throw new UsageError('--mono cannot be used with --format opus (Opus output keeps the packets as sent)');
   }
   const api = flags.apiUrl ?? env.DVREC_API_URL;
   if (api !== undefined && api !== '') v.apiUrl = parseApiUrl(api, flags.apiUrl !== undefined ? '--api-url' : 'DVREC_API_URL');
@@ -87,7 +88,7 @@ export function validateRecordFlags(flags: RecordFlags, env: NodeJS.ProcessEnv):
   }
   if (flags.users !== undefined) v.users = parseUserList(flags.users);
   if (flags.ffmpeg !== undefined) {
-    if (flags.ffmpeg.trim() === '') throw new DvrecError('--ffmpeg: give the path of an ffmpeg executable', ExitCode.USAGE);
+    if (flags.ffmpeg.trim() === '') throw new UsageError('--ffmpeg: give the path of an ffmpeg executable');
     v.ffmpegPath = flags.ffmpeg;
   }
   return v;
@@ -170,14 +171,14 @@ export async function runWithSignals(options: RecordOptions, reporter: Reporter)
   });
   try {
     // Imported only now: nothing of discord.js, the codecs or the network is loaded before validation passed.
-    const { runRecording } = await import('../recording.ts');
+    const { runRecording } = await import('./run-recording.ts');
     const manifest = await runRecording(options, observer, stops.signal);
     reporter.done({ dir: options.outDir, manifest });
     return ExitCode.OK;
   } catch (e) {
-    if (cancelledBy !== undefined && !started && e instanceof DvrecError && e.exitCode === ExitCode.INTERRUPTED) {
+    if (cancelledBy !== undefined && !started && e instanceof DvrecError && e.kind === 'cancelled') {
       const during = e.message.replace(/^interrupted /, '');
-      throw new DvrecError(`cancelled by ${cancelledBy} ${during}; nothing was recorded`, ExitCode.INTERRUPTED, { cause: e });
+      throw new CancelledError(`cancelled by ${cancelledBy} ${during}; nothing was recorded`, { cause: e });
     }
     if (finished) reporter.done({ dir: options.outDir, manifest: finished });
     throw e;

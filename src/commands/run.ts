@@ -4,7 +4,8 @@
  * documented code; anything else is a bug: exit 1 with a one-line message, the stack only when
  * DVREC_DEBUG=1. Everything is redacted.
  */
-import { DvrecError, ExitCode, redact } from '../errors.ts';
+import { DvrecError, redact } from '../errors.ts';
+import { ExitCode, exitCodeOf } from './exit-codes.ts';
 import { errorLine, oneLine } from '../ui/error-line.ts';
 import type { Reporter } from '../ui/reporter.ts';
 
@@ -12,7 +13,7 @@ export { oneLine };
 
 /** Maps any thrown value to its exit code and the line to print (without the `dvrec: ` prefix). */
 export function describeFailure(err: unknown, env: NodeJS.ProcessEnv = process.env): { exitCode: number; message: string; stack?: string } {
-  if (err instanceof DvrecError) return { exitCode: err.exitCode, message: oneLine(redact(err.message)) };
+  if (err instanceof DvrecError) return { exitCode: exitCodeOf(err), message: oneLine(redact(err.message)) };
   const e = err instanceof Error ? err : new Error(String(err));
   const stack = env.DVREC_DEBUG === '1' && e.stack ? redact(e.stack) : undefined;
   const message = oneLine(redact(`internal error: ${e.message || e.name}`)) + (stack ? '' : ' (run with DVREC_DEBUG=1 for details, and please report it)');
@@ -23,8 +24,8 @@ export function describeFailure(err: unknown, env: NodeJS.ProcessEnv = process.e
  * Runs a command and exits the process with its status. Exiting explicitly (instead of waiting for the
  * event loop to drain) matters for cron and systemd: a library that leaves a socket or timer open must
  * not turn a finished recording into a job that never ends. But a write to a pipe whose reader is slower than
- * us is queued (measured: the `done` event of a 500-track recording, ~0.3 MB, was cut at 146 KB by an immediate
- * exit), so stdout and stderr are drained first, for at most a few seconds (a reader that went away must not
+ * us is queued, and an immediate exit cuts it (BENCHMARKS.md, "Measurements behind the code"), so stdout and
+ * stderr are drained first, for at most a few seconds (a reader that went away must not
  * keep the process alive).
  */
 export async function runCommand(action: (setReporter: (r: Reporter) => void) => Promise<number | void>): Promise<never> {

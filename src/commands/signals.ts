@@ -3,7 +3,7 @@
  * every file; a second one means "now": dvrec exits at once with ExitCode.INTERRUPTED and leaves the
  * capture directory (journal + raw captures, crash-safe by design) for `dvrec convert DIR`.
  */
-import { ExitCode } from '../errors.ts';
+import { ExitCode } from './exit-codes.ts';
 
 export const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 export type StopSignal = (typeof STOP_SIGNALS)[number];

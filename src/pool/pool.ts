@@ -1,53 +1,48 @@
 /**
- * The worker pool: the production {@link AudioSink}.
+ * The worker pool: the decoding threads every recording of the process shares.
  *
- * The main thread only routes: each user is pinned to one worker for the life of the track (Opus decoders
- * are stateful, and one writer per capture file keeps writes ordered), chosen as the least-loaded worker at
- * first sight. Packets are appended to one ArrayBuffer per worker and transferred every ~20 ms or when the
- * buffer fills: no per-packet postMessage.
+ * The main thread only routes: each track is pinned to one worker for its life (Opus decoders are stateful, and
+ * one writer per capture file keeps writes ordered), chosen as the least-loaded worker at first sight. Packets are
+ * appended to one ArrayBuffer per worker and transferred every ~20 ms or when the buffer fills: no per-packet
+ * postMessage.
  *
- * Wake-ups are the fixed cost of a thread on a virtual machine (~0.1 ms of CPU each, measured), so while audio
- * flows the batches are sent from the packet path itself (the first packet that finds the batch ≥ batchMs old
- * sends every worker its batch) and the workers tick when a batch lands: no timer fires on either side. A
- * fallback timer sends what is pending when the traffic stops.
+ * Wake-ups are the fixed cost of a thread on a virtual machine (BENCHMARKS.md), so while audio flows the batches
+ * are sent from the packet path itself (the first packet that finds the batch ≥ batchMs old sends every worker its
+ * batch) and the workers tick when a batch lands: no timer fires on either side. A fallback timer sends what is
+ * pending when the traffic stops.
  *
- * A worker that dies (throws, is killed, runs out of memory) is replaced; its users' tracks continue in the
- * same capture files, because writes are positional and the writer never writes behind what is on disk.
- * Only the packets in flight to the dead worker (≤ one batch, plus its jitter buffers and ≤ flushMs of
- * pending audio) are lost. The pool emits `workerRestarted` so the engine can log it. A worker that keeps
- * dying (more than MAX_RESTARTS times within RESTART_WINDOW_MS) is not replaced again: a crash that a fresh
- * worker reproduces at once is a bug or an exhausted machine, and restarting it forever would burn the CPU the
- * other tracks need while its own tracks keep losing audio. The pool emits `workerFailed`; what that worker's
- * tracks put on disk stays there and is finished from the captures, as after a crash.
+ * A worker that dies (throws, is killed, runs out of memory) is replaced; its tracks continue in the same capture
+ * files, because writes are positional and the writer never writes behind what is on disk. Only the packets in
+ * flight to the dead worker (≤ one batch, plus its jitter buffers and ≤ flushMs of pending audio) are lost. The
+ * pool emits `workerRestarted`. A worker that keeps dying (more than MAX_RESTARTS times within RESTART_WINDOW_MS)
+ * is not replaced again: a crash that a fresh worker reproduces at once is a bug or an exhausted machine, and
+ * restarting it forever would burn the CPU the other tracks need while its own tracks keep losing audio. The pool
+ * emits `workerFailed`; what that worker's tracks put on disk stays there and is finished from the captures.
  *
- * Clock: `arrivalMs` of every packet is "ms since t=0". By default t=0 is the pool's construction; pass
- * `t0EpochMs` (`performance.timeOrigin + performance.now()` taken at t=0) to use the engine's t=0. With
- * `clock: 'packets'` the workers ignore real time and advance only with packet arrival times (for
+ * Clock: the pool clock is milliseconds since the pool was made (the same monotonic clock in every thread). A
+ * track's recording started at `spec.t0Ms` on it, and its packets carry arrival times on the recording's own
+ * clock. With `clock: 'packets'` the workers ignore real time and advance only with packet arrival times (for
  * simulations fed faster than real time, e.g. benchmarks).
+ *
+ * One recording's view of the pool (user ids, its directory, its t=0) is {@link PoolTracks} (recording-tracks.ts).
  */
 import { EventEmitter } from 'node:events';
 import { availableParallelism } from 'node:os';
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { CAPTURE_DIR } from '../sinks/capture-layout.ts';
-import type { AudioPacket, AudioSink, RtcpPacket, TrackStats } from '../sinks/types.ts';
+import type { AudioPacket, TrackStats } from '../sinks/types.ts';
 import { PRIMING_MS, copyStats, emptyStats } from '../sinks/types.ts';
 import type { TrackResume } from '../sinks/track.ts';
 import type { Mp3StreamReport } from '../sinks/mp3-stream.ts';
-import { RECORD_HEADER_BYTES, type FromWorker, type ToWorker, type TrackStatusReport, type WorkerInit } from './protocol.ts';
+import { readTap, type TapConfig, type TapRecord } from '../sinks/track-tap.ts';
+import { RECORD_HEADER_BYTES, type FromWorker, type ToWorker, type TrackSpec, type TrackStatusReport, type WorkerInit } from './protocol.ts';
+
+export type { TrackSpec } from './protocol.ts';
 
 export interface WorkerPoolOptions {
-  /** Recording directory; captures go to DIR/.capture/<stem>.wav. */
-  dir: string;
   /** Number of workers; default os.availableParallelism(). */
   workers?: number;
-  /** Also keep `.capture/<stem>.opus.pkt` packet logs. */
-  keepOpus: boolean;
-  /** Epoch ms (performance.timeOrigin + performance.now()) of t=0; default: now. */
-  t0EpochMs?: number;
   /** 'wall' (default): real time; 'packets': time advances only with packet arrivals. */
   clock?: 'wall' | 'packets';
   /** Jitter-buffer hold for reordered packets (ms). Default 60. */
@@ -60,11 +55,11 @@ export interface WorkerPoolOptions {
   /** Maximum age of unflushed audio in a worker (ms). Default 250. */
   flushMs?: number;
   /**
-   * Output is MP3: each worker stream-encodes its tracks while recording (src/sinks/mp3-stream.ts), so at stop
-   * only the tail is left. `maxStreams` (pool-wide, default 48 ≈ 62 MiB of encoder RSS) caps the encoders;
-   * `budgetMsPerTick` (default: half of each tick, i.e. 10 of every 20 ms) caps their CPU. Tracks beyond are encoded after stop.
+   * MP3 encoded while recording (tracks whose spec has `mp3`): `maxStreams` (pool-wide, default 48 ≈ 62 MiB of
+   * encoder RSS) caps the encoders; `budgetMsPerTick` (default: half of each tick, i.e. 10 of every 20 ms) caps
+   * their CPU. Tracks beyond are encoded after stop.
    */
-  mp3?: { bitrateKbps: number; mono: boolean; maxStreams?: number; budgetMsPerTick?: number };
+  mp3?: { maxStreams?: number; budgetMsPerTick?: number };
   /**
    * Test seam: the workers obey {@link WorkerPool.injectWorkerCrash} (an uncaught throw inside the worker) and
    * {@link WorkerPool.injectWorkerStall}. Off in production: nothing else can make a worker throw or stall on purpose.
@@ -76,45 +71,44 @@ export interface WorkerPoolOptions {
 export const MAX_RESTARTS = 5;
 export const RESTART_WINDOW_MS = 10_000;
 
-/** Final per-user figures from {@link WorkerPool.cleanup}. */
+/** A track's figures: what {@link WorkerPool.cleanup} returns at the end, and {@link WorkerPool.status} live. */
 export type PoolTrackStats = TrackStats & {
+  /** Where the first audio landed on the recording clock (ms), null if nothing was written. */
   startOffsetMs: number | null;
+  /** Milliseconds of audio written (decoded + concealed). */
   activeMs: number;
   bytes: number;
   ssrcs: number[];
-  /** The streamed MP3's outcome (pools with `mp3` only). */
+  /** Heard within the last 300 ms (live status). */
+  speaking: boolean;
+  /** The streamed MP3's state (tracks with `mp3` only), as of the last status; at cleanup, its outcome. */
   mp3?: Mp3StreamReport;
+  /** Sample frames already stream-encoded to MP3 (tracks with `mp3` only; updated more often than `mp3`). */
+  mp3EncodedFrames?: number;
 };
 
-/** Live per-user figures from {@link WorkerPool.status}. */
-export interface PoolTrackStatus {
-  speaking: boolean;
-  activeMs: number;
-  bytes: number;
-  received: number;
-  lost: number;
-  concealed: number;
-  duplicate: number;
-  /** Sample frames of this user's track already stream-encoded to MP3 (pools with `mp3` only). */
-  mp3EncodedFrames?: number;
+/** Where one track's output and trouble go: the recording that owns it. */
+export interface TrackOwner {
+  /** Tapped output (see track-tap.ts): audio/Opus when its TapConfig asks, utterance edges always. */
+  onTap(record: TapRecord): void;
+  /** The track's file could not be written (e.g. ENOSPC): it takes no more audio. */
+  onTrackError(code: string | undefined, message: string): void;
 }
 
 export interface WorkerPoolEvents {
-  /** A worker died and was replaced; `userIds` continue in their files. */
-  workerRestarted: [info: { index: number; exitCode: number; error?: string; userIds: string[] }];
+  /** A worker died and was replaced; `trackIds` continue in their files. */
+  workerRestarted: [info: { index: number; exitCode: number; error?: string; trackIds: number[] }];
   /**
-   * A worker died for the (MAX_RESTARTS + 1)th time within RESTART_WINDOW_MS and was NOT replaced: `userIds` take
-   * no more audio (their captures keep what was written). The engine should stop cleanly.
+   * A worker died for the (MAX_RESTARTS + 1)th time within RESTART_WINDOW_MS and was NOT replaced: `trackIds` take
+   * no more audio (their captures keep what was written). Their recordings should stop cleanly.
    */
-  workerFailed: [info: { index: number; deaths: number; windowMs: number; exitCode: number; error?: string; userIds: string[] }];
-  /** A track's file could not be written (e.g. ENOSPC): that track stops; the engine should stop cleanly. */
-  trackError: [info: { userId: string; code: string | undefined; message: string }];
+  workerFailed: [info: { index: number; deaths: number; windowMs: number; exitCode: number; error?: string; trackIds: number[] }];
 }
 
 interface TrackEntry {
   trackId: number;
-  userId: string;
-  stem: string;
+  spec: TrackSpec;
+  owner: TrackOwner | null;
   worker: number;
   last: TrackStatusReport | null;
   /** Latest streamed-MP3 progress (frames encoded). */
@@ -138,9 +132,10 @@ class WorkerSlot {
   deaths: number[] = [];
   /** Given up after too many deaths: no worker, its tracks take no more audio. */
   failed = false;
-  /** Worker-clock instant up to which this worker has flushed everything it released (last status). */
+  /** Pool-clock instant up to which this worker has flushed everything it released (last status). */
   flushedMs = -Infinity;
-  pendingCleanup: { endMs: number; resolve: (r: TrackStatusReport[]) => void } | null = null;
+  /** Cleanups waiting for this worker's answer, by request id. */
+  readonly pendingCleanups = new Map<number, { trackIds: number[]; endMs: number; resolve: (r: TrackStatusReport[]) => void }>();
   pendingClose: (() => void) | null = null;
 
   constructor(worker: Worker) {
@@ -158,66 +153,48 @@ class WorkerSlot {
   }
 }
 
-function safeStem(userId: string): string {
-  const s = userId.replace(/[^0-9A-Za-z_-]/g, '_').slice(0, 64);
-  return `user-${s || 'unknown'}`;
-}
-
-export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioSink {
-  private readonly opts: Required<Omit<WorkerPoolOptions, 't0EpochMs' | 'workers' | 'mp3' | 'faultInjection'>>;
+export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
+  private readonly opts: Required<Omit<WorkerPoolOptions, 'workers' | 'mp3' | 'faultInjection'>>;
   private readonly init: WorkerInit;
   private readonly slots: WorkerSlot[] = [];
-  private readonly byUser = new Map<string, TrackEntry>();
   private readonly byId = new Map<number, TrackEntry>();
   private nextTrackId = 1;
+  private nextRequestId = 1;
+  /** performance.now() at the pool clock's 0. */
+  private readonly t0Perf: number;
   /** Fallback flush when packets stop (wall clock), or the periodic flush (packets clock). */
   private timer: NodeJS.Timeout;
-  /** Recording-clock arrival of the oldest packet not yet sent to its worker (wall clock mode); +∞ when none. */
+  /** Pool-clock arrival of the oldest packet not yet sent to its worker (wall clock mode); +∞ when none. */
   private batchStartMs = Infinity;
   private closing = false;
-  private cleaned = false;
+  /** Latest pool-clock arrival seen (the workers' clock in 'packets' mode). */
   private maxArrivalMs = -Infinity;
-  /** RTCP packets seen (Discord forwards a sender report per active sender about once a second; the clock does not need them). */
-  rtcpPackets = 0;
 
-  constructor(options: WorkerPoolOptions) {
+  constructor(options: WorkerPoolOptions = {}) {
     super();
     this.opts = {
-      dir: options.dir,
-      keepOpus: options.keepOpus,
       clock: options.clock ?? 'wall',
       playoutDelayMs: options.playoutDelayMs ?? 60,
       batchMs: options.batchMs ?? 20,
       flushMs: options.flushMs ?? 250,
     };
-    mkdirSync(join(options.dir, CAPTURE_DIR), { recursive: true, mode: 0o700 });
-    // Translate the engine's epoch-ms t=0 into the process-wide monotonic clock the workers share.
-    const epochNow = performance.timeOrigin + performance.now();
-    const hrNow = process.hrtime.bigint();
-    const t0 = options.t0EpochMs ?? epochNow;
-    const hrT0 = hrNow - BigInt(Math.round((epochNow - t0) * 1e6));
+    this.t0Perf = performance.now();
+    const n = Math.max(1, options.workers ?? availableParallelism());
     this.init = {
-      dir: options.dir,
-      keepOpus: options.keepOpus,
       clock: this.opts.clock,
-      hrT0: hrT0.toString(),
+      hrT0: process.hrtime.bigint().toString(),
       playoutDelayMs: this.opts.playoutDelayMs,
       // Workers tick on every batch; their own timer only runs when batches stop.
       tickMs: this.opts.batchMs,
       statusMs: 500,
       flushMs: this.opts.flushMs,
+      mp3Budget: {
+        maxStreams: Math.ceil((options.mp3?.maxStreams ?? 48) / n),
+        // Half of each tick, at most, for encoding.
+        budgetMsPerTick: options.mp3?.budgetMsPerTick ?? this.opts.batchMs / 2,
+      },
       ...(options.faultInjection === true ? { faultInjection: true } : {}),
     };
-    const n = Math.max(1, options.workers ?? availableParallelism());
-    if (options.mp3) {
-      this.init.mp3 = {
-        bitrateKbps: options.mp3.bitrateKbps,
-        mono: options.mp3.mono,
-        maxStreams: Math.ceil((options.mp3.maxStreams ?? 48) / n),
-        // Half of each tick, at most, for encoding.
-        budgetMsPerTick: options.mp3.budgetMsPerTick ?? this.opts.batchMs / 2,
-      };
-    }
     for (let i = 0; i < n; i++) this.slots.push(new WorkerSlot(this.spawn(i)));
     if (this.opts.clock === 'wall') {
       // Fires only when packets stop: 1.5 × batchMs after a batch's first packet, so steady traffic always wins.
@@ -227,6 +204,21 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
       this.timer = setInterval(() => this.flushBatches(), this.opts.batchMs);
     }
     this.timer.unref();
+  }
+
+  /** The pool clock: milliseconds since the pool was made (wall mode), or the latest arrival seen (packets mode). */
+  now(): number {
+    return this.opts.clock === 'packets' ? Math.max(0, this.maxArrivalMs) : performance.now() - this.t0Perf;
+  }
+
+  /** Pool-clock instant of an epoch time (`performance.timeOrigin + performance.now()` form), for a recording's t=0. */
+  fromEpochMs(epochMs: number): number {
+    return epochMs - performance.timeOrigin - this.t0Perf;
+  }
+
+  /** The longest a packet waits in a jitter buffer before it is written (a talk spurt's priming window). */
+  get holdMs(): number {
+    return Math.max(this.opts.playoutDelayMs, PRIMING_MS);
   }
 
   private spawn(index: number): Worker {
@@ -242,46 +234,49 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
   }
 
   /**
-   * Test seam: makes the worker holding `userId`'s track throw an uncaught error, as a bug in the decoder or the
-   * writer would. Only for pools made with `faultInjection` (the worker ignores the message otherwise).
-   * Returns the worker's index.
+   * Test seam: makes the worker holding a track throw an uncaught error, as a bug in the decoder or the writer
+   * would. Only for pools made with `faultInjection`. Returns the worker's index.
    */
-  injectWorkerCrash(userId: string, message = 'injected fault'): number {
-    if (this.init.faultInjection !== true) throw new Error('injectWorkerCrash needs a pool made with faultInjection');
-    const e = this.byUser.get(userId);
-    if (e === undefined) throw new Error(`no track for ${userId}`);
+  injectWorkerCrash(trackId: number, message = 'injected fault'): number {
+    const e = this.faultTarget(trackId);
     this.send(this.slots[e.worker]!, { type: 'crash', message });
     return e.worker;
   }
 
-  /**
-   * Test seam: blocks the worker holding `userId`'s track for `ms` (a thread the OS did not run), while batches keep
-   * coming. Only for pools made with `faultInjection`. Returns the worker's index.
-   */
-  injectWorkerStall(userId: string, ms: number): number {
-    if (this.init.faultInjection !== true) throw new Error('injectWorkerStall needs a pool made with faultInjection');
-    const e = this.byUser.get(userId);
-    if (e === undefined) throw new Error(`no track for ${userId}`);
+  /** Test seam: blocks the worker holding a track for `ms` (a thread the OS did not run). Returns its index. */
+  injectWorkerStall(trackId: number, ms: number): number {
+    const e = this.faultTarget(trackId);
     this.send(this.slots[e.worker]!, { type: 'stall', ms });
     return e.worker;
   }
 
-  /** The worker currently holding a user's track (diagnostics and fault-injection tests). */
-  workerOf(userId: string): Worker | undefined {
-    const e = this.byUser.get(userId);
+  private faultTarget(trackId: number): TrackEntry {
+    if (this.init.faultInjection !== true) throw new Error('fault injection needs a pool made with faultInjection');
+    const e = this.byId.get(trackId);
+    if (e === undefined) throw new Error(`no track ${trackId}`);
+    return e;
+  }
+
+  /** The worker currently holding a track (diagnostics and fault-injection tests). */
+  workerOf(trackId: number): Worker | undefined {
+    const e = this.byId.get(trackId);
     return e === undefined ? undefined : this.slots[e.worker]!.worker;
   }
 
   /**
-   * Recording-clock milliseconds before which every packet handed to {@link onAudio} is on disk, as confirmed
-   * by the workers' last status reports (each worker flushes before it reports): the slowest worker's flush
-   * instant minus the jitter buffer's longest hold (a talk spurt's priming window). −Infinity until every
-   * worker has reported once.
+   * Pool-clock milliseconds before which every packet handed to {@link onAudio} for these tracks is on disk, as
+   * confirmed by the workers' last status reports (each worker flushes before it reports): the slowest of their
+   * workers' flush instants minus the jitter buffer's longest hold. −Infinity until each has reported once.
    */
-  get flushedMs(): number {
+  flushedMs(trackIds: Iterable<number>): number {
+    const workers = new Set<number>();
+    for (const id of trackIds) {
+      const e = this.byId.get(id);
+      if (e !== undefined) workers.add(e.worker);
+    }
     let min = Infinity;
-    for (const s of this.slots) min = Math.min(min, s.flushedMs);
-    return min - Math.max(this.opts.playoutDelayMs, PRIMING_MS);
+    for (const w of workers) min = Math.min(min, this.slots[w]!.flushedMs);
+    return (workers.size === 0 ? this.now() : min) - this.holdMs;
   }
 
   /** Number of workers. */
@@ -289,33 +284,55 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
     return this.slots.length;
   }
 
+  /** Tracks currently registered (for a recorder deciding whether the pool is idle). */
+  get trackCount(): number {
+    return this.byId.size;
+  }
+
   /**
-   * Registers a user's track (the engine calls this before the user's first packet). The capture file
-   * `.capture/<stem>.wav` is created now. Calling it again for the same user is a no-op.
+   * Registers a track (its recording calls this before the user's first packet) and returns its id. The capture
+   * file is created by the worker now. `owner` receives the track's tapped output and write errors.
    */
-  addTrack(userId: string, stem: string): void {
-    if (this.byUser.has(userId) || this.cleaned) return;
+  addTrack(spec: TrackSpec, owner: TrackOwner | null = null): number {
+    if (this.closing) throw new Error('the worker pool is closed');
     // Least loaded among the workers still alive (a given-up slot only if nothing else is left).
     let best = 0;
     const rank = (i: number): number => (this.slots[i]!.failed ? Infinity : this.slots[i]!.tracks);
     for (let i = 1; i < this.slots.length; i++) if (rank(i) < rank(best)) best = i;
-    const entry: TrackEntry = { trackId: this.nextTrackId++, userId, stem, worker: best, last: null };
-    this.byUser.set(userId, entry);
+    const entry: TrackEntry = { trackId: this.nextTrackId++, spec, owner, worker: best, last: null };
     this.byId.set(entry.trackId, entry);
     const slot = this.slots[best]!;
     slot.tracks++;
     // Keep order: any batch already queued for this worker goes first.
     this.flushSlot(slot);
-    this.send(slot, { type: 'add', trackId: entry.trackId, userId, stem });
+    this.send(slot, { type: 'add', trackId: entry.trackId, spec });
+    return entry.trackId;
   }
 
-  onAudio(packet: AudioPacket): void {
-    if (this.cleaned) return;
-    let e = this.byUser.get(packet.userId);
-    if (e === undefined) {
-      this.addTrack(packet.userId, safeStem(packet.userId));
-      e = this.byUser.get(packet.userId)!;
-    }
+  /** Changes what a track hands back to the main thread (user streams or sinks added or removed). */
+  setTap(trackId: number, tap: TapConfig): void {
+    const e = this.byId.get(trackId);
+    if (e === undefined) return;
+    e.spec = { ...e.spec, tap };
+    this.send(this.slots[e.worker]!, { type: 'tap', trackId, tap });
+  }
+
+  /**
+   * Makes a track start its streams afresh after a discontinuity nothing may bridge (a recording resumed after a
+   * pause): ordered after every packet already handed to {@link onAudio}, before every later one.
+   */
+  restartStreams(trackId: number): void {
+    const e = this.byId.get(trackId);
+    if (e === undefined) return;
+    const slot = this.slots[e.worker]!;
+    this.flushSlot(slot);
+    this.send(slot, { type: 'restart', trackId });
+  }
+
+  /** One packet for a track (arrival on the track's recording clock). */
+  onAudio(trackId: number, packet: Omit<AudioPacket, 'userId'>): void {
+    const e = this.byId.get(trackId);
+    if (e === undefined) return;
     const slot = this.slots[e.worker]!;
     if (slot.failed) return;
     // The record's length field is 16 bits. No Opus packet comes near that (libopus refuses > 8 KiB), so a larger
@@ -330,7 +347,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
     }
     const v = slot.view;
     const o = slot.len;
-    v.setUint32(o, e.trackId, true);
+    v.setUint32(o, trackId, true);
     v.setUint32(o + 4, packet.ssrc >>> 0, true);
     v.setUint16(o + 8, packet.sequence & 0xffff, true);
     v.setUint16(o + 10, n, true);
@@ -338,13 +355,14 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
     v.setFloat64(o + 16, packet.arrivalMs, true);
     slot.bytes.set(opus, o + RECORD_HEADER_BYTES);
     slot.len += need;
-    if (packet.arrivalMs > this.maxArrivalMs) this.maxArrivalMs = packet.arrivalMs;
+    const arrival = packet.arrivalMs + e.spec.t0Ms;
+    if (arrival > this.maxArrivalMs) this.maxArrivalMs = arrival;
     if (this.opts.clock === 'wall') {
       if (this.batchStartMs === Infinity) {
         // The first packet of a batch arms the fallback; steady traffic re-arms it before it can fire.
-        this.batchStartMs = packet.arrivalMs;
+        this.batchStartMs = arrival;
         this.timer.refresh();
-      } else if (packet.arrivalMs - this.batchStartMs >= this.opts.batchMs) this.flushBatches();
+      } else if (arrival - this.batchStartMs >= this.opts.batchMs) this.flushBatches();
     }
   }
 
@@ -353,63 +371,53 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
     if (!this.closing) this.flushBatches();
   }
 
-  /**
-   * RTCP is counted and dropped: the track clock anchors on arrival times (and measures drift from them), which
-   * the sender reports' NTP/RTP pairs would not improve.
-   */
-  onRtcp(_packet: RtcpPacket): void {
-    this.rtcpPackets++;
-  }
-
-  /** Latest per-user figures (workers report about twice a second). */
-  status(): Map<string, PoolTrackStatus> {
-    const out = new Map<string, PoolTrackStatus>();
-    for (const e of this.byUser.values()) {
-      const l = e.last;
-      out.set(e.userId, {
-        speaking: l?.speaking ?? false,
-        activeMs: l?.activeMs ?? 0,
-        bytes: l?.bytes ?? 0,
-        received: l?.received ?? 0,
-        lost: l?.lost ?? 0,
-        concealed: l?.concealed ?? 0,
-        duplicate: l?.duplicate ?? 0,
-        ...(e.mp3Frames !== undefined ? { mp3EncodedFrames: e.mp3Frames } : {}),
-      });
+  /** Latest figures of these tracks (workers report about twice a second). */
+  status(trackIds: Iterable<number>): Map<number, PoolTrackStats> {
+    const out = new Map<number, PoolTrackStats>();
+    for (const id of trackIds) {
+      const e = this.byId.get(id);
+      if (e === undefined) continue;
+      out.set(id, figures(e.last, e.mp3Frames));
     }
     return out;
   }
 
   /**
-   * Flushes every worker up to `endMs` (recording clock), cuts every capture to exactly that length, closes
-   * the files and resolves with each user's final figures. Audio arriving afterwards is ignored.
+   * Flushes these tracks' workers up to `endMs` (their recording clock), cuts each capture to exactly that
+   * length, closes the files, forgets the tracks and resolves with their final figures. Audio arriving for them
+   * afterwards is ignored.
    */
-  async cleanup(endMs: number): Promise<Map<string, PoolTrackStats>> {
-    this.cleaned = true;
+  async cleanup(trackIds: Iterable<number>, endMs: number): Promise<Map<number, PoolTrackStats>> {
+    const byWorker = new Map<number, number[]>();
+    const entries: TrackEntry[] = [];
+    for (const id of trackIds) {
+      const e = this.byId.get(id);
+      if (e === undefined) continue;
+      entries.push(e);
+      const list = byWorker.get(e.worker) ?? [];
+      list.push(id);
+      byWorker.set(e.worker, list);
+    }
     const results = await Promise.all(
-      this.slots.map((slot) => {
+      [...byWorker].map(([w, ids]) => {
+        const slot = this.slots[w]!;
         // A given-up worker's tracks keep their last reported figures; their captures are finished from disk.
-        if (slot.failed) return Promise.resolve([]);
-        this.flushSlot(slot, endMs);
+        if (slot.failed) return Promise.resolve([] as TrackStatusReport[]);
+        // The batch in flight goes first, and carries the end as its clock (packets mode).
+        this.flushSlot(slot, Math.max(slot.lastNowMs, this.maxArrivalMs));
+        const requestId = this.nextRequestId++;
         return new Promise<TrackStatusReport[]>((resolve) => {
-          slot.pendingCleanup = { endMs, resolve };
-          this.send(slot, { type: 'cleanup', endMs });
+          slot.pendingCleanups.set(requestId, { trackIds: ids, endMs, resolve });
+          this.send(slot, { type: 'cleanup', requestId, trackIds: ids, endMs });
         });
       }),
     );
     for (const reports of results) for (const r of reports) this.record(r);
-    const out = new Map<string, PoolTrackStats>();
-    for (const e of this.byUser.values()) {
-      const l = e.last;
-      const base = l ?? { ...emptyStats(), startOffsetMs: null, activeMs: 0, bytes: 0, ssrcs: [] };
-      out.set(e.userId, {
-        ...copyStats(base),
-        startOffsetMs: base.startOffsetMs,
-        activeMs: base.activeMs,
-        bytes: base.bytes,
-        ssrcs: [...base.ssrcs],
-        ...(l?.mp3 !== undefined ? { mp3: l.mp3 } : {}),
-      });
+    const out = new Map<number, PoolTrackStats>();
+    for (const e of entries) {
+      out.set(e.trackId, figures(e.last, e.mp3Frames));
+      this.byId.delete(e.trackId);
+      this.slots[e.worker]!.tracks--;
     }
     return out;
   }
@@ -469,13 +477,14 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
         for (const r of m.tracks) this.record(r);
         if (slot !== undefined && m.flushedMs > slot.flushedMs) slot.flushedMs = m.flushedMs;
         break;
-      case 'cleaned':
-        if (slot?.pendingCleanup) {
-          const p = slot.pendingCleanup;
-          slot.pendingCleanup = null;
+      case 'cleaned': {
+        const p = slot?.pendingCleanups.get(m.requestId);
+        if (p) {
+          slot!.pendingCleanups.delete(m.requestId);
           p.resolve(m.tracks);
         }
         break;
+      }
       case 'closed':
         slot?.pendingClose?.();
         break;
@@ -485,18 +494,20 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
           if (e !== undefined && e.worker === index) e.mp3Frames = p.encodedFrames;
         }
         break;
-      case 'trackError': {
-        const e = this.byId.get(m.trackId);
-        this.emit('trackError', { userId: e?.userId ?? '?', code: m.code, message: m.message });
+      case 'trackError':
+        this.byId.get(m.trackId)?.owner?.onTrackError(m.code, m.message);
         break;
-      }
+      case 'tap':
+        for (const r of readTap(m.buf, m.len)) this.byId.get(r.trackId)?.owner?.onTap(r);
+        break;
     }
   }
 
   private onExit(index: number, w: Worker, code: number, error: string | undefined): void {
     const slot = this.slots[index];
     if (slot === undefined || slot.worker !== w || this.closing) return;
-    const users = [...this.byId.values()].filter((e) => e.worker === index);
+    const entries = [...this.byId.values()].filter((e) => e.worker === index);
+    const trackIds = entries.map((e) => e.trackId);
     const now = performance.now();
     slot.deaths = slot.deaths.filter((t) => now - t < RESTART_WINDOW_MS);
     slot.deaths.push(now);
@@ -504,33 +515,39 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> implements AudioS
       slot.failed = true;
       slot.len = 0;
       // Nothing will answer for this slot any more: a cleanup or close waiting on it must not hang.
-      slot.pendingCleanup?.resolve([]);
-      slot.pendingCleanup = null;
+      for (const p of slot.pendingCleanups.values()) p.resolve([]);
+      slot.pendingCleanups.clear();
       slot.pendingClose?.();
       slot.pendingClose = null;
-      this.emit('workerFailed', {
-        index, deaths: slot.deaths.length, windowMs: RESTART_WINDOW_MS, exitCode: code, error, userIds: users.map((u) => u.userId),
-      });
+      this.emit('workerFailed', { index, deaths: slot.deaths.length, windowMs: RESTART_WINDOW_MS, exitCode: code, error, trackIds });
       return;
     }
     slot.worker = this.spawn(index);
     slot.newBuffer(MIN_BATCH);
-    for (const e of users) {
+    for (const e of entries) {
       const l = e.last;
       const resume: TrackResume | undefined =
         l === null
           ? undefined
-          : {
-              stats: copyStats(l),
-              startOffsetMs: l.startOffsetMs,
-              activeMs: l.activeMs,
-              bytes: l.bytes,
-              ssrcs: l.ssrcs,
-              writtenEnd: l.writtenEnd,
-            };
-      this.send(slot, { type: 'add', trackId: e.trackId, userId: e.userId, stem: e.stem, resume });
+          : { stats: copyStats(l), startOffsetMs: l.startOffsetMs, activeMs: l.activeMs, bytes: l.bytes, ssrcs: l.ssrcs, writtenEnd: l.writtenEnd };
+      this.send(slot, { type: 'add', trackId: e.trackId, spec: e.spec, resume });
     }
-    if (slot.pendingCleanup) this.send(slot, { type: 'cleanup', endMs: slot.pendingCleanup.endMs });
-    this.emit('workerRestarted', { index, exitCode: code, error, userIds: users.map((u) => u.userId) });
+    for (const [requestId, p] of slot.pendingCleanups) this.send(slot, { type: 'cleanup', requestId, trackIds: p.trackIds, endMs: p.endMs });
+    this.emit('workerRestarted', { index, exitCode: code, error, trackIds });
   }
+}
+
+/** A track's figures from its last report (zeros before the first). */
+function figures(l: TrackStatusReport | null, mp3Frames: number | undefined): PoolTrackStats {
+  const base = l ?? { ...emptyStats(), startOffsetMs: null, activeMs: 0, bytes: 0, ssrcs: [], speaking: false };
+  return {
+    ...copyStats(base),
+    startOffsetMs: base.startOffsetMs,
+    activeMs: base.activeMs,
+    bytes: base.bytes,
+    ssrcs: [...base.ssrcs],
+    speaking: base.speaking,
+    ...(l?.mp3 !== undefined ? { mp3: l.mp3 } : {}),
+    ...(mp3Frames !== undefined ? { mp3EncodedFrames: mp3Frames } : {}),
+  };
 }

@@ -19,7 +19,6 @@
  *     finished, manifest written) and exits with `exit`: 'stopped' (0: the call is over for us — kicked, channel
  *     deleted) or 'rejected' (7, VOICE_REJECTED: Discord refused to go on serving the session).
  */
-import { ExitCode } from '../errors.ts';
 
 export type CloseAction = 'resume' | 'rejoin' | 'end';
 
@@ -94,11 +93,6 @@ export function closePolicy(code: number): ClosePolicy {
 /** Every documented code, for the README table and the tests. */
 export function documentedCloseCodes(): ClosePolicy[] {
   return Object.keys(TABLE).map((c) => closePolicy(Number(c)));
-}
-
-/** The exit code a session that `end`s with this policy gets (after t=0; before t=0 it is always VOICE_REJECTED). */
-export function exitCodeOf(policy: ClosePolicy): ExitCode {
-  return policy.exit === 'stopped' ? ExitCode.OK : ExitCode.VOICE_REJECTED;
 }
 
 /** Closes that may be recovered from (resumed or rejoined) within {@link RECOVERY_WINDOW_MS}; one more ends the session. */

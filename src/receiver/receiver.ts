@@ -17,7 +17,7 @@
  * video SSRCs, per-user tables bounded by the mapping cap).
  */
 import type { AudioPacket, AudioSink } from '../sinks/types.ts';
-import type { ReceiverDrops } from '../sinks/capture-layout.ts';
+import { accountedDrops, dropSummary, emptyDrops, type ReceiverDrops } from './drops.ts';
 import { classifyDatagram, type RtpHeader } from './rtp.ts';
 import type { TransportCipher } from './transport-crypto.ts';
 import { SsrcMap, type SsrcMapOptions } from './ssrc-map.ts';
@@ -26,71 +26,11 @@ import { StreamReplayFilters } from './stream-replay.ts';
 import { VideoSsrcs, type VideoAnnouncement } from './video-streams.ts';
 import type { DaveFrameDecryptor } from './dave.ts';
 
-/** Per-kind packet accounting (written to the manifest's receiver section and shown in warnings). */
-export interface ReceiverCounters {
-  datagrams: number;
-  /** Audio packets delivered to the sink. */
-  audio: number;
-  rtcp: number;
-  /** Keepalive echoes and IP discovery replies (expected chatter, not audio). */
-  control: number;
-  /** Too short, wrong version, broken extension. */
-  malformed: number;
-  /** Valid RTP with a payload type that is not Opus audio, and not video. */
-  notAudio: number;
-  /** RTP of a member's camera or screen share, RTX included (video-streams.ts): never decrypted, never decoded. */
-  video: number;
-  /** Arrived before the transport key was known (before op 4 or during a reconnect). */
-  noKey: number;
-  /** Transport authentication failed (bad tag, wrong key, forged or corrupted). */
-  undecryptable: number;
-  /** Authenticated, but its padding count overran the payload (a broken or hostile sender). */
-  badPadding: number;
-  /**
-   * Authenticated, but its transport nonce was already seen or is older than the replay window: a replay or a
-   * network duplicate. Those of a mapped SSRC also count in that user's {@link Receiver.duplicateByUser}.
-   */
-  replayed: number;
-  /** DAVE could not decrypt the frame (group transitions, unknown sender). */
-  daveUndecryptable: number;
-  /** Authenticated but its SSRC never got an op 5 in time (dropped from the holding area). */
-  unknownSsrc: number;
-  /** From a user excluded by --users. */
-  filtered: number;
-  rtcpUndecryptable: number;
-}
-
-export function emptyCounters(): ReceiverCounters {
-  return {
-    datagrams: 0, audio: 0, rtcp: 0, control: 0, malformed: 0, notAudio: 0, video: 0, noKey: 0, undecryptable: 0, badPadding: 0,
-    replayed: 0, daveUndecryptable: 0, unknownSsrc: 0, filtered: 0, rtcpUndecryptable: 0,
-  };
-}
-
 /**
- * The drop counts as written to the journal and manifest (`dropped`): everything received that did not become
- * audio in a track, by kind. RTCP is counted too (it is not audio) so the figures add up to `datagrams`.
+ * The receiver's live counts: one per outcome of a datagram (drops.ts, the one table of kinds). Packets still held
+ * waiting for an op 5 are not in them yet ({@link Receiver.drops} counts those as unknown SSRC).
  */
-export function dropCounts(c: ReceiverCounters, held = 0): ReceiverDrops {
-  return {
-    datagrams: c.datagrams,
-    audio: c.audio,
-    rtcp: c.rtcp,
-    control: c.control,
-    malformed: c.malformed,
-    notAudio: c.notAudio,
-    video: c.video,
-    noKey: c.noKey,
-    badAuth: c.undecryptable,
-    badPadding: c.badPadding,
-    replayed: c.replayed,
-    // Still held at this instant: their SSRC has had no op 5 yet, so they count as unknown until it comes.
-    unknownSsrc: c.unknownSsrc + held,
-    daveUndecryptable: c.daveUndecryptable,
-    filtered: c.filtered,
-    rtcpBadAuth: c.rtcpUndecryptable,
-  };
-}
+export type ReceiverCounters = ReceiverDrops;
 
 export interface ReceiverOptions {
   /** Where decoded-ready packets go (the engine's router in front of the worker pool). */
@@ -122,7 +62,7 @@ interface Held {
 
 /** Turns raw voice-socket datagrams into {@link AudioPacket}s for one recording. */
 export class Receiver {
-  readonly counters: ReceiverCounters = emptyCounters();
+  readonly counters: ReceiverCounters = emptyDrops();
   /** Authenticated packets of a user that DAVE could not decrypt (forged transport packets are not attributed). */
   readonly undecryptableByUser = new Map<string, number>();
   /**
@@ -207,14 +147,21 @@ export class Receiver {
 
   /** The drop counts for the journal/manifest (packets still waiting for an op 5 count as unknown SSRC). */
   drops(): ReceiverDrops {
-    return dropCounts(this.counters, this.#ssrcs.heldCount);
+    // Still held at this instant: their SSRC has had no op 5 yet, so they count as unknown until it comes.
+    return { ...this.counters, unknownSsrc: this.counters.unknownSsrc + this.#ssrcs.heldCount };
+  }
+
+  /**
+   * One line of what was skipped as hostile, broken or undecryptable (for a warning at the stop), or '' when
+   * nothing was. Routine traffic (RTCP, keepalive echoes, non-audio payloads, users not recorded) is not listed.
+   */
+  dropSummary(): string {
+    return dropSummary(this.counters);
   }
 
   /** Datagrams accounted for: delivered + every drop kind + still held. Always equals `counters.datagrams`. */
   accounted(): number {
-    const c = this.counters;
-    return c.audio + c.rtcp + c.control + c.malformed + c.notAudio + c.video + c.noKey + c.undecryptable + c.badPadding + c.replayed +
-      c.unknownSsrc + c.daveUndecryptable + c.filtered + c.rtcpUndecryptable + this.#ssrcs.heldCount;
+    return accountedDrops(this.counters) + this.#ssrcs.heldCount;
   }
 
   /** Entry point: one datagram from the voice UDP socket. */
@@ -241,7 +188,7 @@ export class Receiver {
       // A plaintext compound packet is unauthenticated, so it cannot be replay-checked: it is only counted.
       const data = opened ?? plainRtcp(datagram);
       if (!data) {
-        c.rtcpUndecryptable++;
+        c.rtcpBadAuth++;
         return;
       }
       // The sender SSRC (bytes 4..7) is inside the 8-byte AAD: authenticated when `opened`.
@@ -258,7 +205,7 @@ export class Receiver {
     const opened = cipher.openRtpDetailed(datagram, header);
     if (!opened.ok && opened.reason === 'auth') {
       // Not attributed to the SSRC's user: an unauthenticated header proves nothing about who sent it.
-      c.undecryptable++;
+      c.badAuth++;
       return;
     }
     // Authenticated from here on (the header, SSRC included, is the AAD): the nonce is the server's, so it may be

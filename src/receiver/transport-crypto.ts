@@ -43,8 +43,8 @@ export class TransportCipher {
   readonly #key: Uint8Array;
   /**
    * The AES key as a KeyObject, made once per session: given raw bytes, createDecipheriv re-validates and copies
-   * the key for every datagram, which profiled at ~47 % of the receive thread at 200 speakers (20.5 → 5.4 µs per
-   * packet, see BENCHMARKS.md).
+   * the key for every datagram, the largest cost of the receive thread when it did (BENCHMARKS.md, "Measurements
+   * behind the code").
    */
   readonly #aesKey: KeyObject;
   /** Reused nonce buffer: only the first 4 bytes ever change. */

@@ -106,6 +106,8 @@ export interface DaveServer {
   readonly stats: DaveStats;
   /** The member's DAVE frame for one Opus packet (silence frames pass through unencrypted). */
   encryptOpus(userId: string, opus: Buffer): Buffer;
+  /** A frame the recorder's client sent, decrypted by a call member (null when no member can decrypt it). */
+  decryptRecorderFrame(frame: Buffer): Buffer | null;
   /**
    * A member's video frame as its client sends it: DAVE-encrypted for the codec (whose headers stay in the clear),
    * or unchanged while the member has no group to encrypt with.

@@ -307,6 +307,20 @@ export class DaveGroupServer implements DaveServer {
     return sim.session.encryptOpus(opus);
   }
 
+  decryptRecorderFrame(frame: Buffer): Buffer | null {
+    const recorder = this.#recorder;
+    if (!recorder) return null;
+    for (const sim of this.#sims.values()) {
+      if (!sim.session.ready) continue;
+      try {
+        return sim.session.decrypt(recorder.userId, 0 /* MediaType.AUDIO */, frame);
+      } catch {
+        return null;
+      }
+    }
+    return null;
+  }
+
   encryptVideo(userId: string, codec: 'H264' | 'VP8' | 'VP9' | 'AV1', frame: Buffer): Buffer {
     const sim = this.#sims.get(userId);
     if (!sim || !sim.session.ready) return frame;

@@ -50,6 +50,7 @@ import type { Fault, GroundTruth, Scenario, TransportMode } from './scenario.ts'
 import { TickScheduler } from './scheduler.ts';
 import { Speaker, TICK_MS } from './speaker.ts';
 import { TruthRecorder } from './truth.ts';
+import { RecorderAudio, type RecorderAudioTruth } from './recorder-audio.ts';
 import { VIDEO_PAYLOAD_TYPES, VideoSender, type VideoSource } from './video.ts';
 import { VoiceServer, type VoiceGrant, type VoiceSession } from './voice-gateway.ts';
 import { ChannelType, World } from './world.ts';
@@ -75,6 +76,8 @@ export interface Simulator {
   inject(fault: Fault): void;
   /** The DAVE group as the simulated gateway sees it (null when the scenario has DAVE off). Valid after close(). */
   daveStatus(): DaveStatus | null;
+  /** The audio the recorder's own client sent (a bot that also plays), as the voice server checked it. */
+  recorderAudio(): RecorderAudioTruth;
   /** Stops everything: sockets closed, ports freed, timers cleared, temp files removed. */
   close(): Promise<void>;
 }
@@ -159,6 +162,7 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
   /** Members join a stage suppressed unless they are speakers (Discord's audience). */
   const suppressed = (m: { audience?: boolean } | undefined): boolean => stage && m?.audience === true;
   const truth = new TruthRecorder(scenario.members);
+  const recorderAudio = new RecorderAudio();
   const cert: SimulatorCertificate = await createCertificate();
 
   // Members: a speaker and an impairment model each, with their own PRNG streams.
@@ -321,6 +325,12 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
     });
     await vs.listen();
     servers.push(vs);
+    // The recorder's own media (a bot that plays while it records): checked like Discord would, then dropped.
+    vs.udp.on('datagram', (msg, from) => {
+      const session = active;
+      if (!session || session.server !== vs || !session.client || from.port !== session.client.port || !session.mode) return;
+      recorderAudio.observe(msg, session.mode, session.secretKey, dave ? (frame) => dave!.decryptRecorderFrame(frame) : undefined);
+    });
     vs.on('identify', (session) => {
       if ((active && active !== session) || (!active && pending.get('voice-close')?.length)) settle('voice-close', 'reidentified');
       events.emit('voice-identify', { endpoint: vs.endpoint, ssrc: session.ssrc });
@@ -844,6 +854,7 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
     events,
     truth: () => truth.snapshot(),
     inject: (fault) => playFault(fault),
+    recorderAudio: () => ({ ...recorderAudio.truth }),
     daveStatus: () =>
       dave
         ? {

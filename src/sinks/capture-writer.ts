@@ -9,15 +9,15 @@
  *
  * Every ~WRITEBACK_BYTES of audio, the kernel is asked to start writing what was written to disk (without waiting:
  * native/writeback.c). The finish at stop syncs each file before renaming it into place, and that sync writes out
- * whatever the page cache still holds of the capture: left to the kernel that was 1.5–2.3 GB at the stop of
- * 10 × 1 h fed at ~100× real time (1.3–2.5 s of syncing), and the kernel does not reliably write back the older
- * pages of a file still being appended to. So the stop writes at most the last few MiB per track, whatever the
- * length. Without the native addon this is skipped (the stop is then only slower).
+ * whatever the page cache still holds of the capture, and the kernel does not reliably write back the older pages
+ * of a file still being appended to (BENCHMARKS.md, "Measurements behind the code"). So the stop writes at most the
+ * last few MiB per track, whatever the length. Without the native addon this is skipped (the stop is then only slower).
  */
 import { closeSync, constants, fstatSync, ftruncateSync, openSync, writeSync } from 'node:fs';
 import { BYTES_PER_SAMPLE_FRAME, CHANNELS, SAMPLE_RATE } from './types.ts';
 import { PACKET_LOG_EPOCH, WAV_HEADER_BYTES } from './capture-layout.ts';
 import { addon } from './native-addon.ts';
+import type { TrackOutput } from './track-output.ts';
 
 const PENDING_BYTES = 64 * 1024;
 const OPEN_FLAGS = constants.O_RDWR | constants.O_CREAT;
@@ -86,6 +86,8 @@ function writeFully(fd: number, buf: Uint8Array, len: number, pos: number | null
 export interface CaptureWriterOptions {
   /** Also log the Opus packets to this path (`[u32 LE position][u16 LE len][payload]` records; see capture-layout.ts). */
   packetLogPath?: string;
+  /** Append the track's utterance edges to this path (`s <position>` / `e <position>` lines; see capture-layout.ts). */
+  utteranceLogPath?: string;
   /** Maximum age of unflushed audio (ms of the caller's clock). Default 250. */
   flushMs?: number;
   /**
@@ -93,14 +95,27 @@ export interface CaptureWriterOptions {
    * file is truncated: a stale capture must not leak into a new recording.
    */
   resume?: boolean;
+  /**
+   * With `resume`: the first sample frame the previous writer had not written yet (its worker died), in case the
+   * file on disk is shorter (audio it had queued but not flushed is gone; nothing may be written behind this).
+   */
+  resumeFrom?: number;
   /** How writeback is started (tests observe it). Default: the native addon's, or none without it. */
   startWriteback?: StartWriteback | null;
 }
 
-export class CaptureWriter {
+/**
+ * The track's file sink: it implements {@link TrackOutput} like every other consumer of a track (the capture is
+ * the track's audio, the packet log its Opus packets, the utterance log its talk spurts).
+ */
+export class CaptureWriter implements TrackOutput {
   readonly path: string;
   private fd: number;
   private logFd: number | null = null;
+  private uttFd: number | null = null;
+  private utt = '';
+  /** The caller's clock, as of its last {@link observe} (stamps pending audio for flushMs). */
+  private nowMs = -Infinity;
   private readonly flushMs: number;
   private pending: Buffer | null = null;
   private pendingLen = 0;
@@ -132,11 +147,35 @@ export class CaptureWriter {
     const size = fstatSync(this.fd).size;
     if (size < WAV_HEADER_BYTES) writeSync(this.fd, wavHeader(), 0, WAV_HEADER_BYTES, 0);
     // A capture continued after a worker restart: never write behind what is already there.
-    this.writtenEnd = Math.max(0, Math.floor((size - WAV_HEADER_BYTES) / BYTES_PER_SAMPLE_FRAME));
+    this.writtenEnd = Math.max(0, Math.floor((size - WAV_HEADER_BYTES) / BYTES_PER_SAMPLE_FRAME), opts.resume === true ? (opts.resumeFrom ?? 0) : 0);
+    const trunc = opts.resume === true ? 0 : constants.O_TRUNC;
     if (opts.packetLogPath !== undefined) {
-      const trunc = opts.resume === true ? 0 : constants.O_TRUNC;
       this.logFd = openSync(opts.packetLogPath, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | trunc, 0o600);
     }
+    if (opts.utteranceLogPath !== undefined) {
+      this.uttFd = openSync(opts.utteranceLogPath, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | trunc, 0o600);
+    }
+  }
+
+  /** The caller's clock moved to `nowMs` (recording-clock ms): used to age pending audio. */
+  observe(nowMs: number): void {
+    if (nowMs > this.nowMs) this.nowMs = nowMs;
+  }
+
+  /** {@link TrackOutput.audio}: queues PCM at its position (see {@link write}). */
+  audio(position: number, pcm: Uint8Array): void {
+    this.write(position, pcm, this.nowMs);
+  }
+
+  /** {@link TrackOutput.opus}: appends the packet to the packet log, if this capture keeps one. */
+  opus(position: number, packet: Uint8Array): void {
+    this.logPacket(position, packet, this.nowMs);
+  }
+
+  /** {@link TrackOutput.utterance}: appends the edge to the utterance log, written with the audio it belongs to. */
+  utterance(edge: 'start' | 'end', position: number): void {
+    if (this.uttFd === null) return;
+    this.utt += `${edge === 'start' ? 's' : 'e'} ${position}\n`;
   }
 
   /**
@@ -188,13 +227,24 @@ export class CaptureWriter {
 
   /** Flushes pending data older than flushMs. */
   flushIfDue(nowMs: number): void {
+    this.observe(nowMs);
     if (this.pendingLen > 0 && nowMs - this.pendingSince >= this.flushMs) this.flushPcm();
     if (this.logLen > 0 && nowMs - this.logSince >= this.flushMs) this.flushLog();
+    // Utterance edges go to disk once the audio before them did (a crash then never lists speech it lost).
+    if (this.utt !== '' && this.pendingLen === 0) this.flushUtterances();
   }
 
   flush(): void {
     this.flushPcm();
     this.flushLog();
+    this.flushUtterances();
+  }
+
+  private flushUtterances(): void {
+    if (this.utt === '' || this.uttFd === null) return;
+    const b = Buffer.from(this.utt, 'latin1');
+    writeFully(this.uttFd, b, b.length, null);
+    this.utt = '';
   }
 
   /**
@@ -251,6 +301,8 @@ export class CaptureWriter {
       this.fd = -1;
       if (this.logFd !== null) closeSync(this.logFd);
       this.logFd = null;
+      if (this.uttFd !== null) closeSync(this.uttFd);
+      this.uttFd = null;
       this.pending = null;
       this.log = null;
     }

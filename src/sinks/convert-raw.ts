@@ -4,7 +4,7 @@
  */
 import { promises as fsp, constants } from 'node:fs';
 import { dirname, extname, resolve, basename } from 'node:path';
-import { DvrecError, ExitCode } from '../errors.ts';
+import { DvrecError, UsageError, OutputError, InputError } from '../errors.ts';
 import type { AudioFormat, Manifest } from './capture-layout.ts';
 import type { ConvertProgress } from '../recording-api.ts';
 import { findFfmpeg } from './formats/ffmpeg.ts';
@@ -44,7 +44,7 @@ export interface ConvertRawResult {
 /** Checks a format name from the command line. */
 export function parseFormat(format: string): AudioFormat {
   if (!(FORMATS as readonly string[]).includes(format)) {
-    throw new DvrecError(`unknown format "${format}" (choose ${FORMATS.join(', ')})`, ExitCode.USAGE);
+    throw new UsageError(`unknown format "${format}" (choose ${FORMATS.join(', ')})`);
   }
   return format as AudioFormat;
 }
@@ -75,54 +75,53 @@ export async function planRaw(input: string, opts: ConvertRawOptions): Promise<R
   const rate = opts.rate ?? 48_000;
   const channels = opts.channels ?? 2;
   const bitrateKbps = opts.bitrateKbps ?? defaultMp3BitrateAt(rate);
-  if (!Number.isInteger(rate) || rate < 1000 || rate > 384_000) throw new DvrecError(`--rate ${rate}: expected 1000..384000 Hz`, ExitCode.USAGE);
-  if (!Number.isInteger(channels) || channels < 1 || channels > 8) throw new DvrecError(`--channels ${channels}: expected 1..8`, ExitCode.USAGE);
+  if (!Number.isInteger(rate) || rate < 1000 || rate > 384_000) throw new UsageError(`--rate ${rate}: expected 1000..384000 Hz`);
+  if (!Number.isInteger(channels) || channels < 1 || channels > 8) throw new UsageError(`--channels ${channels}: expected 1..8`);
   const outChannels = opts.mono ? 1 : channels;
   if ((format === 'mp3' || format === 'opus') && outChannels > 2) {
-    throw new DvrecError(`${format} holds 1 or 2 channels; use --mono or wav/flac for ${channels}`, ExitCode.USAGE);
+    throw new UsageError(`${format} holds 1 or 2 channels; use --mono or wav/flac for ${channels}`);
   }
-  if (opts.mono && channels !== 2 && channels !== 1) throw new DvrecError('--mono downmixes stereo input only', ExitCode.USAGE);
+  if (opts.mono && channels !== 2 && channels !== 1) throw new UsageError('--mono downmixes stereo input only');
   if (format === 'mp3' && !MP3_SAMPLE_RATES.includes(rate)) {
-    throw new DvrecError(`mp3 needs --rate ${MP3_SAMPLE_RATES.join('/')}, got ${rate} (use wav or flac, or resample first)`, ExitCode.USAGE);
+    throw new UsageError(`mp3 needs --rate ${MP3_SAMPLE_RATES.join('/')}, got ${rate} (use wav or flac, or resample first)`);
   }
   if (format === 'mp3' && !mp3BitratesAt(rate).includes(bitrateKbps)) {
-    throw new DvrecError(`--bitrate ${bitrateKbps}: MP3 bitrates at ${rate} Hz are ${formatBitrates(mp3BitratesAt(rate))} kbps`, ExitCode.USAGE);
+    throw new UsageError(`--bitrate ${bitrateKbps}: MP3 bitrates at ${rate} Hz are ${formatBitrates(mp3BitratesAt(rate))} kbps`);
   }
   if (format === 'opus' && !OPUS_RATES.includes(rate)) {
-    throw new DvrecError(`opus needs --rate ${OPUS_RATES.join('/')}, got ${rate}`, ExitCode.USAGE);
+    throw new UsageError(`opus needs --rate ${OPUS_RATES.join('/')}, got ${rate}`);
   }
 
   let size: number;
   try {
     const st = await fsp.stat(input);
-    if (st.isDirectory()) throw new DvrecError(`${input} is a directory: use \`dvrec convert DIR\``, ExitCode.INPUT);
+    if (st.isDirectory()) throw new InputError(`${input} is a directory: use \`dvrec convert DIR\``);
     size = st.size;
     await fsp.access(input, constants.R_OK);
   } catch (e) {
     if (e instanceof DvrecError) throw e;
-    throw new DvrecError(`${input}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : 'cannot read it'}`, ExitCode.INPUT);
+    throw new InputError(`${input}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : 'cannot read it'}`);
   }
   const frameBytes = channels * 2;
-  if (size === 0) throw new DvrecError(`${input} is empty`, ExitCode.INPUT);
+  if (size === 0) throw new InputError(`${input} is empty`);
   if (size % frameBytes !== 0) {
-    throw new DvrecError(
+    throw new InputError(
       `${input}: ${size} bytes is not a whole number of s16le sample frames (${channels} channel(s) × 2 bytes = ${frameBytes}); check --channels or the file`,
-      ExitCode.INPUT,
     );
   }
   const frames = size / frameBytes;
 
   const out = resolve(opts.out ?? (extname(input) ? input.slice(0, -extname(input).length) : input) + `.${format}`);
-  if (out === resolve(input)) throw new DvrecError(`output ${out} would overwrite the input; pass --out`, ExitCode.OUTPUT);
+  if (out === resolve(input)) throw new OutputError(`output ${out} would overwrite the input; pass --out`);
   try {
     await fsp.access(dirname(out), constants.W_OK);
   } catch {
-    throw new DvrecError(`cannot write to ${dirname(out)} (missing or not writable)`, ExitCode.OUTPUT);
+    throw new OutputError(`cannot write to ${dirname(out)} (missing or not writable)`);
   }
   try {
     const st = await fsp.stat(out);
-    if (st.isDirectory()) throw new DvrecError(`${out} is a directory`, ExitCode.OUTPUT);
-    if (!opts.force) throw new DvrecError(`${out} already exists (use --force to overwrite)`, ExitCode.OUTPUT);
+    if (st.isDirectory()) throw new OutputError(`${out} is a directory`);
+    if (!opts.force) throw new OutputError(`${out} already exists (use --force to overwrite)`);
   } catch (e) {
     if (e instanceof DvrecError) throw e; // ENOENT: fine
   }

@@ -13,15 +13,15 @@
  * If the process dies between 3 and 5, running the finisher again completes the job: a track whose capture is
  * gone but whose output exists was already renamed into place and is taken as it is.
  */
-import { promises as fsp, existsSync } from 'node:fs';
+import { promises as fsp, existsSync, writeFileSync } from 'node:fs';
 import { join, basename } from 'node:path';
 import {
-  CAPTURE_DIR, PRIVATE_FILE_MODE, JOURNAL_FILE, MANIFEST_FILE, WAV_HEADER_BYTES,
-  capturePath, packetLogPath, writeJsonAtomic,
-  type AudioFormat, type Journal, type JournalTrack, type Manifest, type ManifestTrack,
+  CAPTURE_DIR, PRIVATE_FILE_MODE, JOURNAL_FILE, LABELS_FILE, MANIFEST_FILE, WAV_HEADER_BYTES,
+  capturePath, packetLogPath, utteranceLogPath, writeJsonAtomic,
+  type AudioFormat, type Journal, type JournalTrack, type Manifest, type ManifestTrack, type Note, type Utterance,
 } from './capture-layout.ts';
-import { SAMPLE_RATE, BYTES_PER_SAMPLE_FRAME, CHANNELS, emptyStats } from './types.ts';
-import { DvrecError, ExitCode } from '../errors.ts';
+import { SAMPLE_RATE, BYTES_PER_SAMPLE_FRAME, CHANNELS, copyStats, emptyStats } from './types.ts';
+import { DvrecError, OutputError, InputError } from '../errors.ts';
 import type { ConvertProgress } from '../recording-api.ts';
 import { findFfmpeg } from './formats/ffmpeg.ts';
 import { wavHeader, RIFF_MAX_DATA_BYTES } from './formats/wav.ts';
@@ -90,9 +90,9 @@ async function readJournalChecked(dir: string): Promise<Journal> {
   try {
     st = await fsp.stat(dir);
   } catch {
-    throw new DvrecError(`${dir}: no such directory`, ExitCode.INPUT);
+    throw new InputError(`${dir}: no such directory`);
   }
-  if (!st.isDirectory()) throw new DvrecError(`${dir}: not a directory`, ExitCode.INPUT);
+  if (!st.isDirectory()) throw new InputError(`${dir}: not a directory`);
   let text: string | null = null;
   for (const name of [JOURNAL_FILE, `${JOURNAL_FILE}.tmp`]) {
     try {
@@ -104,10 +104,10 @@ async function readJournalChecked(dir: string): Promise<Journal> {
     }
   }
   if (text === null && existsSync(join(dir, MANIFEST_FILE))) {
-    throw new DvrecError(`${dir}: already finished (manifest.json present, no capture left to convert)`, ExitCode.INPUT);
+    throw new InputError(`${dir}: already finished (manifest.json present, no capture left to convert)`);
   }
-  if (text === null) throw new DvrecError(`${dir}: no ${JOURNAL_FILE}: not a dvrec recording directory`, ExitCode.INPUT);
-  throw new DvrecError(`${dir}/${JOURNAL_FILE} is unreadable or not a dvrec journal`, ExitCode.INPUT);
+  if (text === null) throw new InputError(`${dir}: no ${JOURNAL_FILE}: not a dvrec recording directory`);
+  throw new InputError(`${dir}/${JOURNAL_FILE} is unreadable or not a dvrec journal`);
 }
 
 async function sizeOf(path: string): Promise<number | null> {
@@ -144,6 +144,52 @@ async function firstSoundMs(path: string, frames: number): Promise<number | null
   }
 }
 
+/**
+ * A track's utterances from its log (`s <position>` / `e <position>` lines, sample frames), cut at the recording's
+ * end. An utterance left open (the process died, or the log ended first) ends at `openEnd`: where the capture's
+ * audio ends, since the log is written only once the audio before it is on disk. Null when there is no log.
+ */
+async function readUtterances(path: string, totalFrames: number, openEnd: number): Promise<Utterance[] | null> {
+  let text: string;
+  try {
+    text = await fsp.readFile(path, 'latin1');
+  } catch {
+    return null;
+  }
+  const out: Utterance[] = [];
+  let open: number | null = null;
+  const ms = (frames: number): number => Math.round((Math.min(frames, totalFrames) / SAMPLE_RATE) * 1000 * 10) / 10;
+  const close = (end: number): void => {
+    if (open !== null && end > open && open < totalFrames) out.push({ startMs: ms(open), endMs: ms(end) });
+    open = null;
+  };
+  for (const line of text.split('\n')) {
+    const m = /^([se]) (\d+)$/.exec(line);
+    if (!m) continue;
+    const pos = Number(m[2]);
+    if (m[1] === 's') {
+      if (open !== null) close(pos);
+      open = pos;
+    } else close(pos);
+  }
+  if (open !== null) close(Math.max(open, openEnd));
+  return out;
+}
+
+/**
+ * The notes as an Audacity label track: `start<TAB>end<TAB>text` per line, in seconds with microsecond precision
+ * (point labels: start = end). Text is one line (tabs and line breaks become spaces).
+ */
+export function audacityLabels(notes: readonly Note[]): string {
+  return notes
+    .map((n) => {
+      const at = (Math.max(0, n.atMs) / 1000).toFixed(6);
+      const text = (n.author ? `${n.author}: ${n.text}` : n.text).replace(/[\t\r\n]+/g, ' ');
+      return `${at}\t${at}\t${text}\n`;
+    })
+    .join('');
+}
+
 /** A stem of an orphan capture (no journal entry): a snowflake in it is taken as the user id. */
 function orphanTrack(stem: string): JournalTrack {
   const id = /(\d{15,21})/.exec(stem)?.[1] ?? '';
@@ -170,7 +216,7 @@ export interface FinishPlan {
 export async function planFinish(dir: string, opts: Pick<FinishOptions, 'force' | 'durationMs'>): Promise<FinishPlan> {
   const journal = await readJournalChecked(dir);
   const format = journal.format;
-  if (!(format in EXT)) throw new DvrecError(`${JOURNAL_FILE}: unknown format ${String(format)}`, ExitCode.INPUT);
+  if (!(format in EXT)) throw new InputError(`${JOURNAL_FILE}: unknown format ${String(format)}`);
   const recovered = !journal.endedAt;
 
   // Tracks: the journal's, plus captures the journal never heard of (a user whose audio started after the
@@ -233,7 +279,7 @@ export async function planFinish(dir: string, opts: Pick<FinishOptions, 'force' 
       ...(journal.mix ? [mixName] : []),
       MANIFEST_FILE,
     ].find(exists);
-    if (clash) throw new DvrecError(`${join(dir, clash)} already exists (use --force to overwrite)`, ExitCode.OUTPUT);
+    if (clash) throw new OutputError(`${join(dir, clash)} already exists (use --force to overwrite)`);
   }
   return { dir, journal, recovered, tracks, disk, totalFrames, lengthFrom, mixName, alreadyFinished };
 }
@@ -368,6 +414,9 @@ export async function finishRecordingWithReport(
     });
 
     // 4. The manifest, last of the outputs.
+    const utterances = await Promise.all(
+      tracks.map(({ t }, i) => readUtterances(utteranceLogPath(dir, t.stem), totalFrames, disk[i]!.frames)),
+    );
     const manifestTracks: ManifestTrack[] = tracks.map(({ t }, i) => ({
       userId: t.userId,
       username: t.username,
@@ -375,7 +424,8 @@ export async function finishRecordingWithReport(
       file: fileOf(t.stem),
       ssrcs: t.ssrcs,
       startOffsetMs: startOffsets[i]!,
-      packets: t.packets ?? emptyStats(),
+      packets: copyStats(t.packets ?? emptyStats()),
+      ...(utterances[i] ? { utterances: utterances[i] } : {}),
       ...(encoders[i] !== 'already-finished' ? { encoder: encoders[i] } : {}),
     }));
     const manifest: Manifest = {
@@ -389,7 +439,10 @@ export async function finishRecordingWithReport(
       ...(journal.mix ? { mix: mixName } : {}),
       ...(recovered ? { recovered: true } : {}),
       ...(journal.dropped ? { dropped: journal.dropped } : {}),
+      ...(journal.pauses?.length ? { pauses: journal.pauses } : {}),
+      ...(journal.notes?.length ? { notes: journal.notes, labels: LABELS_FILE } : {}),
     };
+    if (journal.notes?.length) writeFileSync(join(dir, LABELS_FILE), audacityLabels(journal.notes), { mode: PRIVATE_FILE_MODE });
     writeJsonAtomic(join(dir, MANIFEST_FILE), manifest, PRIVATE_FILE_MODE);
 
     // 5. Only now may the captures go.
@@ -425,7 +478,7 @@ export function asOutputError(e: unknown, where: string): unknown {
   if (e instanceof DvrecError) return e;
   const code = (e as NodeJS.ErrnoException)?.code;
   if (code && ['EACCES', 'EPERM', 'ENOSPC', 'EROFS', 'EDQUOT', 'EISDIR', 'ENOTDIR', 'ENOENT', 'EEXIST'].includes(code)) {
-    return new DvrecError(`cannot write in ${where}: ${code} (${basename((e as NodeJS.ErrnoException).path ?? '')})`, ExitCode.OUTPUT, { cause: e });
+    return new OutputError(`cannot write in ${where}: ${code} (${basename((e as NodeJS.ErrnoException).path ?? '')})`, { cause: e });
   }
   return e;
 }

@@ -7,9 +7,10 @@
  * clock (pauses are holes that read back as silence, late joiners start with a hole), and a backlog costs
  * disk (page cache), not memory, when the encoder falls behind a busy worker.
  *
- * The watermark ({@link StreamedTrack.durableEnd}) is the end of what the track had written when it last
- * flushed: the track never writes below its writer's end (it trims), so PCM there will not change. A write
- * below what was already encoded would break that rule: the track reports it and the stream is abandoned.
+ * The track's {@link Watermark} says how far its capture is final (the end of what it had written when it last
+ * flushed: the track never writes below its writer's end, it trims), so PCM there will not change; the stream
+ * publishes how far it has read. A write below that would break the rule: the watermark records it and the
+ * stream is abandoned.
  *
  * Per stream (explicit states):
  *   starting ─ encoder instantiated ─▶ running ─ finish(end) ─▶ done        (the file is complete)
@@ -33,6 +34,7 @@ import { MP3_BITRATES } from './formats/mp3-params.ts';
 import { createLame, type LameEncoder } from './formats/lame-wasm.ts';
 import { Mp3InfoTag } from './formats/mp3-info-tag.ts';
 import { ID3_RESERVED_BYTES, id3v2Tag } from './formats/id3.ts';
+import type { Watermark } from './watermark.ts';
 
 /** Suffix of a streamed MP3 that is not (yet) a finished track. */
 export const MP3_STREAM_SUFFIX = '.mp3.streaming.partial';
@@ -48,14 +50,20 @@ export function mp3StreamPath(dir: string, stem: string): string {
  */
 export const MP3_ENCODER_RSS_MIB = 1.3;
 
-/** Streaming settings (WorkerInit.mp3). */
-export interface Mp3StreamConfig {
-  bitrateKbps: number;
-  mono: boolean;
+/** What one worker may spend on streaming encoders (WorkerInit.mp3Budget). */
+export interface Mp3Budget {
   /** At most this many streamed encoders in this worker; further tracks are encoded after stop. */
   maxStreams: number;
   /** CPU milliseconds of encoding per worker tick, at most (a worker ticks once per batch, every ~20 ms). */
   budgetMsPerTick: number;
+}
+
+/** One track's streamed MP3 (TrackSpec.mp3): where it goes and how it is encoded (its recording's settings). */
+export interface Mp3TrackConfig {
+  /** Where the stream is written ({@link mp3StreamPath}). */
+  outPath: string;
+  bitrateKbps: number;
+  mono: boolean;
 }
 
 /** A stream's outcome as reported to the pool (TrackStatusReport.mp3). */
@@ -83,15 +91,6 @@ export interface StreamedMp3 {
   mono: boolean;
 }
 
-/** What a stream needs from its track. */
-export interface StreamedTrack {
-  /** Sample frames below this are on disk and final. */
-  readonly durableEnd: number;
-  /** Frames below this are encoded: the track must never write there (it reports if it did). */
-  protectedEnd: number;
-  /** Set by the track when it wrote below `protectedEnd`. */
-  readonly protectedViolated: boolean;
-}
 
 /** Capture frames per encode call: 8 MP3 frames (192 ms), ~2 ms of CPU: fine-grained enough for the budget. */
 const SLICE_FRAMES = 1152 * 8;
@@ -123,7 +122,7 @@ type StreamState = 'starting' | 'running' | 'done' | 'failed';
 export class Mp3Stream {
   readonly outPath: string;
   private readonly capturePath: string;
-  private readonly cfg: Mp3StreamConfig;
+  private readonly cfg: Mp3TrackConfig;
   private state: StreamState = 'starting';
   private enc: LameEncoder | null = null;
   private outFd = -1;
@@ -136,8 +135,9 @@ export class Mp3Stream {
   reason = '';
   private result: Mp3StreamReport | null = null;
 
-  constructor(capturePath: string, outPath: string, cfg: Mp3StreamConfig) {
+  constructor(capturePath: string, cfg: Mp3TrackConfig) {
     this.capturePath = capturePath;
+    const outPath = cfg.outPath;
     this.outPath = outPath;
     this.cfg = cfg;
     this.info = new Mp3InfoTag(48_000, cfg.mono ? 1 : 2, cfg.bitrateKbps);
@@ -299,10 +299,9 @@ export interface Mp3Progress {
 
 /** A worker's streams: admission (budget), the per-tick pump, and the end. */
 export class Mp3Streams {
-  private readonly dir: string;
-  private readonly cfg: Mp3StreamConfig;
+  private readonly budget: Mp3Budget;
   private readonly post: (m: Mp3Progress) => void;
-  private readonly streams = new Map<number, { s: Mp3Stream; track: StreamedTrack }>();
+  private readonly streams = new Map<number, { s: Mp3Stream; track: Watermark }>();
   /** Tracks of this worker that are not streamed, and why (reported at stop as a fallback). */
   private readonly declined = new Map<number, string>();
   private order: number[] = [];
@@ -310,33 +309,42 @@ export class Mp3Streams {
   private lastProgress = 0;
   private dirty = false;
 
-  constructor(dir: string, cfg: Mp3StreamConfig, post: (m: Mp3Progress) => void) {
-    this.dir = dir;
-    this.cfg = cfg;
+  constructor(budget: Mp3Budget, post: (m: Mp3Progress) => void) {
+    this.budget = budget;
     this.post = post;
   }
 
-  /** A new track in this worker. A resumed track (its worker was replaced) is never streamed. */
-  add(trackId: number, stem: string, capturePath: string, track: StreamedTrack, resumed: boolean): void {
+  /**
+   * A new track in this worker, whose capture `track` (its watermark) follows. A resumed track (its worker was
+   * replaced) is never streamed.
+   */
+  add(trackId: number, capturePath: string, cfg: Mp3TrackConfig, track: Watermark, resumed: boolean): void {
     if (this.streams.has(trackId) || this.declined.has(trackId)) return;
     let why: string | null = null;
     if (resumed) why = 'worker replaced mid-recording';
-    else if (!(MP3_BITRATES as readonly number[]).includes(this.cfg.bitrateKbps)) why = `${this.cfg.bitrateKbps} kbps is not a LAME CBR rate`;
-    else if (this.live() >= this.cfg.maxStreams) why = `over the streaming budget (${this.cfg.maxStreams} encoders per worker)`;
+    else if (!(MP3_BITRATES as readonly number[]).includes(cfg.bitrateKbps)) why = `${cfg.bitrateKbps} kbps is not a LAME CBR rate`;
+    else if (this.live() >= this.budget.maxStreams) why = `over the streaming budget (${this.budget.maxStreams} encoders per worker)`;
     if (why !== null) {
       this.declined.set(trackId, why);
       // A resumed track's old worker may have left its partial file: it is not trusted.
       if (resumed) {
         try {
-          unlinkSync(mp3StreamPath(this.dir, stem));
+          unlinkSync(cfg.outPath);
         } catch {
           /* none */
         }
       }
       return;
     }
-    this.streams.set(trackId, { s: new Mp3Stream(capturePath, mp3StreamPath(this.dir, stem), this.cfg), track });
+    this.streams.set(trackId, { s: new Mp3Stream(capturePath, cfg), track });
     this.order.push(trackId);
+  }
+
+  /** Forgets a track (its recording finished: its outcome was reported). */
+  remove(trackId: number): void {
+    this.streams.delete(trackId);
+    this.declined.delete(trackId);
+    this.order = this.order.filter((id) => id !== trackId);
   }
 
   private live(): number {
@@ -351,7 +359,7 @@ export class Mp3Streams {
    */
   pump(lateMs: number): void {
     if (lateMs <= LATE_TICK_MS && this.order.length > 0) {
-      const deadline = performance.now() + this.cfg.budgetMsPerTick;
+      const deadline = performance.now() + this.budget.budgetMsPerTick;
       let idle = 0;
       while (idle < this.order.length && performance.now() < deadline) {
         if (this.next >= this.order.length) this.next = 0;
@@ -361,12 +369,12 @@ export class Mp3Streams {
           idle++;
           continue;
         }
-        const end = e.track.durableEnd;
+        const end = e.track.finalEnd;
         if (end - e.s.encPos < MIN_SLICE_FRAMES || e.s.encodeUpTo(end) === 0) {
           idle++;
           continue;
         }
-        e.track.protectedEnd = e.s.encPos;
+        e.track.publishRead(e.s.encPos);
         this.dirty = true;
         idle = 0;
       }
@@ -380,8 +388,8 @@ export class Mp3Streams {
   }
 
   /** False when the stream cannot (or can no longer) be trusted or is not running. */
-  private check(e: { s: Mp3Stream; track: StreamedTrack }): boolean {
-    if (e.track.protectedViolated) e.s.fail('the track wrote behind the encoded watermark');
+  private check(e: { s: Mp3Stream; track: Watermark }): boolean {
+    if (e.track.violated) e.s.fail('the track wrote behind the encoded watermark');
     return e.s.running;
   }
 

@@ -13,6 +13,12 @@
  *              a few samples longer or shorter
  *   decode   → write at the clock position (trimmed so it never overwrites audio already written); a packet
  *              libopus rejects (corrupt) is replaced by a frame of PLC
+ *
+ * Everything placed goes to the track's outputs (track-output.ts): the capture writer (the files) and, when the
+ * main thread listens, the tap. Utterances (talk spurts on the recording clock) are reported to both: one starts
+ * at the first voiced sample (decoded or concealed, not the sender's silence frames) and ends just past the last
+ * voiced sample, when the sender's closing silence frames come, when a new spurt or stream is anchored, when the
+ * sender falls silent without closing it (UTTERANCE_IDLE_MS), or at the stop.
  */
 import type { TrackStats } from './types.ts';
 import { BYTES_PER_SAMPLE_FRAME, FRAME_SAMPLES, MAX_FRAME_SAMPLES, PRIMING_MS, SAMPLE_RATE, copyStats, emptyStats } from './types.ts';
@@ -21,8 +27,10 @@ import { StreamClock, type ClockSample } from './clock.ts';
 import { CaptureWriter } from './capture-writer.ts';
 import type { StreamDecoder, OpusDecoders } from './opus-decoder.ts';
 import { isCeltOnly, opusHasFec } from './opus-fec.ts';
-import { opusFrameSamples, opusPacketSamples } from './formats/opus-packet.ts';
+import { isSilenceFrame, opusFrameSamples, opusPacketSamples } from './formats/opus-packet.ts';
 import { stretchFrame } from './stretch.ts';
+import type { TrackOutput } from './track-output.ts';
+import { Watermark } from './watermark.ts';
 
 const SAMPLES_PER_MS = SAMPLE_RATE / 1000;
 /**
@@ -30,9 +38,15 @@ const SAMPLES_PER_MS = SAMPLE_RATE / 1000;
  * buffer releases everything within its playout delay (later packets are dropped as late) and a new spurt
  * or stream is anchored on its arrival, so no write lands this far back. Without it a streaming encoder
  * would stall at the start of every pause. Should a write ever land there anyway, it falls below the
- * encoder's watermark, the track flags it (protectedViolated) and the encoder gives up its stream.
+ * encoder's read end, the watermark records the violation and the encoder gives up its stream.
  */
 const SETTLED_MS = 2000;
+/**
+ * An open utterance whose sender sent nothing voiced for this long (by the track's clock, which runs the jitter
+ * buffer's hold behind arrivals) ended at its last voiced sample: a sender that stops without the closing silence
+ * frames. Longer than any hold or loss burst inside a spurt, so a spurt is never split by waiting for packets.
+ */
+const UTTERANCE_IDLE_MS = 1000;
 
 /** A packet as the track sees it (AudioPacket without the userId). */
 export interface TrackPacket extends JitterPacket {
@@ -65,7 +79,13 @@ export interface TrackResume {
 export interface TrackOptions {
   capturePath: string;
   packetLogPath?: string;
+  /** Where the capture writer keeps the utterance log (absent: utterances go only to `tap`). */
+  utteranceLogPath?: string;
   wasm: OpusDecoders;
+  /** A second output besides the capture writer (the tap to the main thread). */
+  tap?: TrackOutput;
+  /** Shared with a streaming encoder of this track's capture, if any. */
+  watermark?: Watermark;
   playoutDelayMs?: number;
   /** Longest gap concealed with FEC/PLC (ms). Default 100. */
   maxConcealMs?: number;
@@ -94,10 +114,6 @@ interface Stream {
   folded: { late: number; duplicate: number; lost: number };
 }
 
-/** Opus's 3-byte silence frame (F8 FF FE): real clients send five at the end of a talk spurt. */
-function isSilenceFrame(opus: Uint8Array): boolean {
-  return opus.length === 3 && opus[0] === 0xf8 && opus[1] === 0xff && opus[2] === 0xfe;
-}
 /** Silence frames a client sends at the end of a talk spurt (Discord clients and @discordjs/voice: five). */
 const SILENCE_TAIL = 5;
 
@@ -123,16 +139,16 @@ export class Track {
   private lastVoiceMs = -Infinity;
   private closed = false;
   /**
-   * Final-PCM watermark, as of the last {@link flush}: the writer's end (every write lands at or after it:
+   * Final-PCM watermark, published at each {@link flush}: the writer's end (every write lands at or after it:
    * emit trims), or SETTLED_MS behind the track's clock if that is later (a pause). A streaming encoder may
-   * read up to here.
+   * read up to there, and publishes how far it read.
    */
-  private durable = 0;
+  readonly watermark: Watermark;
+  private readonly tap: TrackOutput | null;
   private stretchBuf: Int16Array | undefined;
-  /** Frames below this were already read by a streaming encoder (see mp3-stream.ts). */
-  protectedEnd = 0;
-  /** Set if a write ever landed below `protectedEnd` (then the streamed encode is not trusted). */
-  protectedViolated = false;
+  /** An utterance is open (its start was reported); `uttEnd` is just past its last voiced sample. */
+  private uttOpen = false;
+  private uttEnd = 0;
 
   constructor(opts: TrackOptions) {
     this.wasm = opts.wasm;
@@ -141,16 +157,19 @@ export class Track {
     this.streamIdleMs = opts.streamIdleMs ?? 30_000;
     this.writer = new CaptureWriter(opts.capturePath, {
       packetLogPath: opts.packetLogPath,
+      utteranceLogPath: opts.utteranceLogPath,
       flushMs: opts.flushMs,
       resume: opts.resume !== undefined,
+      resumeFrom: opts.resume?.writtenEnd,
     });
+    this.tap = opts.tap ?? null;
+    this.watermark = opts.watermark ?? new Watermark();
     const r = opts.resume;
     this.stats = r ? copyStats(r.stats) : emptyStats();
     this.ssrcs = r ? [...r.ssrcs] : [];
     this.startPos = r?.startOffsetMs != null ? Math.round(r.startOffsetMs * SAMPLES_PER_MS) : null;
     this.activeSamples = r ? Math.round(r.activeMs * SAMPLES_PER_MS) : 0;
     this.bytesCarried = r?.bytes ?? 0;
-    if (r) this.writer.writtenEnd = Math.max(this.writer.writtenEnd, r.writtenEnd);
   }
 
   /** Takes one packet (any order). `arrivalMs` also advances the track's notion of now. */
@@ -168,10 +187,12 @@ export class Track {
   /** Releases whatever is due at `nowMs` (recording clock, ms) and flushes old pending audio. */
   advance(nowMs: number): void {
     if (nowMs > this.nowMs) this.nowMs = nowMs;
+    this.writer.observe(this.nowMs);
     for (const s of this.streams.values()) {
       if (s.jb.nextDeadline <= this.nowMs) this.drainStream(s, false);
       else if (s.jb.size === 0 && this.nowMs - s.lastArrivalMs > this.streamIdleMs) this.closeStream(s);
     }
+    if (this.uttOpen && this.nowMs * SAMPLES_PER_MS - this.uttEnd > UTTERANCE_IDLE_MS * SAMPLES_PER_MS) this.endUtterance();
   }
 
   flushIfDue(nowMs: number): void {
@@ -182,12 +203,7 @@ export class Track {
   flush(): void {
     this.writer.flush();
     const settled = Math.floor((this.nowMs - SETTLED_MS) * SAMPLES_PER_MS);
-    this.durable = Math.max(this.durable, this.writer.writtenEnd, Number.isFinite(settled) ? settled : 0);
-  }
-
-  /** Sample frames below this are on disk and will not change (as of the last flush). */
-  get durableEnd(): number {
-    return this.durable;
+    this.watermark.publishFinal(Math.max(this.writer.writtenEnd, Number.isFinite(settled) ? settled : 0));
   }
 
   get speaking(): boolean {
@@ -218,10 +234,24 @@ export class Track {
       this.advance(endMs);
       for (const s of this.streams.values()) this.drainStream(s, true);
       for (const s of [...this.streams.values()]) this.closeStream(s);
-      this.writer.finish(Math.max(0, Math.round(endMs * SAMPLES_PER_MS)));
+      const end = Math.max(0, Math.round(endMs * SAMPLES_PER_MS));
+      if (this.uttOpen) this.endUtterance(Math.min(this.uttEnd, end));
+      this.writer.finish(end);
       this.closed = true;
     }
     return this.summary();
+  }
+
+  /**
+   * A discontinuity the track must not bridge (the recording was paused): everything buffered is released, and the
+   * next packet of any SSRC opens a new stream, anchored on its own arrival. Without this, the first packet after
+   * a pause would bring back, by FEC, 20 ms spoken while paused, and the clock would bridge the pause by timestamp.
+   */
+  restartStreams(): void {
+    if (this.closed) return;
+    for (const s of this.streams.values()) this.drainStream(s, true);
+    for (const s of [...this.streams.values()]) this.closeStream(s);
+    this.endUtterance();
   }
 
   /** Closes without cutting (worker shutdown). */
@@ -288,7 +318,11 @@ export class Track {
   private play(s: Stream, r: Release<TrackPacket>): void {
     const p = r.packet;
     const resync = r.resync || !s.clock.anchored;
-    if (resync) s.clock.anchorOn(this.windowOf(s, p), p.timestamp, this.writer.writtenEnd);
+    if (resync) {
+      // A new talk spurt (or stream): whatever was open ended where its voice did.
+      this.endUtterance();
+      s.clock.anchorOn(this.windowOf(s, p), p.timestamp, this.writer.writtenEnd);
+    }
     const extNow = s.clock.peekExtended(p.timestamp);
     const pktSamples = opusPacketSamples(p.opus) || FRAME_SAMPLES;
     let pos = s.clock.position(p.timestamp, p.arrivalMs, pktSamples);
@@ -318,10 +352,13 @@ export class Track {
       pcm = s.decoder.conceal(pktSamples);
       if (pcm !== null) this.stats.concealed++;
     } else {
-      this.writer.logPacket(pos, p.opus, this.nowMs);
+      this.writer.opus(pos, p.opus);
+      this.tap?.opus(pos, p.opus);
       if (!silent) this.lastVoiceMs = this.nowMs;
       s.lastCelt = isCeltOnly(p.opus);
     }
+    // The sender's closing silence frames end its utterance (before they are placed: they are not speech).
+    if (silent) this.endUtterance();
     const samples = pcm === null ? pktSamples : pcm.length / BYTES_PER_SAMPLE_FRAME;
     let placed = samples;
     if (pcm !== null) {
@@ -332,7 +369,7 @@ export class Track {
         pcm = stretchFrame(pcm, samples, placed, this.scratch());
         s.clock.shift(step);
       }
-      this.emit(pos, pcm);
+      this.emit(pos, pcm, !silent);
     }
     // Frames lost between two silence frames were silence frames too.
     s.trailingSilence = silent ? s.trailingSilence + 1 + (s.lastSilent ? r.lost : 0) : 0;
@@ -356,7 +393,8 @@ export class Track {
       const fec = i === lost - 1 && frame >= opusFrameSamples(next) && this.fecReady(s, next);
       const pcm = fec ? s.decoder.decodeFec(next, frame) : s.decoder.conceal(frame);
       if (pcm !== null) {
-        this.emit(pos, pcm);
+        // Concealing a loss inside a spurt continues it (after silence frames it is their silence).
+        this.emit(pos, pcm, !s.lastSilent);
         this.stats.concealed++;
         if (fec) this.stats.fec++;
       }
@@ -379,7 +417,8 @@ export class Track {
     if (!isFrameSize(frame) || !this.fecReady(s, next)) return;
     const pcm = s.decoder.decodeFec(next, frame);
     if (pcm === null) return;
-    this.emit(pos - frame, pcm);
+    this.endUtterance();
+    this.emit(pos - frame, pcm, true);
     this.stats.concealed++;
     this.stats.fec++;
   }
@@ -414,8 +453,11 @@ export class Track {
     }
   }
 
-  /** Writes PCM at `pos`, trimming whatever falls before t=0 or over audio already written. */
-  private emit(pos: number, pcm: Uint8Array): void {
+  /**
+   * Writes PCM at `pos` to every output, trimming whatever falls before t=0 or over audio already written.
+   * `voiced`: this is speech (decoded or concealed), which opens or extends the current utterance.
+   */
+  private emit(pos: number, pcm: Uint8Array, voiced: boolean): void {
     const floor = Math.max(0, this.writer.writtenEnd);
     if (pos < floor) {
       const skip = (floor - pos) * BYTES_PER_SAMPLE_FRAME;
@@ -423,9 +465,27 @@ export class Track {
       pcm = pcm.subarray(skip);
       pos = floor;
     }
-    if (pos < this.protectedEnd) this.protectedViolated = true;
+    this.watermark.noteWrite(pos);
     if (this.startPos === null) this.startPos = pos;
-    this.activeSamples += pcm.length / BYTES_PER_SAMPLE_FRAME;
-    this.writer.write(pos, pcm, this.nowMs);
+    const samples = pcm.length / BYTES_PER_SAMPLE_FRAME;
+    this.activeSamples += samples;
+    if (voiced) {
+      if (!this.uttOpen) {
+        this.uttOpen = true;
+        this.writer.utterance('start', pos);
+        this.tap?.utterance('start', pos);
+      }
+      this.uttEnd = Math.max(this.uttEnd, pos + samples);
+    }
+    this.writer.audio(pos, pcm);
+    this.tap?.audio(pos, pcm);
+  }
+
+  /** Ends the open utterance (if any) at `end` (default: just past its last voiced sample). */
+  private endUtterance(end = this.uttEnd): void {
+    if (!this.uttOpen) return;
+    this.uttOpen = false;
+    this.writer.utterance('end', end);
+    this.tap?.utterance('end', end);
   }
 }

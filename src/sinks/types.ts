@@ -39,7 +39,9 @@ export interface RtcpPacket {
   packetType: number;
   /** Sender SSRC from bytes 4..7 of the RTCP header. */
   ssrc: number;
+  /** Arrival on the recording clock (ms since t=0). */
   arrivalMs: number;
+  /** The whole RTCP packet, decrypted (header included). */
   data: Uint8Array;
 }
 

@@ -10,6 +10,6 @@ runJob(workerData as Job, (done) => port.postMessage({ type: 'progress', done })
     port.postMessage({
       type: 'error',
       message: e instanceof Error ? e.message : String(e),
-      exitCode: e instanceof DvrecError ? e.exitCode : undefined,
+      kind: e instanceof DvrecError ? e.kind : undefined,
     }),
 );

@@ -9,7 +9,7 @@
 import { createRequire } from 'node:module';
 import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { DvrecError, ExitCode } from '../../errors.ts';
+import { UsageError, EncoderError } from '../../errors.ts';
 import { WavWriter, RIFF_MAX_DATA_BYTES } from './wav.ts';
 import { ffmpegPcmEncoder, FFMPEG_HINT } from './ffmpeg.ts';
 import { toPlanarFloat } from './pcm-source.ts';
@@ -71,7 +71,7 @@ export function openEncoder(out: string, o: EncoderOptions): { encoder: PcmEncod
       return { encoder: new LibFlacEncoder(out, o), name: 'libflac-js' };
     case 'opus':
       if (!OPUS_RATES.includes(o.sampleRate)) {
-        throw new DvrecError(`Opus needs ${OPUS_RATES.join('/')} Hz input, got ${o.sampleRate} Hz`, ExitCode.USAGE);
+        throw new UsageError(`Opus needs ${OPUS_RATES.join('/')} Hz input, got ${o.sampleRate} Hz`);
       }
       return {
         encoder: new OggOpusPcmEncoder(out, {
@@ -99,11 +99,11 @@ class LameWasmEncoder implements PcmEncoder {
   private enc: LameEncoder | null = null;
 
   constructor(out: string, o: EncoderOptions) {
-    if (o.channels !== 1 && o.channels !== 2) throw new DvrecError('MP3 holds 1 or 2 channels', ExitCode.USAGE);
+    if (o.channels !== 1 && o.channels !== 2) throw new UsageError('MP3 holds 1 or 2 channels');
     const allowed = mp3BitratesAt(o.sampleRate);
-    if (!allowed.length) throw new DvrecError(`MP3 cannot hold ${o.sampleRate} Hz (only ${MP3_SAMPLE_RATES.join(', ')})`, ExitCode.USAGE);
+    if (!allowed.length) throw new UsageError(`MP3 cannot hold ${o.sampleRate} Hz (only ${MP3_SAMPLE_RATES.join(', ')})`);
     if (!allowed.includes(o.bitrateKbps)) {
-      throw new DvrecError(`MP3 bitrate at ${o.sampleRate} Hz must be one of ${formatBitrates(allowed)} kbps`, ExitCode.USAGE);
+      throw new UsageError(`MP3 bitrate at ${o.sampleRate} Hz must be one of ${formatBitrates(allowed)} kbps`);
     }
     this.out = out;
     this.o = o;
@@ -164,7 +164,7 @@ function loadLibFlac(): Promise<LibFlac> {
       if (lib.isReady()) resolve(lib);
       else lib.on('ready', () => resolve(lib));
     } catch (e) {
-      reject(new DvrecError(`FLAC needs ffmpeg or the libflacjs package: ${FFMPEG_HINT}`, ExitCode.ENCODER, { cause: e }));
+      reject(new EncoderError(`FLAC needs ffmpeg or the libflacjs package: ${FFMPEG_HINT}`, { cause: e }));
     }
   });
   return flacLib;
@@ -185,7 +185,7 @@ class LibFlacEncoder implements PcmEncoder {
   private meta: FlacMeta | null = null;
 
   constructor(out: string, o: EncoderOptions) {
-    if (o.channels < 1 || o.channels > 8) throw new DvrecError('FLAC holds 1 to 8 channels', ExitCode.USAGE);
+    if (o.channels < 1 || o.channels > 8) throw new UsageError('FLAC holds 1 to 8 channels');
     this.out = out;
     this.o = o;
   }
@@ -193,13 +193,13 @@ class LibFlacEncoder implements PcmEncoder {
   private async open() {
     this.lib = await loadLibFlac();
     this.enc = this.lib.create_libflac_encoder(this.o.sampleRate, this.o.channels, 16, 5, this.o.totalFrames, false, 0);
-    if (!this.enc) throw new DvrecError('libFLAC could not create an encoder', ExitCode.ENCODER);
+    if (!this.enc) throw new EncoderError('libFLAC could not create an encoder');
     const status = this.lib.init_encoder_stream(
       this.enc,
       (d) => this.pending.push(d.slice()),
       (m) => { this.meta = m; },
     );
-    if (status !== 0) throw new DvrecError(`libFLAC init failed (status ${status})`, ExitCode.ENCODER);
+    if (status !== 0) throw new EncoderError(`libFLAC init failed (status ${status})`);
     this.fh = await fsp.open(this.out, 'w', PRIVATE_FILE_MODE);
   }
 
@@ -214,7 +214,7 @@ class LibFlacEncoder implements PcmEncoder {
     if (!this.lib) await this.open();
     const frames = samples.length / this.o.channels;
     if (!this.lib!.FLAC__stream_encoder_process_interleaved(this.enc, Int32Array.from(samples), frames)) {
-      throw new DvrecError('libFLAC failed to encode', ExitCode.ENCODER);
+      throw new EncoderError('libFLAC failed to encode');
     }
     await this.drain();
   }

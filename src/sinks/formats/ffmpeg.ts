@@ -14,7 +14,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { DvrecError, ExitCode } from '../../errors.ts';
+import { EncoderError } from '../../errors.ts';
 
 export type FfmpegSource = 'option' | 'env' | 'ffmpeg-static' | 'path';
 
@@ -94,11 +94,11 @@ export async function findFfmpeg(
   if (cacheable && cache.has(key)) return cache.get(key)!;
   let found: Ffmpeg | null = null;
   if (choice) {
-    if (!runs(choice)) throw new DvrecError(`--ffmpeg ${choice}: not a working ffmpeg executable`, ExitCode.ENCODER);
+    if (!runs(choice)) throw new EncoderError(`--ffmpeg ${choice}: not a working ffmpeg executable`);
     found = { path: choice, source: 'option' };
   } else if (env.FFMPEG_PATH) {
     if (!runs(env.FFMPEG_PATH)) {
-      throw new DvrecError(`FFMPEG_PATH=${env.FFMPEG_PATH}: not a working ffmpeg executable (unset it to search PATH)`, ExitCode.ENCODER);
+      throw new EncoderError(`FFMPEG_PATH=${env.FFMPEG_PATH}: not a working ffmpeg executable (unset it to search PATH)`);
     }
     found = { path: env.FFMPEG_PATH, source: 'env' };
   } else {
@@ -142,7 +142,7 @@ export function ffmpegPcmEncoder(
       if (code === 0) resolve();
       else {
         const line = stderr.trim().split('\n').pop() ?? '';
-        failure = new DvrecError(`ffmpeg failed (${signal ?? `exit ${code}`}): ${line}`, ExitCode.ENCODER);
+        failure = new EncoderError(`ffmpeg failed (${signal ?? `exit ${code}`}): ${line}`);
         reject(failure);
       }
     });

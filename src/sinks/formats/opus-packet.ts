@@ -52,3 +52,11 @@ export const EMPTY_FRAMES: ReadonlyArray<{ samples: number; packet: Uint8Array }
   samples: f.samples,
   packet: Uint8Array.of(f.packet[0]!),
 }));
+
+/**
+ * The Opus "silence" frame Discord clients send five of at the end of a talk spurt (F8 FF FE: one 20 ms CELT frame
+ * of digital silence). It is never DAVE-encrypted. The one definition used by the receiver and the tracks.
+ */
+export function isSilenceFrame(opus: Uint8Array): boolean {
+  return opus.length === 3 && opus[0] === 0xf8 && opus[1] === 0xff && opus[2] === 0xfe;
+}

@@ -7,7 +7,7 @@ import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { extname, basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DvrecError, ExitCode } from '../../errors.ts';
+import { errorOfKind, type ErrorKind } from '../../errors.ts';
 import { jobWeight, type Job, type JobResult } from './jobs.ts';
 import type { ConvertProgress } from '../../recording-api.ts';
 
@@ -24,12 +24,12 @@ function runInWorker(job: Job, onProgress: (d: number) => void): Promise<JobResu
   return new Promise((resolve, reject) => {
     const w = new Worker(WORKER_URL, { workerData: job });
     let settled = false;
-    w.on('message', (m: { type: string; done?: number; result?: JobResult; message?: string; exitCode?: number }) => {
+    w.on('message', (m: { type: string; done?: number; result?: JobResult; message?: string; kind?: ErrorKind }) => {
       if (m.type === 'progress') onProgress(m.done!);
       else if (m.type === 'done') { settled = true; resolve(m.result!); }
       else if (m.type === 'error') {
         settled = true;
-        reject(new DvrecError(`${basename(job.out)}: ${m.message}`, (m.exitCode ?? ExitCode.INTERNAL) as ExitCode));
+        reject(errorOfKind(m.kind ?? 'internal', `${basename(job.out)}: ${m.message}`));
       }
     });
     w.on('error', (e) => { if (!settled) { settled = true; reject(e); } });
