@@ -58,6 +58,20 @@ export interface SimMember {
    * (video.ts). Codecs: camera VP8, screen H264 unless set.
    */
   video?: { camera?: Spurt[]; screen?: Spurt[]; cameraCodec?: VideoCodec; screenCodec?: VideoCodec };
+  /** Role ids (of the guild's Scenario.roles) this member has; its permissions are @everyone's plus these. */
+  roles?: string[];
+  /**
+   * Not in the call when the simulator starts, and never joins on its own: a test makes it join and leave with
+   * `sim.guild(id).join(userId)` / `.leave(userId)` (and so does `joinAtMs` etc. when also given).
+   */
+  absent?: boolean;
+}
+
+/** A guild role (besides @everyone, whose id is the guild id). `permissions`: Discord's decimal bitfield string. */
+export interface SimRole {
+  id: string;
+  name: string;
+  permissions: string;
 }
 
 /**
@@ -130,7 +144,27 @@ export interface Scenario {
    * MLS group for this long (it never sent a usable key package, or was removed after op 31). Default 5000.
    */
   daveJoinTimeoutMs?: number;
+  /** Roles of the guild besides @everyone (members get them through SimMember.roles). */
+  roles?: SimRole[];
+  /**
+   * The bot may not set the voice channel status (no Set Voice Channel Status permission): PUT
+   * /channels/{id}/voice-status answers 403 Missing Permissions, as Discord does.
+   */
+  denyVoiceStatus?: boolean;
+  /** The guild owner (all permissions). Default: the first member. */
+  ownerId?: string;
+  /**
+   * More guilds in the same simulated Discord, each with its own channels, members, call and speaking schedule
+   * (a GuildScenario is a Scenario without the bot's identity, which all guilds share). The top-level fields are
+   * the first guild; `sim.guild(guildId)` reaches any of them.
+   */
+  guilds?: GuildScenario[];
+  /** Shard count GET /gateway/bot recommends (default 1). Guild g belongs to shard (g >> 22) % shard_count. */
+  shards?: number;
 }
+
+/** One more guild of a multi-guild scenario (seed: default the scenario's seed + its position). */
+export type GuildScenario = Omit<Scenario, 'seed' | 'botUserId' | 'token' | 'guilds' | 'shards'> & { seed?: number };
 
 /**
  * What was actually sent, for comparing a recording with what was played.
