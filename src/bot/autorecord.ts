@@ -1,0 +1,32 @@
+/**
+ * Autorecord: a guild's configured voice channel is recorded once `minMembers` people (not bots) are in it, and
+ * the recording stops once it has been empty for the grace period (the recording's own stop-when-empty, judged on
+ * its heartbeat). Judged on every voice state change in the guild and when a rule is set or the bot starts.
+ */
+import type { Client, Guild } from 'discord.js';
+import { redact } from '../errors.ts';
+import type { BotConfig } from './config.ts';
+import type { Sessions } from './sessions.ts';
+
+export interface AutorecordDeps {
+  client: Client<true>;
+  config: BotConfig;
+  sessions: Sessions;
+  /** How long the channel must be empty before the recording stops. */
+  emptyGraceMs: number;
+  format: 'wav' | 'mp3' | 'flac' | 'opus';
+  warn(message: string): void;
+}
+
+/** Starts the guild's autorecording when its rule says so. Never throws. */
+export function evaluateAutorecord(guild: Guild, d: AutorecordDeps): void {
+  const rule = d.config.autorecord(guild.id);
+  if (!rule || d.sessions.busy(guild.id)) return;
+  const channel = guild.channels.cache.get(rule.channelId);
+  if (!channel?.isVoiceBased()) return;
+  const people = channel.members.filter((m) => !m.user.bot).size;
+  if (people < rule.minMembers) return;
+  d.sessions
+    .start({ guild, channel, format: d.format, mix: false, startedBy: 'autorecord', stopWhenEmptyMs: d.emptyGraceMs })
+    .catch((e: unknown) => d.warn(`autorecord in ${guild.name}: ${redact(String((e as Error)?.message ?? e))}`));
+}

@@ -1,0 +1,59 @@
+/**
+ * The bot's configuration file (`dvrec bot --config FILE`): manager roles, and autorecord per guild, which
+ * /autorecord changes and which survives restarts. Written back only when /autorecord changes it.
+ *
+ * ```json
+ * { "managerRoles": ["123..."], "autorecord": { "<guild id>": { "channelId": "...", "minMembers": 2 } } }
+ * ```
+ */
+import { UsageError } from '../errors.ts';
+import { readJsonFile, writeJsonFile } from './json-file.ts';
+
+export interface AutorecordRule {
+  channelId: string;
+  /** People (not bots) needed in the channel to start. */
+  minMembers: number;
+}
+
+export interface BotConfigDocument {
+  managerRoles?: string[];
+  autorecord?: Record<string, AutorecordRule>;
+}
+
+const SNOWFLAKE = /^\d{15,20}$/;
+
+export class BotConfig {
+  readonly path: string;
+  readonly #doc: BotConfigDocument;
+  /** Role ids whose members may manage recordings (file's plus command line's). */
+  readonly managerRoles: ReadonlySet<string>;
+
+  /** Loads (or starts empty when the file does not exist). Throws UsageError for a malformed document. */
+  constructor(path: string, extraManagerRoles: readonly string[] = []) {
+    this.path = path;
+    const doc = readJsonFile<BotConfigDocument>(path, {});
+    if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new UsageError(`${path}: the configuration must be a JSON object`);
+    const roles = doc.managerRoles ?? [];
+    if (!Array.isArray(roles) || !roles.every((r) => typeof r === 'string' && SNOWFLAKE.test(r))) throw new UsageError(`${path}: managerRoles must be a list of role ids`);
+    for (const [g, rule] of Object.entries(doc.autorecord ?? {})) {
+      if (!SNOWFLAKE.test(g) || typeof rule?.channelId !== 'string' || !SNOWFLAKE.test(rule.channelId) || !(Number.isInteger(rule.minMembers) && rule.minMembers >= 1)) {
+        throw new UsageError(`${path}: autorecord.${g} must be { "channelId": "<id>", "minMembers": <n ≥ 1> }`);
+      }
+    }
+    this.#doc = doc;
+    this.managerRoles = new Set([...roles, ...extraManagerRoles]);
+  }
+
+  autorecord(guildId: string): AutorecordRule | undefined {
+    return this.#doc.autorecord?.[guildId];
+  }
+
+  /** Sets (or with null removes) a guild's autorecord rule and saves the file. */
+  setAutorecord(guildId: string, rule: AutorecordRule | null): void {
+    const all = { ...(this.#doc.autorecord ?? {}) };
+    if (rule) all[guildId] = rule;
+    else delete all[guildId];
+    this.#doc.autorecord = all;
+    writeJsonFile(this.path, this.#doc);
+  }
+}
