@@ -71,12 +71,19 @@ export function checkRecording(dir: string, m: Manifest, truth: GroundTruth, exp
     for (const [s, spurt] of mt.spurts.entries()) {
       const onset = spurt.onsetWallMs - t0;
       if (onset + 200 > Math.min(untilMs, m.durationMs)) continue;
-      const on = onsetMs(x, onset - 100, onset + 200);
+      // Threshold 200 (the tone peaks near 9800; silence between spurts is exact zeros): the first Opus frame after
+      // a pause decodes quietly (~500) while the decoder's state catches up, and it is still where the sound began.
+      const on = onsetMs(x, onset - 100, onset + 200, 200);
       assert.ok(on !== null && Math.abs(on - onset) <= 20, `${e.userId} spurt ${s}: onset ${on} vs truth ${onset.toFixed(1)} ms`);
       const mid = Math.min(onset + 200, (spurt.endWallMs - t0 + onset) / 2);
-      assert.ok(toneAmplitude(x, msToSample(mid), BLOCK, e.hz) > 0.3 * TONE_PEAK, `${e.userId}: its own tone at ${mid.toFixed(0)} ms`);
+      const own = toneAmplitude(x, msToSample(mid), BLOCK, e.hz);
+      assert.ok(own > 0.3 * TONE_PEAK, `${e.userId}: its own tone at ${mid.toFixed(0)} ms`);
       for (const other of expected) {
-        if (other.userId !== e.userId) assert.ok(toneAmplitude(x, msToSample(mid), BLOCK, other.hz) < 0.05 * TONE_PEAK, `${e.userId}: no ${other.hz} Hz in its track`);
+        if (other.userId === e.userId) continue;
+        const leak = toneAmplitude(x, msToSample(mid), BLOCK, other.hz);
+        // Opus coding leaves a little energy near any frequency (measured up to ~6 % of the peak); another member's
+        // tone would be at its full level (≥ 30 %).
+        assert.ok(leak < 0.1 * TONE_PEAK && leak < own / 4, `${e.userId}: no ${other.hz} Hz in its track at ${mid.toFixed(0)} ms (${leak.toFixed(0)})`);
       }
       checked++;
     }

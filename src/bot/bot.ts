@@ -35,6 +35,8 @@ export interface BotOptions {
   emptyGraceMs?: number;
   /** Autorecord's format. Default wav. */
   autorecordFormat?: AudioFormat;
+  /** /record start's format when the command does not name one. Default wav. */
+  defaultFormat?: AudioFormat;
   /** This process's shards (discord.js `shards` / `shardCount`); default: one session for every guild. */
   shards?: number[];
   shardCount?: number;
@@ -99,6 +101,7 @@ export async function startBot(o: BotOptions): Promise<DvrecBot> {
       sessions,
       config,
       warn,
+      defaultFormat: o.defaultFormat ?? 'wav',
       autorecordChanged: (guildId) => {
         const g = c.guilds.cache.get(guildId);
         if (g) evaluateAutorecord(g, auto);

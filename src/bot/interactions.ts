@@ -17,6 +17,8 @@ export interface CommandContext {
   config: BotConfig;
   /** Called after /autorecord changed a guild's rule (to act on it at once). */
   autorecordChanged(guildId: string): void;
+  /** The format when /record start names none. */
+  defaultFormat: AudioFormat;
   warn(message: string): void;
 }
 
@@ -71,7 +73,7 @@ async function start(i: ChatInputCommandInteraction<'cached'>, ctx: CommandConte
   if (busy || ctx.sessions.busy(i.guildId)) {
     return void (await i.reply(ephemeral(`Already recording ${busy ? channelMention(busy.channel.id) : 'here'} (one recording per server).`)));
   }
-  const format = (i.options.getString('format') ?? 'wav') as AudioFormat;
+  const format = (i.options.getString('format') ?? ctx.defaultFormat) as AudioFormat;
   if (!(FORMAT_CHOICES as readonly string[]).includes(format)) return void (await i.reply(ephemeral(`Unknown format ${format}.`)));
   await i.deferReply({ flags: MessageFlags.Ephemeral });
   const session = await ctx.sessions.start({

@@ -1,0 +1,118 @@
+/**
+ * `dvrec bot` as a process, the way systemd runs it: started from the command line against a local Discord that
+ * the test serves, commanded through slash commands, SIGKILLed in the middle of a recording, and started again:
+ * the second run must finish the recording (checked against the simulator's truth) and take the sign down.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { RECORDING_STATUS } from '../src/bot/sign.ts';
+import { startSimulator, trustSimulatorCertificate } from '../src/simulator/index.ts';
+import { opusLoop } from '../src/simulator/opus-cache.ts';
+import { TOKEN, scenario } from './record-fixtures.ts';
+import { cleanupDirs, member, tempDir } from './fault-fixtures.ts';
+import { baseEnv, startCli } from './cli-helpers.ts';
+import { C1, G1, checkRecording, readManifest, recordingDir, sleep, waitForAction } from './bot-fixtures.ts';
+
+after(cleanupDirs);
+
+/** Output of a running child, and a way to wait for a line. */
+function watch(child: ChildProcess): { out: () => string; waitFor: (re: RegExp, timeoutMs?: number) => Promise<void>; exited: Promise<{ code: number | null; signal: string | null }> } {
+  let text = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (text += d));
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (text += d));
+  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
+  return {
+    out: () => text,
+    exited,
+    waitFor: async (re, timeoutMs = 30_000) => {
+      const until = Date.now() + timeoutMs;
+      while (!re.test(text)) {
+        if (Date.now() > until) throw new Error(`no ${re} in the bot's output within ${timeoutMs} ms:\n${text}`);
+        if (child.exitCode !== null) throw new Error(`the bot exited (${child.exitCode}) before ${re}:\n${text}`);
+        await sleep(50);
+      }
+    },
+  };
+}
+
+/** Every file under a directory (recursively). */
+function filesUnder(dir: string): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) out.push(...filesUnder(p));
+    else out.push(p);
+  }
+  return out;
+}
+
+test('the bot SIGKILLed mid-recording, started again, finishes the recording, says so, and restores the channel status', async () => {
+  const m1 = member(1, 400, [[300, 1200], [1800, 2500]]);
+  const m2 = member(2, 650, [[600, 1000], [2200, 2500]]);
+  for (const m of [m1, m2]) opusLoop(m.signal);
+  const sim = await startSimulator(scenario([m1, m2], { seed: 91 }));
+  trustSimulatorCertificate(sim);
+  const root = tempDir('dvrec-botcli-');
+  const args = [
+    'bot',
+    '--out', join(root, 'rec', '{guild}-{channel}-{datetime}'),
+    '--config', join(root, 'bot.json'),
+    '--state-dir', join(root, 'state'),
+    '--dev-guild', G1,
+    '--api-url', sim.apiUrl,
+  ];
+  const env = baseEnv({ DISCORD_TOKEN: TOKEN, NODE_EXTRA_CA_CERTS: sim.caCertPath });
+  let child = startCli(args, { env });
+  let w = watch(child);
+  try {
+    await w.waitFor(/ready: serving/);
+    assert.ok(sim.botActions().some((a) => a.kind === 'commands' && a.guildId === G1), 'commands registered in the dev guild');
+    const sessionStart = new Promise<number>((resolve) => sim.events.once('session-start', (e) => resolve(e.wallMs)));
+    const reply = await sim.interact({ guildId: G1, userId: m1.userId, command: 'record', subcommand: 'start' }).content;
+    assert.match(reply.content, /Recording <#100000000000000002>/);
+    const t0 = await sessionStart;
+    await waitForAction(sim, 'voice-status', (a) => a.status === RECORDING_STATUS);
+    await sleep(t0 + 3500 - Date.now());
+    child.kill('SIGKILL');
+    assert.equal((await w.exited).signal, 'SIGKILL');
+    const killedAt = Date.now();
+
+    // What a crash leaves: the status still up, a capture without a manifest, the crash record.
+    assert.deepEqual(sim.guild(G1).voiceStatuses(), { [C1]: RECORDING_STATUS });
+    const dir = recordingDir(join(root, 'rec'), G1);
+    assert.ok(existsSync(join(dir, 'capture.json')) && !existsSync(join(dir, 'manifest.json')));
+    assert.ok(JSON.parse(readFileSync(join(root, 'state', 'active.json'), 'utf8')).active[G1]);
+
+    const before = sim.botActions().length;
+    child = startCli(args, { env });
+    w = watch(child);
+    await w.waitFor(/ready: serving/, 60_000);
+    const again = sim.botActions().slice(before);
+    const told = again.find((a) => a.kind === 'message' && a.channelId === C1 && a.content.startsWith('♻️'));
+    assert.ok(told, `a message in the channel: ${JSON.stringify(again)}`);
+    assert.ok(again.some((a) => a.kind === 'voice-status' && a.channelId === C1 && a.status === ''), 'the status was cleared');
+    assert.deepEqual(sim.guild(G1).voiceStatuses(), {});
+    assert.match(w.out(), /finished the recording a previous run left/);
+
+    const m = readManifest(dir);
+    assert.equal(m.recovered, true);
+    const startMs = Date.parse(m.startedAt);
+    assert.ok(m.durationMs >= 2500 && m.durationMs <= killedAt - startMs + 50, `recovered ${m.durationMs} ms of the ${killedAt - startMs} ms before the kill`);
+    checkRecording(dir, m, sim.truth(), [{ userId: m1.userId, hz: 400 }, { userId: m2.userId, hz: 650 }]);
+    assert.ok((told as { content: string }).content.includes(dir));
+    assert.deepEqual(JSON.parse(readFileSync(join(root, 'state', 'active.json'), 'utf8')), { active: {} });
+
+    // A clean stop: exit 0. The token appears nowhere: not in the output, not in any file written.
+    child.kill('SIGTERM');
+    const end = await w.exited;
+    assert.equal(end.code, 0, w.out());
+    assert.ok(!w.out().includes(TOKEN));
+    for (const f of filesUnder(root)) assert.ok(!readFileSync(f).includes(TOKEN), `${f} holds no token`);
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await sim.close();
+  }
+});
