@@ -84,7 +84,9 @@ test('the bot SIGKILLed mid-recording, started again, finishes the recording, sa
     assert.deepEqual(sim.guild(G1).voiceStatuses(), { [C1]: RECORDING_STATUS });
     const dir = recordingDir(join(root, 'rec'), G1);
     assert.ok(existsSync(join(dir, 'capture.json')) && !existsSync(join(dir, 'manifest.json')));
-    assert.ok(JSON.parse(readFileSync(join(root, 'state', 'active.json'), 'utf8')).active[G1]);
+    const record = JSON.parse(readFileSync(join(root, 'state', 'active', `${G1}.json`), 'utf8'));
+    assert.equal(record.outDir, dir);
+    assert.deepEqual(record.sign, { kind: 'status', channelId: C1, previous: null });
 
     const before = sim.botActions().length;
     child = startCli(args, { env });
@@ -103,7 +105,7 @@ test('the bot SIGKILLed mid-recording, started again, finishes the recording, sa
     assert.ok(m.durationMs >= 2500 && m.durationMs <= killedAt - startMs + 50, `recovered ${m.durationMs} ms of the ${killedAt - startMs} ms before the kill`);
     checkRecording(dir, m, sim.truth(), [{ userId: m1.userId, hz: 400 }, { userId: m2.userId, hz: 650 }]);
     assert.ok((told as { content: string }).content.includes(dir));
-    assert.deepEqual(JSON.parse(readFileSync(join(root, 'state', 'active.json'), 'utf8')), { active: {} });
+    assert.deepEqual(readdirSync(join(root, 'state', 'active')), []);
 
     // A clean stop: exit 0. The token appears nowhere: not in the output, not in any file written.
     child.kill('SIGTERM');

@@ -3,7 +3,6 @@
  * slash commands, and serve them and autorecord until close(). One Recorder for every guild of this process.
  * Nothing here prints, exits or installs signal handlers: the command (src/commands/bot.ts) does, from `log`.
  */
-import { join } from 'node:path';
 import { Client, Events, GatewayIntentBits } from 'discord.js';
 import { AuthError, Redactor } from '../errors.ts';
 import { toDvrecError } from '../commands/join.ts';
@@ -16,6 +15,7 @@ import { handleCommand } from './interactions.ts';
 import { recoverUnfinished, type Recovered } from './recovery.ts';
 import { Sessions } from './sessions.ts';
 import { BotState } from './state.ts';
+import { VoiceStatuses } from './voice-statuses.ts';
 
 export interface BotOptions {
   token: string;
@@ -61,8 +61,7 @@ export async function startBot(o: BotOptions): Promise<DvrecBot> {
   const log = (level: 'info' | 'warn', m: string) => o.log?.(level, redactor.redact(m));
   const warn = (m: string) => log('warn', m);
   const config = new BotConfig(o.configFile, o.managerRoles ?? []);
-  const shardTag = o.shards ? `-shard-${o.shards.join('-')}` : '';
-  const state = new BotState(shardTag ? join(o.stateDir, shardTag.slice(1)) : o.stateDir);
+  const state = new BotState(o.stateDir);
 
   const client = new Client({
     intents: [GatewayIntentBits.Guilds, GatewayIntentBits.GuildVoiceStates],
@@ -70,6 +69,7 @@ export async function startBot(o: BotOptions): Promise<DvrecBot> {
     ...(o.shards ? { shards: o.shards, ...(o.shardCount !== undefined ? { shardCount: o.shardCount } : {}) } : {}),
   });
   client.on(Events.Error, (e) => warn(`discord.js: ${e.message}`));
+  const statuses = new VoiceStatuses(client); // before login: GUILD_CREATE carries the statuses
   try {
     const ready = new Promise<void>((resolve, reject) => {
       client.once(Events.ClientReady, () => resolve());
@@ -88,7 +88,7 @@ export async function startBot(o: BotOptions): Promise<DvrecBot> {
   for (const r of recovered) log('info', r.manifest ? `finished the recording a previous run left in ${r.entry.outDir}` : `cleaned up after a recording that had not started (${r.entry.outDir})`);
 
   const recorder = new Recorder(o.workers !== undefined ? { workers: o.workers } : {});
-  const sessions = new Sessions({ client: c, recorder, state, outTemplate: o.outTemplate, secrets: [o.token] });
+  const sessions = new Sessions({ client: c, recorder, state, outTemplate: o.outTemplate, secrets: [o.token], statuses });
   sessions.on('warning', warn);
   sessions.on('started', (s) => log('info', `recording ${s.channel.guild.name} / ${s.channel.name} into ${s.outDir}`));
   sessions.on('ended', (s, m, reason) => log('info', `stopped ${s.channel.guild.name} / ${s.channel.name} (${reason}): ${m ? `${Math.round(m.durationMs / 1000)} s, ${m.tracks.length} tracks` : 'nothing recorded'}`));

@@ -17,6 +17,7 @@ import { checkOutputDir, expandOutTemplate } from '../commands/options.ts';
 import { startedMessage, stoppedMessage, stopReasonText } from './messages.ts';
 import { removeSign, showSign } from './sign.ts';
 import type { BotState, SignRecord } from './state.ts';
+import type { VoiceStatuses } from './voice-statuses.ts';
 
 export interface StartRequest {
   guild: Guild;
@@ -48,6 +49,8 @@ export interface SessionDeps {
   /** Strings never to appear in anything written or said (the token). */
   secrets: string[];
   readyTimeoutMs?: number;
+  /** The voice channel statuses people set (put back after the recording). */
+  statuses: VoiceStatuses;
 }
 
 export interface SessionEvents {
@@ -134,7 +137,7 @@ export class Sessions extends EventEmitter<SessionEvents> {
       recording.once('stopped', (r) => (stopReason = r.reason));
       await recording.ready;
 
-      const sign = await showSign(d.client, req.guild, req.channel.id, (s) => d.state.put({ ...entry, sign: s }), (m) => this.emit('warning', m));
+      const sign = await showSign(d.client, req.guild, req.channel.id, d.statuses.get(req.channel.id), (s) => d.state.put({ ...entry, sign: s }), (m) => this.emit('warning', m));
       const by = req.startedBy === 'autorecord' ? 'autorecord' : req.startedBy.name;
       await this.#say(req.channel, startedMessage(req.channel.id, by));
       const dir = outDir;

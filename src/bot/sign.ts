@@ -1,7 +1,8 @@
 /**
  * Everyone in a voice channel can see that it is being recorded: its voice channel status reads "🔴 Recording"
  * (PUT /channels/{id}/voice-status, which needs Set Voice Channel Status), or, where the bot may not set it, the
- * bot's nickname in that guild gets a "🔴 " prefix. Whatever was changed is undone afterwards; `record` is told
+ * bot's nickname in that guild gets a "🔴 " prefix. Whatever was changed is undone afterwards (the status people had
+ * set, or the nickname, put back); `record` is told
  * what is about to change BEFORE it changes (state.ts persists it), so a crash in between still leaves a record
  * of it to undo.
  */
@@ -21,10 +22,13 @@ export async function showSign(
   client: Client<true>,
   guild: Guild,
   channelId: string,
+  previousStatus: string | null,
   record: (sign: SignRecord) => void,
   warn: (message: string) => void,
 ): Promise<SignRecord> {
-  const status: SignRecord = { kind: 'status', channelId };
+  // What people had set is put back afterwards (unless it was ours, left by a crash whose record was lost).
+  const previous = previousStatus === RECORDING_STATUS ? null : previousStatus;
+  const status: SignRecord = { kind: 'status', channelId, previous };
   record(status);
   try {
     await setVoiceStatus(client, channelId, RECORDING_STATUS);
@@ -51,7 +55,7 @@ export async function showSign(
 /** Undoes a sign. Returns false (after a warning) when Discord refused. */
 export async function removeSign(client: Client<true>, guild: Guild, sign: SignRecord, warn: (message: string) => void): Promise<boolean> {
   try {
-    if (sign.kind === 'status') await setVoiceStatus(client, sign.channelId, '');
+    if (sign.kind === 'status') await setVoiceStatus(client, sign.channelId, sign.previous ?? '');
     else if (sign.kind === 'nick') await guild.members.editMe({ nick: sign.previousNick });
     return true;
   } catch (e) {

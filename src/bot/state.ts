@@ -1,16 +1,22 @@
 /**
- * What the bot must know after a crash (`<state dir>/active.json`): the recordings in progress (where their files
- * are) and what it changed to show them (a voice channel status, or its nickname and what it was before). An entry
- * is written BEFORE the change it describes and removed only once the recording is finished and the change undone,
- * so a bot killed at any moment finds, when it starts again, everything it has to finish and restore.
+ * What the bot must know after a crash: the recordings in progress (where their files are) and what it changed to
+ * show them (a voice channel status and what it was before, or its nickname and what it was before). An entry is
+ * written BEFORE the change it describes and removed only once the recording is finished and the change undone, so
+ * a bot killed at any moment finds, when it starts again, everything it has to finish and restore.
+ *
+ * One file per guild (`<state dir>/active/<guild id>.json`): a guild belongs to exactly one shard, so processes
+ * serving different shards (--shards, or several machines sharing the directory) never write the same file, and
+ * whichever process serves a guild after a restart (even with another shard layout) finds its entry.
  */
+import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { OutputError } from '../errors.ts';
 import { readJsonFile, writeJsonFile } from './json-file.ts';
 
 /** What was changed to show a recording (sign.ts). */
 export type SignRecord =
   | { kind: 'none' }
-  | { kind: 'status'; channelId: string }
+  | { kind: 'status'; channelId: string; previous: string | null }
   | { kind: 'nick'; previousNick: string | null };
 
 export interface ActiveRecording {
@@ -24,37 +30,41 @@ export interface ActiveRecording {
   sign: SignRecord;
 }
 
+const SNOWFLAKE_FILE = /^\d{15,20}\.json$/;
+
 export class BotState {
-  readonly #path: string;
-  #active: Record<string, ActiveRecording>;
+  readonly #dir: string;
 
   constructor(stateDir: string) {
-    this.#path = join(stateDir, 'active.json');
-    this.#active = readJsonFile<{ active?: Record<string, ActiveRecording> }>(this.#path, {}).active ?? {};
+    this.#dir = join(stateDir, 'active');
   }
 
-  /** The recordings that were in progress when the state was last written (at start-up: when the bot died). */
+  /** The recordings whose entries are on disk (at start-up: those in progress when the bot died). */
   active(): ActiveRecording[] {
-    return Object.values(this.#active);
+    let names: string[];
+    try {
+      names = readdirSync(this.#dir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw new OutputError(`cannot read ${this.#dir} (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+    return names.filter((n) => SNOWFLAKE_FILE.test(n)).map((n) => readJsonFile<ActiveRecording>(join(this.#dir, n), null as never)).filter((e) => e !== null);
   }
 
   get(guildId: string): ActiveRecording | undefined {
-    return this.#active[guildId];
+    return readJsonFile<ActiveRecording | undefined>(this.#file(guildId), undefined);
   }
 
   put(entry: ActiveRecording): void {
-    this.#active = { ...this.#active, [entry.guildId]: entry };
-    this.#save();
+    writeJsonFile(this.#file(entry.guildId), entry);
   }
 
   remove(guildId: string): void {
-    if (!(guildId in this.#active)) return;
-    const { [guildId]: _gone, ...rest } = this.#active;
-    this.#active = rest;
-    this.#save();
+    rmSync(this.#file(guildId), { force: true });
   }
 
-  #save(): void {
-    writeJsonFile(this.#path, { active: this.#active });
+  #file(guildId: string): string {
+    if (!/^\d{15,20}$/.test(guildId)) throw new OutputError(`not a guild id: ${guildId}`);
+    return join(this.#dir, `${guildId}.json`);
   }
 }

@@ -151,6 +151,8 @@ export interface Scenario {
    * /channels/{id}/voice-status answers 403 Missing Permissions, as Discord does.
    */
   denyVoiceStatus?: boolean;
+  /** The voice channel's status when the simulator starts (what people had set). */
+  voiceStatus?: string;
   /** The guild owner (all permissions). Default: the first member. */
   ownerId?: string;
   /**

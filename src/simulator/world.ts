@@ -82,6 +82,7 @@ export class World {
     this.guildId = scenario.guildId;
     this.voiceChannelId = scenario.channelId;
     this.botRoleId = String(BigInt(scenario.guildId) + 7777n);
+    if (scenario.voiceStatus) this.voiceStatuses.set(scenario.channelId, scenario.voiceStatus);
   }
 
   /** The guild owner (all permissions). */
@@ -200,6 +201,8 @@ export class World {
       nsfw: false,
       rate_limit_per_user: 0,
       permission_overwrites: this.#overwrites(s.channelId),
+      // Discord includes a voice channel's status when one is set.
+      ...(this.voiceStatuses.has(s.channelId) ? { status: this.voiceStatuses.get(s.channelId) } : {}),
     };
     const extra = (s.extraChannels ?? []).map((c, i) => {
       const voice = c.type === ChannelType.GUILD_VOICE || c.type === ChannelType.GUILD_STAGE_VOICE;
@@ -213,6 +216,7 @@ export class World {
         nsfw: false,
         permission_overwrites: this.#overwrites(c.id),
         ...(voice ? { bitrate: 64000, user_limit: c.userLimit ?? 0, rtc_region: null } : { topic: null, last_message_id: null }),
+        ...(voice && this.voiceStatuses.has(c.id) ? { status: this.voiceStatuses.get(c.id) } : {}),
       };
     });
     return [main, ...extra];
