@@ -9,7 +9,7 @@ import type { ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { RECORDING_STATUS } from '../src/bot/sign.ts';
-import { startSimulator, trustSimulatorCertificate } from '../src/simulator/index.ts';
+import { shardOf, startSimulator, trustSimulatorCertificate } from '../src/simulator/index.ts';
 import { opusLoop } from '../src/simulator/opus-cache.ts';
 import { TOKEN, scenario } from './record-fixtures.ts';
 import { cleanupDirs, member, tempDir } from './fault-fixtures.ts';
@@ -118,3 +118,61 @@ test('the bot SIGKILLed mid-recording, started again, finishes the recording, sa
     await sim.close();
   }
 });
+
+/** A second guild id on the other shard of two from G1. */
+function otherShardGuild(): string {
+  let g = 100000000000000021n;
+  while (shardOf(String(g), 2) === shardOf(G1, 2)) g += 1n << 22n;
+  return String(g);
+}
+
+for (const mode of ['--shards auto', '--shard-ids / --shard-count, one process each'] as const) {
+  test(`two shards in two processes (${mode}) each record a guild of their own`, async () => {
+    const g2 = otherShardGuild();
+    const c2 = '100000000000000022';
+    const a1 = member(1, 400, [[300, 1800]]);
+    const a2 = member(2, 650, [[500, 1600]]);
+    for (const m of [a1, a2]) opusLoop(m.signal);
+    const sim = await startSimulator(scenario([a1], { seed: 93, shards: 2, guilds: [{ guildId: g2, channelId: c2, dave: true, members: [a2] }] }));
+    trustSimulatorCertificate(sim);
+    const root = tempDir('dvrec-botshard-');
+    const common = ['bot', '--out', join(root, 'rec', '{guild}-{channel}-{datetime}'), '--config', join(root, 'bot.json'), '--state-dir', join(root, 'state'), '--api-url', sim.apiUrl];
+    const env = baseEnv({ DISCORD_TOKEN: TOKEN, NODE_EXTRA_CA_CERTS: sim.caCertPath });
+    const children =
+      mode === '--shards auto'
+        ? [startCli([...common, '--shards', 'auto'], { env })]
+        : [startCli([...common, '--shard-ids', '0', '--shard-count', '2'], { env }), startCli([...common, '--shard-ids', '1', '--shard-count', '2'], { env })];
+    const ws = children.map(watch);
+    try {
+      for (const w of ws) await w.waitFor(mode === '--shards auto' ? /all 2 shards ready/ : /ready: serving/, 60_000);
+      const out = () => ws.map((w) => w.out()).join('\n');
+      assert.match(out(), /shard 0\/2: ready: serving/);
+      assert.match(out(), /shard 1\/2: ready: serving/);
+      assert.deepEqual(sim.gatewayShards().map((s) => s.join('/')).sort(), ['0/2', '1/2'], 'one gateway session per shard');
+      // Each guild's members command the bot; each guild is served by the process of its own shard.
+      const replies = await Promise.all([
+        sim.interact({ guildId: G1, userId: a1.userId, command: 'record', subcommand: 'start' }).content,
+        sim.interact({ guildId: g2, userId: a2.userId, command: 'record', subcommand: 'start' }).content,
+      ]);
+      for (const r of replies) assert.match(r.content, /^🔴 Recording/);
+      assert.match(out(), new RegExp(`shard ${shardOf(G1, 2)}/2: recording dvrec simulated guild / General`));
+      assert.match(out(), new RegExp(`shard ${shardOf(g2, 2)}/2: recording dvrec simulated guild / General`));
+      await sleep(2600);
+      const stops = await Promise.all([
+        sim.interact({ guildId: G1, userId: a1.userId, command: 'record', subcommand: 'stop' }).content,
+        sim.interact({ guildId: g2, userId: a2.userId, command: 'record', subcommand: 'stop' }).content,
+      ]);
+      for (const s of stops) assert.match(s.content, /^⏹️ Stopped: \ds, 1 track/);
+      const d1 = recordingDir(join(root, 'rec'), G1);
+      const d2 = recordingDir(join(root, 'rec'), g2);
+      checkRecording(d1, readManifest(d1), sim.guild(G1).truth(), [{ userId: a1.userId, hz: 400 }]);
+      checkRecording(d2, readManifest(d2), sim.guild(g2).truth(), [{ userId: a2.userId, hz: 650 }]);
+      for (const c of children) c.kill('SIGTERM');
+      for (const w of ws) assert.equal((await w.exited).code, 0, w.out());
+      assert.ok(!out().includes(TOKEN));
+    } finally {
+      for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+      await sim.close();
+    }
+  });
+}

@@ -48,12 +48,19 @@ export class BotConfig {
     return this.#doc.autorecord?.[guildId];
   }
 
-  /** Sets (or with null removes) a guild's autorecord rule and saves the file. */
+  /**
+   * Sets (or with null removes) a guild's autorecord rule and saves the file. The file is read again first and only
+   * this guild's rule changed: with --shards, every shard process has its own copy, and each may only change the
+   * guilds it serves (a guild belongs to one shard).
+   */
   setAutorecord(guildId: string, rule: AutorecordRule | null): void {
-    const all = { ...(this.#doc.autorecord ?? {}) };
+    const onDisk = readJsonFile<BotConfigDocument>(this.path, {});
+    const all = { ...(onDisk.autorecord ?? {}) };
     if (rule) all[guildId] = rule;
     else delete all[guildId];
-    this.#doc.autorecord = all;
-    writeJsonFile(this.path, this.#doc);
+    const doc = { ...onDisk, autorecord: all };
+    writeJsonFile(this.path, doc);
+    this.#doc.autorecord = { ...(this.#doc.autorecord ?? {}), [guildId]: rule as AutorecordRule };
+    if (!rule) delete this.#doc.autorecord[guildId];
   }
 }

@@ -175,6 +175,9 @@ Examples:
     .option('--state-dir <dir>', 'where the bot keeps what it must finish after a crash (default .dvrec-bot)')
     .option('--manager-role <id>', 'role whose members may start and stop recordings (repeatable)', collect)
     .option('--empty-grace <time>', 'autorecord: stop once the channel was empty this long (default 30s)')
+    .option('--shards <auto|n>', 'run this many gateway shards, one process each (auto: as Discord recommends)')
+    .option('--shard-ids <ids>', 'run only these shards (0-3 or 0,2), with --shard-count: to split the bot across machines')
+    .option('--shard-count <n>', 'the total number of shards, with --shard-ids')
     .option('--json', 'print one JSON event per line on stdout')
     .option('--token-file <file>', 'read the bot token from FILE (else DISCORD_TOKEN)')
     .option('--api-url <url>', 'Discord REST base, e.g. a local test server (else DVREC_API_URL)')
@@ -191,7 +194,9 @@ The first SIGINT/SIGTERM/SIGHUP stops every recording and finishes the files (ex
 Examples:
   export DISCORD_TOKEN=...
   dvrec bot --out 'recordings/{guild}/{datetime}' --manager-role 345678901234567890
-  dvrec bot --dev-guild 1234567890123456789 --config /etc/dvrec/bot.json --state-dir /var/lib/dvrec`,
+  dvrec bot --dev-guild 1234567890123456789 --config /etc/dvrec/bot.json --state-dir /var/lib/dvrec
+  dvrec bot --shards auto                           one process per shard on this machine
+  dvrec bot --shard-ids 0-3 --shard-count 8         this machine: shards 0 to 3 of 8`,
     )
     .action((opts: Record<string, unknown>) => (actions.bot ?? defaultActions.bot!)(opts));
 
