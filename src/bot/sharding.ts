@@ -5,12 +5,14 @@
  * (g >> 22) % count. `auto` asks GET /gateway/bot for the recommended count here, because discord.js's own
  * `auto` always asks discord.com and would ignore --api-url.
  */
+import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ShardingManager } from 'discord.js';
 import { ConnectionError } from '../errors.ts';
 import { toDvrecError } from '../commands/join.ts';
 
-const BIN = fileURLToPath(new URL('../../bin/dvrec.ts', import.meta.url));
+/** bin/dvrec.ts beside the sources, or dist/bin/dvrec.js beside the build (same relative place, same extension). */
+const BIN = fileURLToPath(new URL('../../bin/dvrec' + extname(fileURLToPath(import.meta.url)), import.meta.url));
 /** Discord: one identify per 5 s per max_concurrency bucket. discord.js's default spacing. */
 const SPAWN_DELAY_MS = 5500;
 

@@ -148,8 +148,9 @@ Examples:
   program
     .command('demo')
     .description('record the built-in local Discord (no token, no network) and keep the files')
-    .option('-o, --out <dir>', 'output directory (template like record --out)', 'recordings/demo-{datetime}')
+    .option('-o, --out <dir>', 'output directory (template like record --out; default recordings/demo-{datetime}, with --bot recordings/demo-bot-{datetime})')
     .option('--seconds <n>', 'how long to record (default 8)')
+    .option('--bot', 'run the recording bot instead: simulated members type /record start, note and stop')
     .addOption(new Option('-f, --format <format>', 'wav, mp3, flac or opus').default('wav'))
     .option('--json', 'print one JSON event per line on stdout')
     .addHelpText(
@@ -161,7 +162,8 @@ prints where the files are.
 
 Examples:
   dvrec demo
-  dvrec demo --seconds 20 --format mp3 --out /tmp/dvrec-demo`,
+  dvrec demo --seconds 20 --format mp3 --out /tmp/dvrec-demo
+  dvrec demo --bot`,
     )
     .action((opts: Record<string, unknown>) => actions.demo(opts));
 
