@@ -107,10 +107,23 @@ test('the bot SIGKILLed mid-recording, started again, finishes the recording, sa
     assert.ok((told as { content: string }).content.includes(dir));
     assert.deepEqual(readdirSync(join(root, 'state', 'active')), []);
 
-    // A clean stop: exit 0. The token appears nowhere: not in the output, not in any file written.
+    // systemd's stop (SIGTERM) during a second recording: it is finished, announced and the status restored; exit 0.
+    const second = await sim.interact({ guildId: G1, userId: m1.userId, command: 'record', subcommand: 'start' }).content;
+    assert.match(second.content, /^🔴 Recording/);
+    await waitForAction(sim, 'voice-status', (a) => a.status === RECORDING_STATUS && a.wallMs > killedAt);
+    await sleep(1000);
     child.kill('SIGTERM');
     const end = await w.exited;
     assert.equal(end.code, 0, w.out());
+    const shutdown = sim.botActions().find((a) => a.kind === 'message' && a.content.includes('(the recorder is shutting down)'));
+    assert.ok(shutdown, JSON.stringify(sim.botActions().slice(-4)));
+    assert.deepEqual(sim.guild(G1).voiceStatuses(), {});
+    const dirs = readdirSync(join(root, 'rec')).filter((d) => join(root, 'rec', d) !== dir);
+    assert.equal(dirs.length, 1);
+    const m2nd = readManifest(join(root, 'rec', dirs[0]!));
+    assert.ok(m2nd.durationMs >= 900 && !m2nd.recovered, `${m2nd.durationMs} ms`);
+    assert.deepEqual(readdirSync(join(root, 'state', 'active')), []);
+    // The token appears nowhere: not in the output, not in any file written.
     assert.ok(!w.out().includes(TOKEN));
     for (const f of filesUnder(root)) assert.ok(!readFileSync(f).includes(TOKEN), `${f} holds no token`);
   } finally {

@@ -12,7 +12,7 @@ import { startBot, type DvrecBot } from '../src/bot/bot.ts';
 import { NICK_PREFIX, RECORDING_STATUS } from '../src/bot/sign.ts';
 import { startSimulator, trustSimulatorCertificate, type Scenario, type Simulator } from '../src/simulator/index.ts';
 import { opusLoop } from '../src/simulator/opus-cache.ts';
-import { TOKEN, scenario } from './record-fixtures.ts';
+import { BLOCK, TOKEN, TONE_PEAK, msToSample, readWavLeft, scenario, toneAmplitude } from './record-fixtures.ts';
 import { cleanupDirs, member, tempDir } from './fault-fixtures.ts';
 import { C1, C2, G1, G2, MOD_ROLE, checkRecording, readManifest, recordingDir, sleep, waitForAction } from './bot-fixtures.ts';
 
@@ -156,6 +156,67 @@ test('a member without permission is refused (ephemeral), nothing records, nothi
     assert.deepEqual(after.map((a) => a.kind), ['interaction-response', 'interaction-response', 'interaction-response'], 'only the three ephemeral replies');
     assert.ok(after.every((a) => a.kind === 'interaction-response' && a.ephemeral));
     assert.deepEqual(sim.guild(G1).voiceStatuses(), { [C1]: 'Weekly sync' }, 'the status people set is untouched');
+  } finally {
+    await b.close();
+    await sim.close();
+  }
+});
+
+test('a channel the bot may not connect to: the caller is told why at once; nothing is left behind', async () => {
+  const sim = await startSimulator(twoGuilds({ denyConnect: [C1] }));
+  trustSimulatorCertificate(sim);
+  const root = tempDir('dvrec-bot-');
+  const { bot: b } = await bot(sim, root);
+  try {
+    const it = sim.interact({ guildId: G1, userId: m1.userId, command: 'record', subcommand: 'start' });
+    const r = await it.content;
+    assert.ok(r.ephemeral);
+    assert.equal(r.content, '❌ the bot may not connect to General (needs Connect)');
+    assert.ok(Date.now() - it.wallMs < 2000, 'at once, not after a join timeout');
+    assert.equal(b.sessions.all().length, 0);
+    assert.ok(!existsSync(join(root, 'state', 'active')), 'no crash record was ever needed');
+    assert.ok(!existsSync(join(root, 'rec')));
+    assert.deepEqual(sim.guild(G1).voiceStatuses(), { [C1]: 'Weekly sync' });
+    // The other guild is not affected.
+    assert.match((await sim.interact({ guildId: G2, userId: m4.userId, command: 'record', subcommand: 'start' }).content).content, /^🔴 Recording/);
+    assert.match((await sim.interact({ guildId: G2, userId: m4.userId, command: 'record', subcommand: 'stop' }).content).content, /^⏹️ Stopped/);
+  } finally {
+    await b.close();
+    await sim.close();
+  }
+});
+
+test('a second recording in the same guild: the bot joins the call again and records it right; never overwrites a directory', async () => {
+  const r1 = member(1, 400, [[300, 4000], [5500, 3000]]);
+  opusLoop(r1.signal);
+  const sim = await startSimulator(scenario([r1], { seed: 83 }));
+  trustSimulatorCertificate(sim);
+  const root = tempDir('dvrec-bot-');
+  // A template without {datetime}: the second recording must not land in (or be refused by) the first's directory.
+  const { bot: b } = await bot(sim, root, { outTemplate: join(root, 'rec', '{guild}') });
+  try {
+    const run = async (): Promise<void> => {
+      assert.match((await sim.interact({ guildId: G1, userId: r1.userId, command: 'record', subcommand: 'start' }).content).content, /^🔴 Recording/);
+      await sleep(1500);
+      assert.match((await sim.interact({ guildId: G1, userId: r1.userId, command: 'record', subcommand: 'stop' }).content).content, /^⏹️ Stopped: \ds, 1 track/);
+    };
+    await run();
+    await run();
+    assert.deepEqual(readdirSync(join(root, 'rec')).sort(), [G1, `${G1}-2`]);
+    // The member speaks throughout: the tone fills both recordings from their first to their last block.
+    for (const d of [G1, `${G1}-2`]) {
+      const m = readManifest(join(root, 'rec', d));
+      assert.equal(m.tracks.length, 1);
+      const x = readWavLeft(join(root, 'rec', d, m.tracks[0]!.file));
+      const weak: number[] = [];
+      const t0 = Date.parse(m.startedAt) - sim.truth().sessionStartWallMs!;
+      for (let ms = 100; ms + 20 <= m.durationMs - 100; ms += 20) {
+        const scenarioMs = t0 + ms;
+        const speaking = r1.spurts.some((sp) => scenarioMs >= sp.atMs + 60 && scenarioMs + 20 <= sp.atMs + sp.durationMs - 60);
+        if (speaking && toneAmplitude(x, msToSample(ms), BLOCK, 400) < 0.3 * TONE_PEAK) weak.push(ms);
+      }
+      assert.deepEqual(weak, [], `${d}: the tone in every block`);
+    }
   } finally {
     await b.close();
     await sim.close();

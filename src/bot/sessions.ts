@@ -7,12 +7,14 @@
  * stops) finish the files, undo the sign, say what was recorded, and only then drop the crash record.
  */
 import { EventEmitter } from 'node:events';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { joinVoiceChannel, type VoiceConnection } from '@discordjs/voice';
-import type { Client, Guild, VoiceBasedChannel } from 'discord.js';
-import { UsageError, redact } from '../errors.ts';
+import { PermissionFlagsBits, type Client, type Guild, type VoiceBasedChannel } from 'discord.js';
+import { ChannelFullError, PermissionError, UsageError, redact } from '../errors.ts';
 import type { Recorder } from '../recorder/recorder.ts';
 import type { Recording } from '../recorder/recording.ts';
-import type { AudioFormat, Manifest } from '../sinks/capture-layout.ts';
+import { JOURNAL_FILE, MANIFEST_FILE, type AudioFormat, type Manifest } from '../sinks/capture-layout.ts';
 import { checkOutputDir, expandOutTemplate } from '../commands/options.ts';
 import { startedMessage, stoppedMessage, stopReasonText } from './messages.ts';
 import { removeSign, showSign } from './sign.ts';
@@ -99,7 +101,8 @@ export class Sessions extends EventEmitter<SessionEvents> {
     let connection: VoiceConnection | undefined;
     let outDir: string | undefined;
     try {
-      outDir = checkOutputDir(expandOutTemplate(d.outTemplate, { guild: guildId, channel: req.channel.id, now: new Date() }), false);
+      checkCanJoin(req.channel, d.client.user.id);
+      outDir = freshOutputDir(expandOutTemplate(d.outTemplate, { guild: guildId, channel: req.channel.id, now: new Date() }));
       const entry = {
         guildId,
         channelId: req.channel.id,
@@ -192,6 +195,26 @@ export class Sessions extends EventEmitter<SessionEvents> {
       this.emit('warning', `cannot post in ${channel.name}: ${String((e as Error)?.message ?? e)}`);
     }
   }
+}
+
+/**
+ * The template's directory, or, when that already holds a recording (two recordings of a channel within the same
+ * second, or a template without {datetime}), the first free `<dir>-2`, `<dir>-3`...: a bot never overwrites.
+ */
+function freshOutputDir(dir: string): string {
+  for (let n = 1; ; n++) {
+    const candidate = n === 1 ? dir : `${dir}-${n}`;
+    const holds = [MANIFEST_FILE, JOURNAL_FILE].some((f) => existsSync(join(candidate, f)));
+    if (!holds) return checkOutputDir(candidate, false);
+  }
+}
+
+/** What Discord would refuse silently (a join that never completes), refused at once with the reason. */
+function checkCanJoin(channel: VoiceBasedChannel, botId: string): void {
+  const perms = channel.permissionsFor(botId);
+  if (perms && !perms.has(PermissionFlagsBits.ViewChannel)) throw new PermissionError(`the bot may not view ${channel.name} (needs View Channel)`);
+  if (perms && !perms.has(PermissionFlagsBits.Connect)) throw new PermissionError(`the bot may not connect to ${channel.name} (needs Connect)`);
+  if (channel.full && !perms?.has(PermissionFlagsBits.MoveMembers)) throw new ChannelFullError(`${channel.name} is full (${channel.userLimit} people)`);
 }
 
 function destroy(connection: VoiceConnection): void {
