@@ -4,7 +4,6 @@
  * its heartbeat). Judged on every voice state change in the guild and when a rule is set or the bot starts.
  */
 import type { Client, Guild } from 'discord.js';
-import { redact } from '../errors.ts';
 import type { BotConfig } from './config.ts';
 import type { Sessions } from './sessions.ts';
 
@@ -15,6 +14,7 @@ export interface AutorecordDeps {
   /** How long the channel must be empty before the recording stops. */
   emptyGraceMs: number;
   format: 'wav' | 'mp3' | 'flac' | 'opus';
+  /** A log line (the caller redacts it). */
   warn(message: string): void;
 }
 
@@ -28,5 +28,5 @@ export function evaluateAutorecord(guild: Guild, d: AutorecordDeps): void {
   if (people < rule.minMembers) return;
   d.sessions
     .start({ guild, channel, format: d.format, mix: false, startedBy: 'autorecord', stopWhenEmptyMs: d.emptyGraceMs })
-    .catch((e: unknown) => d.warn(`autorecord in ${guild.name}: ${redact(String((e as Error)?.message ?? e))}`));
+    .catch((e: unknown) => d.warn(`autorecord in ${guild.name}: ${String((e as Error)?.message ?? e)}`));
 }

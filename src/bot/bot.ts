@@ -101,6 +101,7 @@ export async function startBot(o: BotOptions): Promise<DvrecBot> {
       sessions,
       config,
       warn,
+      redact: (t) => redactor.redact(t),
       defaultFormat: o.defaultFormat ?? 'wav',
       autorecordChanged: (guildId) => {
         const g = c.guilds.cache.get(guildId);

@@ -4,7 +4,7 @@
  * /record start and stop are deferred first: joining and finishing files can take longer than Discord's 3 s.
  */
 import { MessageFlags, type ChatInputCommandInteraction, type VoiceBasedChannel } from 'discord.js';
-import { DvrecError, redact } from '../errors.ts';
+import { DvrecError } from '../errors.ts';
 import type { AudioFormat } from '../sinks/capture-layout.ts';
 import type { BotConfig } from './config.ts';
 import { FORMAT_CHOICES } from './commands.ts';
@@ -20,6 +20,8 @@ export interface CommandContext {
   /** The format when /record start names none. */
   defaultFormat: AudioFormat;
   warn(message: string): void;
+  /** Removes the token (and any other secret) from text that goes to Discord. */
+  redact(text: string): string;
 }
 
 const REFUSAL = 'You may not do that here: it needs the Manage Server permission or a recording manager role.';
@@ -49,8 +51,8 @@ export async function handleCommand(i: ChatInputCommandInteraction, ctx: Command
     }
   } catch (e) {
     const text = e instanceof DvrecError ? e.message : `something went wrong (${String((e as Error)?.message ?? e)})`;
-    if (!(e instanceof DvrecError)) ctx.warn(`/${key}: ${redact(text)}`);
-    const content = `❌ ${redact(text)}`;
+    if (!(e instanceof DvrecError)) ctx.warn(`/${key}: ${text}`);
+    const content = `❌ ${ctx.redact(text)}`;
     await (i.deferred || i.replied ? i.editReply(edit(content)) : i.reply(ephemeral(content))).catch(() => {});
   }
 }

@@ -11,7 +11,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { joinVoiceChannel, type VoiceConnection } from '@discordjs/voice';
 import { PermissionFlagsBits, type Client, type Guild, type VoiceBasedChannel } from 'discord.js';
-import { ChannelFullError, PermissionError, UsageError, redact } from '../errors.ts';
+import { ChannelFullError, PermissionError, Redactor, UsageError } from '../errors.ts';
 import type { Recorder } from '../recorder/recorder.ts';
 import type { Recording } from '../recorder/recording.ts';
 import { JOURNAL_FILE, MANIFEST_FILE, type AudioFormat, type Manifest } from '../sinks/capture-layout.ts';
@@ -67,9 +67,12 @@ export class Sessions extends EventEmitter<SessionEvents> {
   readonly #byGuild = new Map<string, Session | 'starting'>();
   #closing = false;
 
+  readonly #redactor = new Redactor();
+
   constructor(deps: SessionDeps) {
     super();
     this.#deps = deps;
+    for (const secret of deps.secrets) this.#redactor.add(secret);
   }
 
   /** The guild's recording, when one is running (not while it is still being started). */
@@ -140,7 +143,15 @@ export class Sessions extends EventEmitter<SessionEvents> {
       recording.once('stopped', (r) => (stopReason = r.reason));
       await recording.ready;
 
-      const sign = await showSign(d.client, req.guild, req.channel.id, d.statuses.get(req.channel.id), (s) => d.state.put({ ...entry, sign: s }), (m) => this.emit('warning', m));
+      // From t=0 on the recording runs whatever happens to the crash record: a write that fails is a warning.
+      const remember = (s: SignRecord): void => {
+        try {
+          d.state.put({ ...entry, sign: s });
+        } catch (e) {
+          this.emit('warning', `${(e as Error).message}: a crash now would leave the sign up`);
+        }
+      };
+      const sign = await showSign(d.client, req.guild, req.channel.id, d.statuses.get(req.channel.id), remember, (m) => this.emit('warning', m));
       const by = req.startedBy === 'autorecord' ? 'autorecord' : req.startedBy.name;
       await this.#say(req.channel, startedMessage(req.channel.id, by));
       const dir = outDir;
@@ -155,7 +166,11 @@ export class Sessions extends EventEmitter<SessionEvents> {
     } catch (e) {
       if (connection) destroy(connection);
       this.#byGuild.delete(guildId);
-      d.state.remove(guildId);
+      try {
+        d.state.remove(guildId);
+      } catch {
+        /* the original error is the one to report */
+      }
       throw e;
     }
   }
@@ -180,8 +195,12 @@ export class Sessions extends EventEmitter<SessionEvents> {
     await removeSign(d.client, guild, sign, (m) => this.emit('warning', m));
     const why = this.#closing && reason === 'requested' ? stopReasonText('shutdown') : stopReasonText(reason);
     if (manifest) await this.#say(session.channel, stoppedMessage(manifest, dir, why));
-    else await this.#say(session.channel, `⚠️ The recording of ${session.channel.name} failed: ${redact(String((error as Error)?.message ?? error))}`);
-    d.state.remove(session.guildId);
+    else await this.#say(session.channel, `⚠️ The recording of ${session.channel.name} failed: ${this.#redactor.redact(String((error as Error)?.message ?? error))}`);
+    try {
+      d.state.remove(session.guildId);
+    } catch (e) {
+      this.emit('warning', (e as Error).message);
+    }
     this.#byGuild.delete(session.guildId);
     this.emit('ended', session, manifest, reason, error);
     return manifest;

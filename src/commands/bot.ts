@@ -137,6 +137,13 @@ export async function botCommand(flags: BotFlags, setReporter: (r: Reporter) => 
       stopping = true;
       stop.abort();
     });
+    // The manager died (killed): finish the recordings and go, rather than record on unmanaged.
+    process.on('disconnect', () => {
+      if (stop.signal.aborted) return;
+      reporter.warn('the shard manager went away: stopping');
+      stopping = true;
+      stop.abort();
+    });
   }
   try {
     if (v.manage !== undefined) return await manageShards(v, flags, token, reporter, stop.signal, () => stopping);
