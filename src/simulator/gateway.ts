@@ -73,6 +73,8 @@ export class MainGateway extends EventEmitter<MainGatewayEvents> {
   constructor(dir: GatewayDirectory) {
     super();
     this.#dir = dir;
+    // Every guild's call listens (identify, resumed, voice-state-request...): 50 guilds are 50 listeners, not a leak.
+    this.setMaxListeners(0);
     this.#wss.on('connection', (ws) => this.#onConnection(ws));
   }
 
