@@ -126,6 +126,14 @@ test('two guilds, commands, interactions with member permissions, replies, messa
     assert.ok(voice.isVoiceBased() && voice.isSendable());
     const msg = await voice.send('🔴 Recording started by Member 2');
     assert.equal(msg.channelId, '100000000000000002');
+    // Attachments travel as multipart, byte for byte; over the upload limit (10 MiB here) Discord answers 413.
+    const file = Buffer.from(Array.from({ length: 70_000 }, (_, i) => (i * 7 + (i >> 8)) & 0xff));
+    const withFile = await voice.send({ content: 'files', files: [{ attachment: file, name: 'mix.mp3' }] });
+    assert.equal(withFile.attachments.first()?.name, 'mix.mp3');
+    assert.equal(withFile.attachments.first()?.size, file.length);
+    const posted = sim.botActions().filter((a) => a.kind === 'message').at(-1)!;
+    assert.ok(posted.kind === 'message' && posted.attachments[0]!.size === file.length);
+    await assert.rejects(voice.send({ files: [{ attachment: Buffer.alloc(10 * 1024 * 1024 + 1), name: 'big.wav' }] }), (e: unknown) => (e as { status?: number }).status === 413);
     await client.rest.put('/channels/100000000000000002/voice-status', { body: { status: '🔴 Recording' } });
     assert.deepEqual(sim.guild('100000000000000001').voiceStatuses(), { '100000000000000002': '🔴 Recording' });
     await client.rest.put('/channels/100000000000000002/voice-status', { body: { status: '' } });

@@ -6,6 +6,7 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startBot, type DvrecBot } from '../src/bot/bot.ts';
@@ -62,7 +63,7 @@ test('two members start recordings in two guilds at once: both right (identity, 
     // Member 1 owns guild 1 (Manage Server); member 4 owns guild 2. Both type /record start at once, in their channel.
     const [i1, i2] = [
       sim.interact({ guildId: G1, userId: m1.userId, command: 'record', subcommand: 'start' }),
-      sim.interact({ guildId: G2, userId: m4.userId, command: 'record', subcommand: 'start', options: { format: 'wav' } }),
+      sim.interact({ guildId: G2, userId: m4.userId, command: 'record', subcommand: 'start', options: { format: 'wav', mix: true } }),
     ];
     assert.equal((await i1.response).ephemeral, true, 'deferred, ephemeral');
     const [r1, r2] = await Promise.all([i1.content, i2.content]);
@@ -121,6 +122,13 @@ test('two members start recordings in two guilds at once: both right (identity, 
     const stop1 = await waitForAction(sim, 'message', (a) => a.channelId === C1 && a.content.startsWith('⏹️'));
     assert.match(stop1.content, /stopped by command\): 3s, speakers: Member 1, Member 2, Member 3|speakers: .*Member 1/);
     assert.ok(stop1.content.includes(dir1), stop1.content);
+    assert.deepEqual(stop1.attachments, [], 'no mix asked for in guild 1: nothing attached');
+    // Guild 2 asked for the mix: it fits the upload limit, so the stop message carries it, byte for byte.
+    const stop2 = await waitForAction(sim, 'message', (a) => a.channelId === C2 && a.content.startsWith('⏹️'));
+    assert.match(stop2.content, /The mix is attached\.$/);
+    assert.equal(man2.mix, 'mix.wav');
+    const mixBytes = readFileSync(join(dir2, 'mix.wav'));
+    assert.deepEqual(stop2.attachments, [{ filename: 'mix.wav', size: mixBytes.length, sha256: createHash('sha256').update(mixBytes).digest('hex') }]);
     assert.deepEqual(readdirSync(join(root, 'state', 'active')), [], 'nothing left to recover');
     assert.equal(sim.guild(G1).inVoice().includes('100000000000000003'), false, 'the bot left the channel');
     assert.ok(!logs.join('\n').includes(TOKEN));

@@ -7,8 +7,8 @@
  * stops) finish the files, undo the sign, say what was recorded, and only then drop the crash record.
  */
 import { EventEmitter } from 'node:events';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, statSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { joinVoiceChannel, type VoiceConnection } from '@discordjs/voice';
 import { PermissionFlagsBits, type Client, type Guild, type VoiceBasedChannel } from 'discord.js';
 import { ChannelFullError, PermissionError, Redactor, UsageError } from '../errors.ts';
@@ -194,7 +194,13 @@ export class Sessions extends EventEmitter<SessionEvents> {
     const guild = session.channel.guild;
     await removeSign(d.client, guild, sign, (m) => this.emit('warning', m));
     const why = this.#closing && reason === 'requested' ? stopReasonText('shutdown') : stopReasonText(reason);
-    if (manifest) await this.#say(session.channel, stoppedMessage(manifest, dir, why));
+    if (manifest) {
+      // The mix in the chat when it fits the server's upload limit (a short call, or mp3/opus): people get the
+      // recording from Discord itself, with no file server. The tracks stay where the message says.
+      const mix = manifest.mix ? join(dir, manifest.mix) : null;
+      const fits = mix !== null && existsSync(mix) && statSync(mix).size <= uploadLimitBytes(guild);
+      await this.#say(session.channel, stoppedMessage(manifest, dir, why) + (fits ? ' The mix is attached.' : ''), fits ? mix : null);
+    }
     else await this.#say(session.channel, `⚠️ The recording of ${session.channel.name} failed: ${this.#redactor.redact(String((error as Error)?.message ?? error))}`);
     try {
       d.state.remove(session.guildId);
@@ -207,11 +213,13 @@ export class Sessions extends EventEmitter<SessionEvents> {
   }
 
   /** A message in the voice channel's chat; a refusal is a warning, never a failure of the recording. */
-  async #say(channel: VoiceBasedChannel, text: string): Promise<void> {
+  async #say(channel: VoiceBasedChannel, text: string, file: string | null = null): Promise<void> {
     try {
-      await channel.send({ content: text, allowedMentions: { parse: [] } });
+      await channel.send({ content: text, allowedMentions: { parse: [] }, ...(file ? { files: [{ attachment: file, name: basename(file) }] } : {}) });
     } catch (e) {
-      this.emit('warning', `cannot post in ${channel.name}: ${String((e as Error)?.message ?? e)}`);
+      this.emit('warning', `cannot post in ${channel.name}${file ? ' with the mix attached' : ''}: ${String((e as Error)?.message ?? e)}`);
+      // Without the attachment, the message itself still matters (where the files are).
+      if (file) await this.#say(channel, text.replace(' The mix is attached.', ''));
     }
   }
 }
@@ -234,6 +242,12 @@ function checkCanJoin(channel: VoiceBasedChannel, botId: string): void {
   if (perms && !perms.has(PermissionFlagsBits.ViewChannel)) throw new PermissionError(`the bot may not view ${channel.name} (needs View Channel)`);
   if (perms && !perms.has(PermissionFlagsBits.Connect)) throw new PermissionError(`the bot may not connect to ${channel.name} (needs Connect)`);
   if (channel.full && !perms?.has(PermissionFlagsBits.MoveMembers)) throw new ChannelFullError(`${channel.name} is full (${channel.userLimit} people)`);
+}
+
+/** The largest file a message may carry in this server: 10 MiB, 50 / 100 MiB with boost tier 2 / 3. */
+export function uploadLimitBytes(guild: Guild): number {
+  const tier = guild.premiumTier as number;
+  return (tier >= 3 ? 100 : tier === 2 ? 50 : 10) * 1024 * 1024;
 }
 
 function destroy(connection: VoiceConnection): void {

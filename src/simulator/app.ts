@@ -9,7 +9,7 @@
  * 40060), within 3 s of its creation (later: 404 Unknown interaction, code 10062); follow-ups and edits through the
  * interaction's webhook token for 15 minutes.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import type { SimulatorEvents } from './events.ts';
@@ -41,7 +41,16 @@ export type BotAction =
     }
   | { kind: 'followup'; interactionId: string; guildId: string; messageId: string; content: string; ephemeral: boolean; wallMs: number }
   | { kind: 'edit-original'; interactionId: string; guildId: string; content: string; wallMs: number }
-  | { kind: 'message'; guildId: string; channelId: string; messageId: string; content: string; wallMs: number }
+  | {
+      kind: 'message';
+      guildId: string;
+      channelId: string;
+      messageId: string;
+      content: string;
+      /** Files attached (uploaded with the message). */
+      attachments: { filename: string; size: number; sha256: string }[];
+      wallMs: number;
+    }
   | { kind: 'voice-status'; guildId: string; channelId: string; status: string; wallMs: number }
   | { kind: 'nick'; guildId: string; nick: string | null; wallMs: number };
 
@@ -438,14 +447,26 @@ export class SimDiscord implements GatewayDirectory {
 
   // ---- what the bot shows in a guild ----
 
-  /** POST /channels/{id}/messages (a text channel or a voice channel's chat). */
-  postMessage(channelId: string, body: unknown): RestResult {
+  /**
+   * POST /channels/{id}/messages (a text channel or a voice channel's chat), with attachments (multipart). Files
+   * over the guild's upload limit (10 MiB; 50 / 100 MiB for boost tiers 2 / 3) are refused with 413, code 40005.
+   */
+  postMessage(channelId: string, body: unknown, files: { filename: string; data: Buffer }[] = []): RestResult {
     const world = this.worldOfChannel(channelId);
     if (!world) return Errors.unknownChannel;
     const content = String((body as { content?: unknown })?.content ?? '');
-    if (content.length === 0 || content.length > 2000) return Errors.invalidBody;
+    if ((content.length === 0 && files.length === 0) || content.length > 2000 || files.length > 10) return Errors.invalidBody;
+    if (files.some((f) => f.data.length > world.uploadLimitBytes)) return error(413, 'Request entity too large', 40005);
     const msg = this.#messageObject(world.guildId, channelId, content, 0);
-    this.#record({ kind: 'message', guildId: world.guildId, channelId, messageId: msg.id as string, content, wallMs: wallNow() });
+    msg.attachments = files.map((f) => ({
+      id: snowflake(),
+      filename: f.filename,
+      size: f.data.length,
+      url: `https://cdn.discordapp.com/attachments/${channelId}/${msg.id as string}/${encodeURIComponent(f.filename)}`,
+      proxy_url: `https://media.discordapp.net/attachments/${channelId}/${msg.id as string}/${encodeURIComponent(f.filename)}`,
+    }));
+    const attachments = files.map((f) => ({ filename: f.filename, size: f.data.length, sha256: createHash('sha256').update(f.data).digest('hex') }));
+    this.#record({ kind: 'message', guildId: world.guildId, channelId, messageId: msg.id as string, content, attachments, wallMs: wallNow() });
     this.#gateway?.dispatch('MESSAGE_CREATE', { ...msg, member: world.member(this.botUserId) });
     return { status: 200, body: msg };
   }

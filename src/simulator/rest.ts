@@ -31,8 +31,8 @@ export interface RestOptions {
 /** Returns an HTTP request handler for the REST API. */
 export function createRestHandler(opts: RestOptions): (req: IncomingMessage, res: ServerResponse) => void {
   const { dir } = opts;
-  /** Request bodies beyond this are refused (Discord's own limit for a JSON body is far lower than this). */
-  const MAX_BODY = 1 << 20;
+  /** Request bodies beyond this are refused: Discord's largest upload (a tier 3 server) plus the form around it. */
+  const MAX_BODY = 101 << 20;
 
   const send = (req: IncomingMessage, res: ServerResponse, status: number, body: unknown): void => {
     const text = status === 204 ? '' : JSON.stringify(body);
@@ -78,10 +78,11 @@ export function createRestHandler(opts: RestOptions): (req: IncomingMessage, res
     const method = req.method ?? 'GET';
     let p: RegExpExecArray | null;
     let body: unknown = undefined;
+    let files: UploadedFile[] = [];
     if (raw === null) return send(req, res, 413, { message: 'Request entity too large', code: 40005 });
     if (raw.length) {
       try {
-        body = parseBody(raw, String(req.headers['content-type'] ?? ''));
+        ({ json: body, files } = parseBody(raw, String(req.headers['content-type'] ?? '')));
       } catch {
         return err(Errors.invalidBody);
       }
@@ -113,7 +114,7 @@ export function createRestHandler(opts: RestOptions): (req: IncomingMessage, res
     if ((p = /^\/channels\/(\d+)\/messages$/.exec(route)) && method === 'POST') {
       const w = dir.worldOfChannel(p[1]!);
       if (w && !w.botCan(p[1]!, 'view')) return err(ApiError.missingAccess);
-      return reply(dir.postMessage(p[1]!, body));
+      return reply(dir.postMessage(p[1]!, body, files));
     }
     if ((p = /^\/channels\/(\d+)\/voice-status$/.exec(route)) && method === 'PUT') return reply(dir.setVoiceStatus(p[1]!, body));
     if ((p = /^\/guilds\/(\d+)\/members\/@me$/.exec(route)) && method === 'PATCH') return reply(dir.setNick(p[1]!, body));
@@ -177,17 +178,37 @@ export function createRestHandler(opts: RestOptions): (req: IncomingMessage, res
   }
 }
 
-/** A JSON body, or discord.js's multipart form (files) whose `payload_json` part holds the JSON. */
-function parseBody(raw: Buffer, contentType: string): unknown {
-  if (contentType.startsWith('multipart/form-data')) {
-    const boundary = /boundary=("?)([^";]+)\1/.exec(contentType)?.[2];
-    if (!boundary) throw new Error('no boundary');
-    for (const part of raw.toString('latin1').split(`--${boundary}`)) {
-      if (!/name="payload_json"/.test(part)) continue;
-      const at = part.indexOf('\r\n\r\n');
-      return JSON.parse(Buffer.from(part.slice(at + 4).replace(/\r\n$/, ''), 'latin1').toString('utf8'));
-    }
-    return {};
+/** A file part of a multipart request (discord.js sends attachments as `files[n]`). */
+export interface UploadedFile {
+  field: string;
+  filename: string;
+  data: Buffer;
+}
+
+/** A JSON body, or discord.js's multipart form: `payload_json` holds the JSON, `files[n]` the attachments. */
+function parseBody(raw: Buffer, contentType: string): { json: unknown; files: UploadedFile[] } {
+  if (!contentType.startsWith('multipart/form-data')) return { json: JSON.parse(raw.toString('utf8')), files: [] };
+  const boundary = /boundary=("?)([^";]+)\1/.exec(contentType)?.[2];
+  if (!boundary) throw new Error('no boundary');
+  const delimiter = Buffer.from(`--${boundary}`);
+  let json: unknown = {};
+  const files: UploadedFile[] = [];
+  let at = raw.indexOf(delimiter);
+  while (at >= 0) {
+    const start = at + delimiter.length;
+    if (raw.subarray(start, start + 2).toString() === '--') break; // the closing delimiter
+    const next = raw.indexOf(delimiter, start);
+    if (next < 0) break;
+    // A part: CRLF, headers, CRLF CRLF, body, CRLF (before the next delimiter). Bytes, not text: files are binary.
+    const part = raw.subarray(start + 2, next - 2);
+    const split = part.indexOf('\r\n\r\n');
+    const headers = part.subarray(0, split).toString('utf8');
+    const data = part.subarray(split + 4);
+    const field = /name="([^"]*)"/.exec(headers)?.[1] ?? '';
+    const filename = /filename="([^"]*)"/.exec(headers)?.[1];
+    if (field === 'payload_json') json = JSON.parse(data.toString('utf8'));
+    else if (filename !== undefined) files.push({ field, filename, data: Buffer.from(data) });
+    at = next;
   }
-  return JSON.parse(raw.toString('utf8'));
+  return { json, files };
 }

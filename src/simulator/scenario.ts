@@ -151,6 +151,8 @@ export interface Scenario {
    * /channels/{id}/voice-status answers 403 Missing Permissions, as Discord does.
    */
   denyVoiceStatus?: boolean;
+  /** The guild's boost tier (0–3): its upload limit (10 MiB; 50 / 100 MiB for tiers 2 / 3). */
+  premiumTier?: number;
   /** The voice channel's status when the simulator starts (what people had set). */
   voiceStatus?: string;
   /** The guild owner (all permissions). Default: the first member. */

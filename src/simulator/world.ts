@@ -85,6 +85,12 @@ export class World {
     if (scenario.voiceStatus) this.voiceStatuses.set(scenario.channelId, scenario.voiceStatus);
   }
 
+  /** The largest file a message may carry here (Discord: 10 MiB; 50 / 100 MiB for boost tiers 2 / 3). */
+  get uploadLimitBytes(): number {
+    const tier = this.scenario.premiumTier ?? 0;
+    return (tier >= 3 ? 100 : tier === 2 ? 50 : 10) * 1024 * 1024;
+  }
+
   /** The guild owner (all permissions). */
   get ownerId(): string {
     return this.scenario.ownerId ?? this.scenario.members[0]?.userId ?? this.scenario.botUserId;
@@ -260,7 +266,7 @@ export class World {
       vanity_url_code: null,
       description: null,
       banner: null,
-      premium_tier: 0,
+      premium_tier: s.premiumTier ?? 0,
       preferred_locale: 'en-US',
       public_updates_channel_id: null,
       nsfw_level: 0,
