@@ -157,10 +157,17 @@ for (const mode of ['--shards auto', '--shard-ids / --shard-count, one process e
         : [startCli([...common, '--shard-ids', '0', '--shard-count', '2'], { env }), startCli([...common, '--shard-ids', '1', '--shard-count', '2'], { env })];
     const ws = children.map(watch);
     try {
-      for (const w of ws) await w.waitFor(mode === '--shards auto' ? /all 2 shards ready/ : /ready: serving/, 60_000);
+      // Each shard process says when it serves its commands (the manager's own "started" comes earlier: discord.js
+      // counts a shard as spawned once its gateway session is ready, before the bot registered its handlers).
+      if (mode === '--shards auto') {
+        await ws[0]!.waitFor(/shard 0\/2: ready: serving/, 60_000);
+        await ws[0]!.waitFor(/shard 1\/2: ready: serving/, 60_000);
+        await ws[0]!.waitFor(/all 2 shards started/, 60_000);
+      } else {
+        await ws[0]!.waitFor(/shard 0\/2: ready: serving/, 60_000);
+        await ws[1]!.waitFor(/shard 1\/2: ready: serving/, 60_000);
+      }
       const out = () => ws.map((w) => w.out()).join('\n');
-      assert.match(out(), /shard 0\/2: ready: serving/);
-      assert.match(out(), /shard 1\/2: ready: serving/);
       assert.deepEqual(sim.gatewayShards().map((s) => s.join('/')).sort(), ['0/2', '1/2'], 'one gateway session per shard');
       // Each guild's members command the bot; each guild is served by the process of its own shard.
       const replies = await Promise.all([

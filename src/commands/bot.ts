@@ -184,7 +184,7 @@ async function manageShards(v: ValidatedBotFlags, flags: BotFlags, token: string
   if (flags.json) childArgs.push('--json');
   const { runShards } = await import('../bot/sharding.ts');
   const shards = await runShards({ token, ...(v.apiUrl ? { apiUrl: v.apiUrl } : {}), count: v.manage!, childArgs, log: (m) => reporter.note(m) });
-  reporter.note(`all ${shards.count} shards ready`);
+  reporter.note(`all ${shards.count} shards started`);
   if (!signal.aborted && !stopping()) await new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true }));
   await shards.close();
   reporter.note('stopped');
