@@ -271,3 +271,38 @@ test('autorecord: starts when the second person joins, stops when the channel em
   }
   assert.ok(readdirSync(join(root, 'rec')).length === 1);
 });
+
+test('autorecord with a role: only people with it count', async () => {
+  const SPEAKERS = '100000000000000040';
+  const a1 = member(1, 400, [[200, 3000]], { roles: [SPEAKERS] });
+  const a2 = member(2, 650, [[300, 3000]], { absent: true, roles: [SPEAKERS] });
+  const a3 = member(3, 1000, [[300, 3000]], { absent: true });
+  for (const m of [a1, a2, a3]) opusLoop(m.signal);
+  const sim = await startSimulator(scenario([a1, a2, a3], { seed: 84, roles: [{ id: SPEAKERS, name: 'speakers', permissions: '0' }] }));
+  trustSimulatorCertificate(sim);
+  const root = tempDir('dvrec-bot-');
+  const { bot: b } = await bot(sim, root, { emptyGraceMs: 1000 });
+  try {
+    const on = await sim.interact({ guildId: G1, userId: a1.userId, command: 'autorecord', subcommand: 'on', options: { role: SPEAKERS } }).content;
+    assert.match(on.content, /2 or more people with the role speakers/);
+    assert.deepEqual(JSON.parse(readFileSync(join(root, 'dvrec-bot.json'), 'utf8')).autorecord[G1], { channelId: C1, minMembers: 2, roleId: SPEAKERS });
+    // Member 3 has no such role: two people in the channel, one who counts.
+    sim.guild(G1).join(a3.userId);
+    await sleep(600);
+    assert.equal(b.sessions.all().length, 0, 'member 3 does not count');
+    const started = new Promise<void>((resolve) => b.sessions.once('started', () => resolve()));
+    sim.guild(G1).join(a2.userId);
+    await started;
+    const status = await sim.interact({ guildId: G1, userId: a3.userId, command: 'record', subcommand: 'status' }).content;
+    assert.match(status.content, /^🔴 Recording <#100000000000000002>.*Autorecord: on for <#100000000000000002> \(2\+ people with <@&100000000000000040>\)/);
+    const ended = new Promise<string>((resolve) => b.sessions.once('ended', (_s, _m, reason) => resolve(reason)));
+    await sleep(1500);
+    for (const m of [a1, a2, a3]) sim.guild(G1).leave(m.userId);
+    assert.equal(await ended, 'empty-channel');
+    const m = readManifest(recordingDir(join(root, 'rec'), G1));
+    assert.deepEqual(m.tracks.map((t) => t.userId).sort(), [a1.userId, a2.userId, a3.userId], 'everyone in the channel is recorded, whoever counted');
+  } finally {
+    await b.close();
+    await sim.close();
+  }
+});

@@ -1,5 +1,6 @@
 /**
- * Autorecord: a guild's configured voice channel is recorded once `minMembers` people (not bots) are in it, and
+ * Autorecord: a guild's configured voice channel is recorded once `minMembers` people (not bots; with the rule's
+ * role, when it names one) are in it, and
  * the recording stops once it has been empty for the grace period (the recording's own stop-when-empty, judged on
  * its heartbeat). Judged on every voice state change in the guild and when a rule is set or the bot starts.
  */
@@ -24,7 +25,8 @@ export function evaluateAutorecord(guild: Guild, d: AutorecordDeps): void {
   if (!rule || d.sessions.busy(guild.id)) return;
   const channel = guild.channels.cache.get(rule.channelId);
   if (!channel?.isVoiceBased()) return;
-  const people = channel.members.filter((m) => !m.user.bot).size;
+  // The people who count: not bots, and with the rule's role when it names one.
+  const people = channel.members.filter((m) => !m.user.bot && (rule.roleId === undefined || m.roles.cache.has(rule.roleId))).size;
   if (people < rule.minMembers) return;
   d.sessions
     .start({ guild, channel, format: d.format, mix: false, startedBy: 'autorecord', stopWhenEmptyMs: d.emptyGraceMs })

@@ -63,6 +63,7 @@ export const COMMANDS: RESTPostAPIChatInputApplicationCommandsJSONBody[] = [
         options: [
           voiceChannel('The voice channel (default: the one you are in)'),
           { type: ApplicationCommandOptionType.Integer, name: 'min-members', description: 'People needed to start (default 2)', min_value: 1, max_value: 99 },
+          { type: ApplicationCommandOptionType.Role, name: 'role', description: 'Count only people with this role' },
         ],
       },
       { type: ApplicationCommandOptionType.Subcommand, name: 'off', description: 'Stop recording automatically' },

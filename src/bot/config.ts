@@ -3,7 +3,7 @@
  * /autorecord changes and which survives restarts. Written back only when /autorecord changes it.
  *
  * ```json
- * { "managerRoles": ["123..."], "autorecord": { "<guild id>": { "channelId": "...", "minMembers": 2 } } }
+ * { "managerRoles": ["123..."], "autorecord": { "<guild id>": { "channelId": "...", "minMembers": 2, "roleId": "..." } } }
  * ```
  */
 import { UsageError } from '../errors.ts';
@@ -13,6 +13,8 @@ export interface AutorecordRule {
   channelId: string;
   /** People (not bots) needed in the channel to start. */
   minMembers: number;
+  /** Count only members with this role (absent: everyone). */
+  roleId?: string;
 }
 
 export interface BotConfigDocument {
@@ -36,8 +38,9 @@ export class BotConfig {
     const roles = doc.managerRoles ?? [];
     if (!Array.isArray(roles) || !roles.every((r) => typeof r === 'string' && SNOWFLAKE.test(r))) throw new UsageError(`${path}: managerRoles must be a list of role ids`);
     for (const [g, rule] of Object.entries(doc.autorecord ?? {})) {
-      if (!SNOWFLAKE.test(g) || typeof rule?.channelId !== 'string' || !SNOWFLAKE.test(rule.channelId) || !(Number.isInteger(rule.minMembers) && rule.minMembers >= 1)) {
-        throw new UsageError(`${path}: autorecord.${g} must be { "channelId": "<id>", "minMembers": <n ≥ 1> }`);
+      const roleOk = rule?.roleId === undefined || (typeof rule.roleId === 'string' && SNOWFLAKE.test(rule.roleId));
+      if (!SNOWFLAKE.test(g) || typeof rule?.channelId !== 'string' || !SNOWFLAKE.test(rule.channelId) || !(Number.isInteger(rule.minMembers) && rule.minMembers >= 1) || !roleOk) {
+        throw new UsageError(`${path}: autorecord.${g} must be { "channelId": "<id>", "minMembers": <n ≥ 1>, "roleId"?: "<id>" }`);
       }
     }
     this.#doc = doc;

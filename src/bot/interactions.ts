@@ -99,7 +99,7 @@ async function stop(i: ChatInputCommandInteraction<'cached'>, ctx: CommandContex
 async function status(i: ChatInputCommandInteraction<'cached'>, ctx: CommandContext): Promise<void> {
   const s = ctx.sessions.get(i.guildId);
   const rule = ctx.config.autorecord(i.guildId);
-  const auto = rule ? ` Autorecord: on for ${channelMention(rule.channelId)} (${rule.minMembers}+ people).` : '';
+  const auto = rule ? ` Autorecord: on for ${channelMention(rule.channelId)} (${rule.minMembers}+ people${rule.roleId ? ` with <@&${rule.roleId}>` : ''}).` : '';
   if (!s) return void (await i.reply(ephemeral(`Not recording.${auto}`)));
   const tracks = s.recording.tracks.length;
   await i.reply(ephemeral(`🔴 Recording ${channelMention(s.channel.id)} for ${formatLength(s.recording.now())}, ${tracks} speaker${tracks === 1 ? '' : 's'} so far.${auto}`));
@@ -122,7 +122,9 @@ async function autorecord(i: ChatInputCommandInteraction<'cached'>, ctx: Command
   const channel = targetChannel(i);
   if (!channel) return void (await i.reply(ephemeral('Join the voice channel first, or name one: /autorecord on channel:#voice')));
   const minMembers = i.options.getInteger('min-members') ?? 2;
-  ctx.config.setAutorecord(i.guildId, { channelId: channel.id, minMembers });
-  await i.reply(ephemeral(`Autorecord is on: ${channelMention(channel.id)} is recorded when ${minMembers} or more people are in it, until it empties.`));
+  const role = i.options.getRole('role');
+  ctx.config.setAutorecord(i.guildId, { channelId: channel.id, minMembers, ...(role ? { roleId: role.id } : {}) });
+  const who = role ? ` with the role ${role.name}` : '';
+  await i.reply(ephemeral(`Autorecord is on: ${channelMention(channel.id)} is recorded when ${minMembers} or more people${who} are in it, until it empties.`));
   ctx.autorecordChanged(i.guildId);
 }

@@ -258,7 +258,11 @@ export class SimDiscord implements GatewayDirectory {
     const channel = world.channel(channelId);
     if (!channel) throw new RangeError(`simulator: no channel ${channelId} in guild ${req.guildId}`);
 
+    // What Discord puts in `resolved` for the options that name something (discord.js reads the objects there).
     const resolvedChannels: Record<string, unknown> = {};
+    const resolvedRoles: Record<string, unknown> = {};
+    const resolvedUsers: Record<string, unknown> = {};
+    const resolvedMembers: Record<string, unknown> = {};
     const build = (defs: CommandOption[] | undefined, values: Record<string, string | number | boolean>): Record<string, unknown>[] => {
       const out: Record<string, unknown>[] = [];
       for (const [name, value] of Object.entries(values)) {
@@ -268,6 +272,18 @@ export class SimDiscord implements GatewayDirectory {
           const ch = world.channel(String(value));
           if (!ch) throw new RangeError(`simulator: option ${name}: no channel ${String(value)}`);
           resolvedChannels[String(value)] = { id: ch.id, name: ch.name, type: ch.type, permissions: perms.toString(), parent_id: null };
+        }
+        if (def.type === OptionType.ROLE) {
+          const role = world.roles().find((r) => r.id === String(value));
+          if (!role) throw new RangeError(`simulator: option ${name}: no role ${String(value)}`);
+          resolvedRoles[String(value)] = role;
+        }
+        if (def.type === OptionType.USER) {
+          const m = world.member(String(value));
+          if (!m) throw new RangeError(`simulator: option ${name}: no member ${String(value)}`);
+          const { user: u, ...rest } = m as { user: unknown };
+          resolvedUsers[String(value)] = u;
+          resolvedMembers[String(value)] = { ...rest, permissions: world.permissions(String(value)).toString() };
         }
         if (def.choices && !def.choices.some((c) => c.value === value)) throw new RangeError(`simulator: option ${name}: ${String(value)} is not one of its choices`);
         out.push({ name, type: def.type, value: def.type === OptionType.CHANNEL || def.type === OptionType.USER || def.type === OptionType.ROLE ? String(value) : value });
@@ -307,7 +323,15 @@ export class SimDiscord implements GatewayDirectory {
       type: cmd.type,
       ...(cmd.guild_id ? { guild_id: cmd.guild_id } : {}),
       options,
-      ...(Object.keys(resolvedChannels).length ? { resolved: { channels: resolvedChannels } } : {}),
+      ...(Object.keys({ ...resolvedChannels, ...resolvedRoles, ...resolvedUsers }).length
+        ? {
+            resolved: {
+              ...(Object.keys(resolvedChannels).length ? { channels: resolvedChannels } : {}),
+              ...(Object.keys(resolvedRoles).length ? { roles: resolvedRoles } : {}),
+              ...(Object.keys(resolvedUsers).length ? { users: resolvedUsers, members: resolvedMembers } : {}),
+            },
+          }
+        : {}),
     };
     this.#gateway?.dispatch('INTERACTION_CREATE', {
       id,
