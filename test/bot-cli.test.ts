@@ -14,7 +14,7 @@ import { opusLoop } from '../src/simulator/opus-cache.ts';
 import { TOKEN, scenario } from './record-fixtures.ts';
 import { cleanupDirs, member, tempDir } from './fault-fixtures.ts';
 import { baseEnv, startCli } from './cli-helpers.ts';
-import { C1, G1, checkRecording, readManifest, recordingDir, sleep, waitForAction } from './bot-fixtures.ts';
+import { C1, C2, G1, G2, checkRecording, readManifest, recordingDir, sleep, waitForAction } from './bot-fixtures.ts';
 
 after(cleanupDirs);
 
@@ -49,11 +49,13 @@ function filesUnder(dir: string): string[] {
   return out;
 }
 
-test('the bot SIGKILLed mid-recording, started again, finishes the recording, says so, and restores the channel status', async () => {
+test('the bot SIGKILLed mid-recording, started again, finishes the recordings, says so, and restores the channel status and the nickname', async () => {
   const m1 = member(1, 400, [[300, 1200], [1800, 2500]]);
   const m2 = member(2, 650, [[600, 1000], [2200, 2500]]);
-  for (const m of [m1, m2]) opusLoop(m.signal);
-  const sim = await startSimulator(scenario([m1, m2], { seed: 91 }));
+  const m3 = member(3, 1000, [[400, 3000]]);
+  for (const m of [m1, m2, m3]) opusLoop(m.signal);
+  // Guild 2 may not have its channel status set: the bot's nickname shows the recording there.
+  const sim = await startSimulator(scenario([m1, m2], { seed: 91, guilds: [{ guildId: G2, channelId: C2, dave: true, members: [m3], denyVoiceStatus: true }] }));
   trustSimulatorCertificate(sim);
   const root = tempDir('dvrec-botcli-');
   const args = [
@@ -61,7 +63,6 @@ test('the bot SIGKILLed mid-recording, started again, finishes the recording, sa
     '--out', join(root, 'rec', '{guild}-{channel}-{datetime}'),
     '--config', join(root, 'bot.json'),
     '--state-dir', join(root, 'state'),
-    '--dev-guild', G1,
     '--api-url', sim.apiUrl,
   ];
   const env = baseEnv({ DISCORD_TOKEN: TOKEN, NODE_EXTRA_CA_CERTS: sim.caCertPath });
@@ -69,19 +70,26 @@ test('the bot SIGKILLed mid-recording, started again, finishes the recording, sa
   let w = watch(child);
   try {
     await w.waitFor(/ready: serving/);
-    assert.ok(sim.botActions().some((a) => a.kind === 'commands' && a.guildId === G1), 'commands registered in the dev guild');
+    assert.ok(sim.botActions().some((a) => a.kind === 'commands' && a.guildId === null), 'commands registered globally');
     const sessionStart = new Promise<number>((resolve) => sim.events.once('session-start', (e) => resolve(e.wallMs)));
-    const reply = await sim.interact({ guildId: G1, userId: m1.userId, command: 'record', subcommand: 'start' }).content;
+    const [reply, reply2] = await Promise.all([
+      sim.interact({ guildId: G1, userId: m1.userId, command: 'record', subcommand: 'start' }).content,
+      sim.interact({ guildId: G2, userId: m3.userId, command: 'record', subcommand: 'start' }).content,
+    ]);
     assert.match(reply.content, /Recording <#100000000000000002>/);
+    assert.match(reply2.content, /Recording <#100000000000000022>/);
     const t0 = await sessionStart;
     await waitForAction(sim, 'voice-status', (a) => a.status === RECORDING_STATUS);
+    await waitForAction(sim, 'nick', (a) => a.guildId === G2 && a.nick === '🔴 dvrec-bot');
     await sleep(t0 + 3500 - Date.now());
     child.kill('SIGKILL');
     assert.equal((await w.exited).signal, 'SIGKILL');
     const killedAt = Date.now();
 
-    // What a crash leaves: the status still up, a capture without a manifest, the crash record.
+    // What a crash leaves: the status and the nickname still up, captures without a manifest, the crash records.
     assert.deepEqual(sim.guild(G1).voiceStatuses(), { [C1]: RECORDING_STATUS });
+    assert.equal(sim.guild(G2).botNick(), '🔴 dvrec-bot');
+    assert.deepEqual(JSON.parse(readFileSync(join(root, 'state', 'active', `${G2}.json`), 'utf8')).sign, { kind: 'nick', previousNick: null });
     const dir = recordingDir(join(root, 'rec'), G1);
     assert.ok(existsSync(join(dir, 'capture.json')) && !existsSync(join(dir, 'manifest.json')));
     const record = JSON.parse(readFileSync(join(root, 'state', 'active', `${G1}.json`), 'utf8'));
@@ -97,7 +105,13 @@ test('the bot SIGKILLed mid-recording, started again, finishes the recording, sa
     assert.ok(told, `a message in the channel: ${JSON.stringify(again)}`);
     assert.ok(again.some((a) => a.kind === 'voice-status' && a.channelId === C1 && a.status === ''), 'the status was cleared');
     assert.deepEqual(sim.guild(G1).voiceStatuses(), {});
+    assert.equal(sim.guild(G2).botNick(), null, 'the nickname is back to none');
+    assert.ok(again.some((a) => a.kind === 'message' && a.channelId === C2 && a.content.startsWith('♻️')), 'told in guild 2 too');
     assert.match(w.out(), /finished the recording a previous run left/);
+    const dir2 = recordingDir(join(root, 'rec'), G2);
+    const man2 = readManifest(dir2);
+    assert.equal(man2.recovered, true);
+    checkRecording(dir2, man2, sim.guild(G2).truth(), [{ userId: m3.userId, hz: 1000 }]);
 
     const m = readManifest(dir);
     assert.equal(m.recovered, true);
@@ -118,7 +132,7 @@ test('the bot SIGKILLed mid-recording, started again, finishes the recording, sa
     const shutdown = sim.botActions().find((a) => a.kind === 'message' && a.content.includes('(the recorder is shutting down)'));
     assert.ok(shutdown, JSON.stringify(sim.botActions().slice(-4)));
     assert.deepEqual(sim.guild(G1).voiceStatuses(), {});
-    const dirs = readdirSync(join(root, 'rec')).filter((d) => join(root, 'rec', d) !== dir);
+    const dirs = readdirSync(join(root, 'rec')).filter((d) => d.startsWith(`${G1}-`) && join(root, 'rec', d) !== dir);
     assert.equal(dirs.length, 1);
     const m2nd = readManifest(join(root, 'rec', dirs[0]!));
     assert.ok(m2nd.durationMs >= 900 && !m2nd.recovered, `${m2nd.durationMs} ms`);
