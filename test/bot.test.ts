@@ -273,7 +273,7 @@ test('autorecord: starts when the second person joins, stops when the channel em
   assert.ok(readdirSync(join(root, 'rec')).length === 1);
 });
 
-test('autorecord with a role: only people with it count', async () => {
+test('autorecord with a role: only people with it count; a recording stopped by hand is not restarted before the channel empties', async () => {
   const SPEAKERS = '100000000000000040';
   const a1 = member(1, 400, [[200, 3000]], { roles: [SPEAKERS] });
   const a2 = member(2, 650, [[300, 3000]], { absent: true, roles: [SPEAKERS] });
@@ -296,12 +296,27 @@ test('autorecord with a role: only people with it count', async () => {
     await started;
     const status = await sim.interact({ guildId: G1, userId: a3.userId, command: 'record', subcommand: 'status' }).content;
     assert.match(status.content, /^🔴 Recording <#100000000000000002>.*Autorecord: on for <#100000000000000002> \(2\+ people with <@&100000000000000040>\)/);
-    const ended = new Promise<string>((resolve) => b.sessions.once('ended', (_s, _m, reason) => resolve(reason)));
     await sleep(1500);
-    for (const m of [a1, a2, a3]) sim.guild(G1).leave(m.userId);
-    assert.equal(await ended, 'empty-channel');
+    // Stopped by hand while people are still there: autorecord does not start again at the next change...
+    assert.match((await sim.interact({ guildId: G1, userId: a1.userId, command: 'record', subcommand: 'stop' }).content).content, /^⏹️ Stopped/);
     const m = readManifest(recordingDir(join(root, 'rec'), G1));
     assert.deepEqual(m.tracks.map((t) => t.userId).sort(), [a1.userId, a2.userId, a3.userId], 'everyone in the channel is recorded, whoever counted');
+    sim.guild(G1).leave(a3.userId);
+    await sleep(600);
+    assert.equal(b.sessions.all().length, 0, 'not restarted while the same people are still there');
+    // ...until the channel has emptied once.
+    sim.guild(G1).leave(a1.userId);
+    sim.guild(G1).leave(a2.userId);
+    await sleep(300);
+    const again = new Promise<void>((resolve) => b.sessions.once('started', () => resolve()));
+    sim.guild(G1).join(a1.userId);
+    sim.guild(G1).join(a2.userId);
+    await again;
+    const ended = new Promise<string>((resolve) => b.sessions.once('ended', (_s, _m, reason) => resolve(reason)));
+    await sleep(500);
+    for (const x of [a1, a2]) sim.guild(G1).leave(x.userId);
+    assert.equal(await ended, 'empty-channel');
+    assert.equal(readdirSync(join(root, 'rec')).length, 2, 'two recordings');
   } finally {
     await b.close();
     await sim.close();

@@ -15,6 +15,11 @@ export interface AutorecordDeps {
   /** How long the channel must be empty before the recording stops. */
   emptyGraceMs: number;
   format: 'wav' | 'mp3' | 'flac' | 'opus';
+  /**
+   * Guilds where someone stopped a recording by hand (/record stop) while people were still in the channel: autorecord
+   * waits there until the channel has been empty once, or the very next voice state change would start it again.
+   */
+  heldUntilEmpty: Set<string>;
   /** A log line (the caller redacts it). */
   warn(message: string): void;
 }
@@ -25,6 +30,10 @@ export function evaluateAutorecord(guild: Guild, d: AutorecordDeps): void {
   if (!rule || d.sessions.busy(guild.id)) return;
   const channel = guild.channels.cache.get(rule.channelId);
   if (!channel?.isVoiceBased()) return;
+  if (d.heldUntilEmpty.has(guild.id)) {
+    if (channel.members.some((m) => !m.user.bot)) return;
+    d.heldUntilEmpty.delete(guild.id);
+  }
   // The people who count: not bots, and with the rule's role when it names one.
   const people = channel.members.filter((m) => !m.user.bot && (rule.roleId === undefined || m.roles.cache.has(rule.roleId))).size;
   if (people < rule.minMembers) return;

@@ -93,7 +93,9 @@ export async function startBot(o: BotOptions): Promise<DvrecBot> {
   sessions.on('started', (s) => log('info', `recording ${s.channel.guild.name} / ${s.channel.name} into ${s.outDir}`));
   sessions.on('ended', (s, m, reason) => log('info', `stopped ${s.channel.guild.name} / ${s.channel.name} (${reason}): ${m ? `${Math.round(m.durationMs / 1000)} s, ${m.tracks.length} tracks` : 'nothing recorded'}`));
 
-  const auto: AutorecordDeps = { client: c, config, sessions, emptyGraceMs: o.emptyGraceMs ?? 30_000, format: o.autorecordFormat ?? 'wav', warn };
+  const auto: AutorecordDeps = {
+    client: c, config, sessions, emptyGraceMs: o.emptyGraceMs ?? 30_000, format: o.autorecordFormat ?? 'wav', warn, heldUntilEmpty: new Set(),
+  };
   client.on(Events.VoiceStateUpdate, (_old, now) => evaluateAutorecord(now.guild, auto));
   client.on(Events.InteractionCreate, (i) => {
     if (!i.isChatInputCommand()) return;
@@ -103,7 +105,11 @@ export async function startBot(o: BotOptions): Promise<DvrecBot> {
       warn,
       redact: (t) => redactor.redact(t),
       defaultFormat: o.defaultFormat ?? 'wav',
+      stoppedByHand: (guildId) => {
+        if (config.autorecord(guildId)) auto.heldUntilEmpty.add(guildId);
+      },
       autorecordChanged: (guildId) => {
+        auto.heldUntilEmpty.delete(guildId); // a rule just set applies at once
         const g = c.guilds.cache.get(guildId);
         if (g) evaluateAutorecord(g, auto);
       },

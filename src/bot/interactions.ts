@@ -17,6 +17,8 @@ export interface CommandContext {
   config: BotConfig;
   /** Called after /autorecord changed a guild's rule (to act on it at once). */
   autorecordChanged(guildId: string): void;
+  /** /record stop: autorecord must not start again in this guild before its channel has emptied. */
+  stoppedByHand(guildId: string): void;
   /** The format when /record start names none. */
   defaultFormat: AudioFormat;
   warn(message: string): void;
@@ -92,6 +94,7 @@ async function stop(i: ChatInputCommandInteraction<'cached'>, ctx: CommandContex
   if (!mayManage(i, ctx.config.managerRoles)) return void (await i.reply(ephemeral(REFUSAL)));
   if (!ctx.sessions.get(i.guildId)) return void (await i.reply(ephemeral('Nothing is being recorded here.')));
   await i.deferReply({ flags: MessageFlags.Ephemeral });
+  ctx.stoppedByHand(i.guildId);
   const m = await ctx.sessions.stop(i.guildId);
   await i.editReply(edit(m ? `⏹️ Stopped: ${formatLength(m.durationMs)}, ${m.tracks.length} track${m.tracks.length === 1 ? '' : 's'}.` : '⏹️ Stopped (nothing was recorded).'));
 }
