@@ -76,6 +76,8 @@ Examples:
   dvrec record --guild G --channel C --format mp3 --duration 1h30m --stop-when-empty
   dvrec convert recordings/G-C-2026-11-03T20-00-00   finish a recording that was killed
   dvrec doctor                                 check codecs, DAVE and ffmpeg on this machine
+  DISCORD_TOKEN=... dvrec bot                  a bot people command with /record start, /record stop
+  dvrec demo --bot                             the bot on the built-in local Discord
 
 Environment: DISCORD_TOKEN, DVREC_API_URL, FFMPEG_PATH, DVREC_NO_FFMPEG_STATIC=1, DVREC_OPUS=native|wasm, CI, NO_COLOR, TERM=dumb, DVREC_DEBUG=1 (see the manual).
 Exit codes: 0 ok, 1 internal, 2 usage, 3 auth, 4 not found, 5 permission, 6 channel full,
