@@ -338,6 +338,12 @@ export async function startCall(scenario: Scenario, ctx: CallContext): Promise<G
       events.emit('voice-join-refused', { channelId: req.channelId, reason: 'full' });
       return;
     }
+    // A guild plays ONE scripted call, in the scenario's channel: a bot joining another voice channel of the guild
+    // is given that call all the same. Not what Discord would do (that channel's call would be empty): said aloud,
+    // so that no test mistakes it for a recording of the other channel.
+    if (req.channelId !== scenario.channelId) {
+      warn(`the bot joined voice channel ${req.channelId}, which has no scripted call: it gets the call of ${scenario.channelId}`);
+    }
     // Order matters: VOICE_STATE_UPDATE first, then VOICE_SERVER_UPDATE (else @discordjs/voice stalls).
     gateway.dispatch(
       'VOICE_STATE_UPDATE',
