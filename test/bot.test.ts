@@ -232,6 +232,37 @@ test('a second recording in the same guild: the bot joins the call again and rec
   }
 });
 
+test('a guild with two voice channels, each its own call: /record start records the caller\'s channel, and only it', async () => {
+  const C3 = '100000000000000050';
+  const x1 = member(1, 400, [[300, 2500]]);
+  const x6 = member(6, 900, [[400, 2500]], { roles: [MOD_ROLE] });
+  const x7 = member(7, 1300, [[700, 1500]]);
+  for (const m of [x1, x6, x7]) opusLoop(m.signal);
+  const sim = await startSimulator(
+    scenario([x1], { seed: 85, roles: [{ id: MOD_ROLE, name: 'recording managers', permissions: '0' }], calls: [{ channelId: C3, channelName: 'Studio', members: [x6, x7] }] }),
+  );
+  trustSimulatorCertificate(sim);
+  const root = tempDir('dvrec-bot-');
+  const { bot: b } = await bot(sim, root);
+  try {
+    assert.deepEqual(sim.guild(G1).inVoice(C3).sort(), [x6.userId, x7.userId]);
+    const r = await sim.interact({ guildId: G1, userId: x6.userId, command: 'record', subcommand: 'start' }).content;
+    assert.match(r.content, /^🔴 Recording <#100000000000000050>/);
+    await sleep(3000 - b.sessions.get(G1)!.recording.now());
+    assert.match((await sim.interact({ guildId: G1, userId: x6.userId, command: 'record', subcommand: 'stop' }).content).content, /^⏹️ Stopped: \ds, 2 tracks/);
+    const dir = recordingDir(join(root, 'rec'), G1);
+    const m = readManifest(dir);
+    assert.equal(m.channelId, C3);
+    checkRecording(dir, m, sim.guild(G1).call(C3).truth(), [{ userId: x6.userId, hz: 900 }, { userId: x7.userId, hz: 1300 }]);
+    assert.equal(sim.truth().sessionStartWallMs, null, 'the other channel\'s call never had the bot');
+    assert.deepEqual(sim.guild(G1).voiceStatuses(), {}, 'the Studio status was restored');
+    assert.ok(sim.botActions().some((a) => a.kind === 'voice-status' && a.channelId === C3 && a.status === RECORDING_STATUS));
+  } finally {
+    await b.close();
+    await sim.close();
+  }
+});
+
 test('autorecord: starts when the second person joins, stops when the channel empties; the rule is kept in the config file', async () => {
   const a1 = member(1, 400, [[200, 2000]]);
   const a2 = member(2, 650, [[500, 1500]], { absent: true });

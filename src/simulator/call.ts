@@ -72,6 +72,8 @@ export interface CallContext {
 /** One guild's call, as index.ts and tests drive it. */
 export interface GuildCall {
   readonly world: World;
+  /** The voice channel this call is in. */
+  readonly channelId: string;
   readonly events: EventEmitter<SimulatorEvents>;
   truth(): GroundTruth;
   inject(fault: Fault): void;
@@ -81,6 +83,12 @@ export interface GuildCall {
   join(userId: string): void;
   /** A member leaves the voice channel now. */
   leave(userId: string): void;
+  /** Whether this call scripts this member. */
+  has(userId: string): boolean;
+  /** The bot's op 4 for this guild; `mine`: this call handles it (index.ts routes). */
+  voiceStateRequest(req: VoiceStateRequest, mine: boolean): void;
+  /** The bot's gateway session died and Discord dropped its voice state: its session here (if any) is gone. */
+  dropBot(): void;
   close(): Promise<void>;
 }
 
@@ -291,18 +299,6 @@ export async function startCall(scenario: Scenario, ctx: CallContext): Promise<G
     return token;
   };
 
-  gateway.on('identifying', (sessionId) => {
-    // A new session of this guild's shard while the bot's voice state belongs to a session that is gone (the
-    // process died): Discord has dropped that voice state by now; the new session must not see the bot in voice.
-    if (!gateway.covers(sessionId, scenario.guildId)) return;
-    const mine = world.voiceStates.get(scenario.botUserId);
-    if (mine && mine.session_id !== sessionId && !gateway.isConnected(mine.session_id)) {
-      world.setVoiceState(scenario.botUserId, null, mine.session_id);
-      active?.closeWs(4006, 'Session no longer valid.', true);
-      active = null;
-      detachDave();
-    }
-  });
   gateway.on('identify', (sessionId) => {
     if (!gateway.covers(sessionId, scenario.guildId)) return;
     if (gatewaySessionId) settle('gateway-reconnect', 'reidentified');
@@ -313,9 +309,21 @@ export async function startCall(scenario: Scenario, ctx: CallContext): Promise<G
     settle('gateway-reconnect', 'resumed');
     events.emit('resumed', { kind: 'gateway', wallMs: wallNow() });
   });
-  gateway.on('voice-state-request', (req: VoiceStateRequest) => {
+  /**
+   * The bot's op 4 for this guild. index.ts decides which call of the guild handles it (`mine`): the call of the
+   * channel it joins, or of the channel it leaves; a request for a voice channel without a call goes to the guild's
+   * first call. A call that has the bot and does not handle the request loses it (it went to another channel).
+   */
+  const voiceStateRequest = (req: VoiceStateRequest, mine: boolean): void => {
+    if (!mine) {
+      if (active && req.channelId !== null) {
+        active.closeWs(4014, 'Disconnected.', true);
+        active = null;
+        detachDave();
+      }
+      return;
+    }
     events.emit('voice-join', { channelId: req.channelId, selfDeaf: req.selfDeaf, selfMute: req.selfMute });
-    if (req.guildId !== scenario.guildId) return;
     if (req.channelId === null) {
       gateway.dispatch('VOICE_STATE_UPDATE', world.setVoiceState(scenario.botUserId, null, req.sessionId));
       active?.closeWs(1000, 'Left the channel.', true);
@@ -338,9 +346,8 @@ export async function startCall(scenario: Scenario, ctx: CallContext): Promise<G
       events.emit('voice-join-refused', { channelId: req.channelId, reason: 'full' });
       return;
     }
-    // A guild plays ONE scripted call, in the scenario's channel: a bot joining another voice channel of the guild
-    // is given that call all the same. Not what Discord would do (that channel's call would be empty): said aloud,
-    // so that no test mistakes it for a recording of the other channel.
+    // A voice channel without a scripted call (Scenario.calls) is given this call all the same. Not what Discord
+    // would do (that channel's call would be empty): said aloud, so that no test mistakes it for the other channel.
     if (req.channelId !== scenario.channelId) {
       warn(`the bot joined voice channel ${req.channelId}, which has no scripted call: it gets the call of ${scenario.channelId}`);
     }
@@ -350,7 +357,7 @@ export async function startCall(scenario: Scenario, ctx: CallContext): Promise<G
       world.setVoiceState(scenario.botUserId, req.channelId, req.sessionId, { selfDeaf: req.selfDeaf, selfMute: req.selfMute }),
     );
     gateway.dispatch('VOICE_SERVER_UPDATE', { token: grantVoice(req.sessionId), guild_id: scenario.guildId, endpoint: server.endpoint });
-  });
+  };
 
   // ---- the timeline ----
   const timeline: TimelineEvent[] = [];
@@ -717,6 +724,7 @@ export async function startCall(scenario: Scenario, ctx: CallContext): Promise<G
 
   return {
     world,
+    channelId: scenario.channelId,
     events,
     truth: () => truth.snapshot(),
     inject: (fault) => playFault(fault),
@@ -730,6 +738,14 @@ export async function startCall(scenario: Scenario, ctx: CallContext): Promise<G
             recorderReady: dave.recorderReady,
           }
         : null,
+    has: (userId) => scenario.members.some((m) => m.userId === userId),
+    voiceStateRequest,
+    dropBot() {
+      if (!active) return;
+      active.closeWs(4006, 'Session no longer valid.', true);
+      active = null;
+      detachDave();
+    },
     join(userId) {
       const i = memberIndex(userId);
       if (closed) return;

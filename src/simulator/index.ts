@@ -42,7 +42,7 @@ import { createRestHandler } from './rest.ts';
 import type { Fault, GroundTruth, Scenario } from './scenario.ts';
 import { TICK_MS } from './speaker.ts';
 import { VIDEO_PAYLOAD_TYPES } from './video.ts';
-import { World } from './world.ts';
+import { ChannelType, World } from './world.ts';
 
 export type { SimulatorEvents } from './events.ts';
 export type { DaveStatus } from './dave-api.ts';
@@ -85,9 +85,8 @@ export interface Simulator {
   close(): Promise<void>;
 }
 
-/** One guild's call and state, as tests drive and inspect it. */
-export interface SimGuild {
-  readonly guildId: string;
+/** One call (a voice channel's): its events, ground truth, DAVE group, members joining and leaving. */
+export interface SimCallHandle {
   readonly channelId: string;
   events: EventEmitter<SimulatorEvents>;
   truth(): GroundTruth;
@@ -98,6 +97,16 @@ export interface SimGuild {
   join(userId: string): void;
   /** A member leaves the voice channel now. */
   leave(userId: string): void;
+}
+
+/**
+ * One guild and its state, as tests drive and inspect it. Its own fields (truth, events, inject...) are its first
+ * call's (the scenario's channel); join/leave find the member's call; call(channelId) reaches another.
+ */
+export interface SimGuild extends SimCallHandle {
+  readonly guildId: string;
+  /** The call of one of the guild's voice channels (Scenario.calls). Throws for a channel without one. */
+  call(channelId: string): SimCallHandle;
   /** The voice channel statuses the bot set, by channel id (cleared ones absent). */
   voiceStatuses(): Record<string, string>;
   /** The bot's nickname in this guild (null: none). */
@@ -147,19 +156,44 @@ function guildScenarios(scenario: Scenario): Scenario[] {
   return [first, ...rest];
 }
 
+/**
+ * A guild's calls as full Scenarios (the first: the guild's own channel and members; then Scenario.calls), and the
+ * scenario its World is built from: every call's members, and every call's channel among its channels.
+ */
+function guildCalls(g: Scenario): { world: Scenario; calls: Scenario[] } {
+  const { calls = [], ...first } = g;
+  const extra = calls.map((c, k): Scenario => {
+    const { extraChannels: _e, faults: _f, voiceStatus: _v, ...rest } = first;
+    return { ...rest, seed: c.seed ?? g.seed + 1000 * (k + 1), channelId: c.channelId, members: c.members, ...(c.channelName ? { channelName: c.channelName } : {}), ...(c.userLimit !== undefined ? { userLimit: c.userLimit } : {}) };
+  });
+  const world: Scenario = {
+    ...first,
+    members: [...first.members, ...calls.flatMap((c) => c.members)],
+    extraChannels: [...(first.extraChannels ?? []), ...calls.map((c) => ({ id: c.channelId, type: ChannelType.GUILD_VOICE, name: c.channelName ?? 'Voice', ...(c.userLimit !== undefined ? { userLimit: c.userLimit } : {}) }))],
+  };
+  return { world, calls: [first, ...extra] };
+}
+
 /** Starts the simulator on free loopback ports. */
 export async function startSimulator(scenario: Scenario): Promise<Simulator> {
   const scenarios = guildScenarios(scenario);
-  for (const s of scenarios) validateGuild(s);
+  const layouts = scenarios.map(guildCalls);
+  for (const l of layouts) {
+    for (const c of l.calls) validateGuild(c);
+    if (new Set(l.world.members.map((m) => m.userId)).size !== l.world.members.length) throw new RangeError(`scenario: a member of guild ${l.world.guildId} is in two calls`);
+  }
   const guildIds = scenarios.map((s) => s.guildId);
   if (new Set(guildIds).size !== guildIds.length) throw new RangeError('scenario: duplicate guild ids');
-  const channelIds = scenarios.flatMap((s) => [s.channelId, ...(s.extraChannels ?? []).map((c) => c.id)]);
+  const channelIds = layouts.flatMap((l) => [l.world.channelId, ...(l.world.extraChannels ?? []).map((c) => c.id)]);
   if (new Set(channelIds).size !== channelIds.length) throw new RangeError('scenario: a channel id is used twice');
   if (scenario.shards !== undefined && !(Number.isInteger(scenario.shards) && scenario.shards >= 1)) throw new RangeError('scenario.shards must be an integer ≥ 1');
 
   const events = new EventEmitter<SimulatorEvents>();
   const cert = await createCertificate();
-  const worlds = scenarios.map((s) => new World(s));
+  const worlds = layouts.map((l) => new World(l.world));
+  layouts.forEach((_l, i) => {
+    for (const c of scenarios[i]!.calls ?? []) if (c.voiceStatus) worlds[i]!.voiceStatuses.set(c.channelId, c.voiceStatus);
+  });
   const dir = new SimDiscord(scenario.token, scenario.botUserId, worlds, events);
 
   // ---- REST + main gateway on one HTTP port ----
@@ -173,11 +207,19 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
   gatewayUrl = `ws://127.0.0.1:${httpPort}`;
   gateway.url = gatewayUrl;
 
-  // ---- one call per guild; the first guild's events are the simulator's own ----
+  // ---- one call per voice channel with a script; the first guild's first call's events are the simulator's own ----
   const calls: GuildCall[] = [];
+  /** Per guild: its calls, the first one first. */
+  const byGuild = new Map<string, GuildCall[]>();
   try {
-    for (const [i, s] of scenarios.entries()) {
-      calls.push(await startCall(s, { world: worlds[i]!, gateway, cert, events: i === 0 ? events : new EventEmitter<SimulatorEvents>() }));
+    for (const [i, l] of layouts.entries()) {
+      const mine: GuildCall[] = [];
+      for (const [k, s] of l.calls.entries()) {
+        const c = await startCall(s, { world: worlds[i]!, gateway, cert, events: i === 0 && k === 0 ? events : new EventEmitter<SimulatorEvents>() });
+        calls.push(c);
+        mine.push(c);
+      }
+      byGuild.set(l.world.guildId, mine);
     }
   } catch (e) {
     await Promise.all(calls.map((c) => c.close()));
@@ -186,29 +228,66 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
     await cert.dispose();
     throw e;
   }
-  // Bot actions of every guild reach every guild's emitter too (a test may listen on the guild's events).
+  // The bot's op 4 goes to ONE call of its guild: the call of the channel it joins, or of the channel it leaves (a
+  // voice channel without a call: the guild's first call). The others only learn that the bot is no longer theirs.
+  gateway.on('voice-state-request', (req) => {
+    const mine = byGuild.get(req.guildId);
+    if (!mine) return void events.emit('voice-join', { channelId: req.channelId, selfDeaf: req.selfDeaf, selfMute: req.selfMute });
+    const world = mine[0]!.world;
+    const where = req.channelId ?? world.voiceStates.get(world.scenario.botUserId)?.channel_id ?? null;
+    const owner = mine.find((c) => c.channelId === where) ?? mine[0]!;
+    for (const c of mine) if (c !== owner) c.voiceStateRequest(req, false);
+    owner.voiceStateRequest(req, true);
+  });
+  // A new session of a guild's shard while the bot's voice state there belongs to a session that is gone (the process
+  // died): Discord has dropped that voice state by now; the new session must not see the bot in voice.
+  gateway.on('identifying', (sessionId) => {
+    for (const [guildId, mine] of byGuild) {
+      if (!gateway.covers(sessionId, guildId)) continue;
+      const world = mine[0]!.world;
+      const bot = world.voiceStates.get(world.scenario.botUserId);
+      if (!bot || bot.session_id === sessionId || gateway.isConnected(bot.session_id)) continue;
+      world.setVoiceState(world.scenario.botUserId, null, bot.session_id);
+      for (const c of mine) c.dropBot();
+    }
+  });
+  // Bot actions of every guild reach that guild's other emitters too (a test may listen on the guild's events).
   events.on('bot-action', (a) => {
     for (const c of calls.slice(1)) if ('guildId' in a && a.guildId === c.world.guildId) c.events.emit('bot-action', a);
   });
+  const handle = (c: GuildCall): SimCallHandle => ({
+    channelId: c.channelId,
+    events: c.events,
+    truth: () => c.truth(),
+    inject: (f) => c.inject(f),
+    daveStatus: () => c.daveStatus(),
+    recorderAudio: () => c.recorderAudio(),
+    join: (id) => c.join(id),
+    leave: (id) => c.leave(id),
+  });
   const guilds = new Map<string, SimGuild>(
-    calls.map((c) => [
-      c.world.guildId,
-      {
-        guildId: c.world.guildId,
-        channelId: c.world.voiceChannelId,
-        events: c.events,
-        truth: () => c.truth(),
-        inject: (f) => c.inject(f),
-        daveStatus: () => c.daveStatus(),
-        recorderAudio: () => c.recorderAudio(),
-        join: (id) => c.join(id),
-        leave: (id) => c.leave(id),
-        voiceStatuses: () => Object.fromEntries(c.world.voiceStatuses),
-        botNick: () => c.world.botNick,
-        inVoice: (channelId = c.world.voiceChannelId) =>
-          [...c.world.voiceStates.values()].filter((v) => v.channel_id === channelId).map((v) => v.user_id),
-      },
-    ]),
+    [...byGuild].map(([guildId, mine]) => {
+      const first = mine[0]!;
+      const callOf = (userId: string): GuildCall => mine.find((c) => c.has(userId)) ?? first;
+      return [
+        guildId,
+        {
+          ...handle(first),
+          guildId,
+          join: (id: string) => callOf(id).join(id),
+          leave: (id: string) => callOf(id).leave(id),
+          call(channelId: string) {
+            const c = mine.find((x) => x.channelId === channelId);
+            if (!c) throw new RangeError(`simulator: no call in channel ${channelId} of guild ${guildId}`);
+            return handle(c);
+          },
+          voiceStatuses: () => Object.fromEntries(first.world.voiceStatuses),
+          botNick: () => first.world.botNick,
+          inVoice: (channelId = first.channelId) =>
+            [...first.world.voiceStates.values()].filter((v) => v.channel_id === channelId).map((v) => v.user_id),
+        },
+      ];
+    }),
   );
   const first = calls[0]!;
   let closed = false;

@@ -158,6 +158,12 @@ export interface Scenario {
   /** The guild owner (all permissions). Default: the first member. */
   ownerId?: string;
   /**
+   * More voice channels of this guild, each with its own call (members, speaking schedule, DAVE group, ground truth)
+   * that plays once the bot joins that channel (its times count from then). The top-level channel and members are
+   * the guild's first call. `sim.guild(id).call(channelId)` reaches each.
+   */
+  calls?: SimCall[];
+  /**
    * More guilds in the same simulated Discord, each with its own channels, members, call and speaking schedule
    * (a GuildScenario is a Scenario without the bot's identity, which all guilds share). The top-level fields are
    * the first guild; `sim.guild(guildId)` reaches any of them.
@@ -165,6 +171,18 @@ export interface Scenario {
   guilds?: GuildScenario[];
   /** Shard count GET /gateway/bot recommends (default 1). Guild g belongs to shard (g >> 22) % shard_count. */
   shards?: number;
+}
+
+/** A voice channel of a guild with its own call (Scenario.calls). */
+export interface SimCall {
+  channelId: string;
+  channelName?: string;
+  members: SimMember[];
+  userLimit?: number;
+  /** The channel's status when the simulator starts. */
+  voiceStatus?: string;
+  /** Default: the guild's seed + 1000 × (position + 1). */
+  seed?: number;
 }
 
 /** One more guild of a multi-guild scenario (seed: default the scenario's seed + its position). */
