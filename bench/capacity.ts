@@ -17,6 +17,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import type { GroundTruth, Scenario, SimMember } from '../src/simulator/scenario.ts';
+import type { InteractRequest } from '../src/simulator/app.ts';
 import type { FromSim, ToSim } from './sim-process.ts';
 import { ProcSampler } from './proc.ts';
 
@@ -96,25 +97,35 @@ export function capacityScenario(n: number, seconds: number, dave: boolean): Sce
   return { seed: 42, guildId: GUILD, channelId: CHANNEL, botUserId: BOT, token: TOKEN, dave, members };
 }
 
-interface SimHandle {
+export interface SimHandle {
   child: ChildProcess;
   apiUrl: string;
   caCertPath: string;
   sessionStart: Promise<number>;
   truth(): Promise<GroundTruth>;
+  /** A member types a slash command; resolves with what the bot answered (the bot bench). */
+  interact(req: InteractRequest): Promise<string>;
   close(): Promise<void>;
 }
 
-async function startSimChild(scenario: Scenario, log: (l: string) => void): Promise<SimHandle> {
+export async function startSimChild(scenario: Scenario, log: (l: string) => void): Promise<SimHandle> {
   const child = fork(join(HERE, 'sim-process.ts'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   let onSession: (ms: number) => void = () => {};
   const sessionStart = new Promise<number>((r) => (onSession = r));
   let truthWaiter: ((t: GroundTruth) => void) | null = null;
+  const interactions = new Map<number, { resolve: (c: string) => void; reject: (e: Error) => void }>();
+  let interactionId = 0;
   const ready = new Promise<{ apiUrl: string; caCertPath: string }>((resolve, reject) => {
     child.on('message', (m: FromSim) => {
       if (m.type === 'ready') resolve(m);
       else if (m.type === 'session-start') onSession(m.wallMs);
       else if (m.type === 'truth') truthWaiter?.(m.truth);
+      else if (m.type === 'interacted') {
+        const w = interactions.get(m.id);
+        interactions.delete(m.id);
+        if (m.error !== undefined) w?.reject(new Error(m.error));
+        else w?.resolve(m.content ?? '');
+      }
       else if (m.type === 'warning') log(`    simulator: ${m.message}`);
       else if (m.type === 'error') reject(new Error(`simulator: ${m.message}`));
     });
@@ -131,6 +142,12 @@ async function startSimChild(scenario: Scenario, log: (l: string) => void): Prom
       new Promise<GroundTruth>((resolve) => {
         truthWaiter = resolve;
         child.send({ type: 'truth' } satisfies ToSim);
+      }),
+    interact: (req) =>
+      new Promise<string>((resolve, reject) => {
+        const id = ++interactionId;
+        interactions.set(id, { resolve, reject });
+        child.send({ type: 'interact', id, req } satisfies ToSim);
       }),
     close: () =>
       new Promise<void>((resolve) => {
@@ -161,7 +178,7 @@ function newestTs(dir: string): number {
  * dist/ counts as fresh only if it is newer than EVERY source file (bin/ and src/): comparing with bin/dvrec.ts
  * alone once benchmarked a stale dist/ that predated a fix in src/receiver (`node bench/run.ts` does not build).
  */
-function dvrecEntry(): string {
+export function dvrecEntry(): string {
   const dist = join(ROOT, 'dist', 'bin', 'dvrec.js');
   const src = join(ROOT, 'bin', 'dvrec.ts');
   if (existsSync(dist) && statSync(dist).mtimeMs >= Math.max(newestTs(join(ROOT, 'bin')), newestTs(join(ROOT, 'src')))) return dist;
@@ -169,7 +186,7 @@ function dvrecEntry(): string {
 }
 
 /** Reads the left channel of a 16-bit stereo WAV (44-byte header) or raw s16le stereo PCM. */
-function readLeft(path: string, offset: number): Int16Array {
+export function readLeft(path: string, offset: number): Int16Array {
   const buf = readFileSync(path);
   const frames = Math.floor((buf.length - offset) / 4);
   const out = new Int16Array(frames);
@@ -201,7 +218,7 @@ function goertzel(x: Int16Array, from: number, n: number, hz: number): number {
  * (first block at ≥ 50 % of it) to `endSample`, a block under 10 % of it is a dropout. The member's own tone
  * must dominate its neighbours' (±7 Hz, 1 s window: every integer frequency is bin-centred).
  */
-function checkAudio(x: Int16Array, hz: number, endSample: number): { blocks: number; dropped: number; wrongTone: boolean; onset: number } {
+export function checkAudio(x: Int16Array, hz: number, endSample: number): { blocks: number; dropped: number; wrongTone: boolean; onset: number } {
   const end = Math.min(endSample, x.length);
   const levels: number[] = [];
   for (let s = 0; s + BLOCK <= end; s += BLOCK) levels.push(blockRms(x, s));

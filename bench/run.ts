@@ -11,6 +11,7 @@
  *   capacity  the real `dvrec record` against the simulator (separate processes), N members speaking at once,
  *             stepped up until it breaks; CPU/speaker-hour, peak RSS, RSS over time, simulator CPU
  *   baseline  the same steps for bench/baseline.ts (discord.js + @discordjs/voice + prism-media)
+ *   bot       concurrent recordings in one `dvrec bot` process: 50 guilds × 6 speakers (bench/bot.ts)
  *
  * Full run ≈ 15 min on a 2-core box, --quick ≈ 3–4 min. Prints a table and writes BENCHMARKS.md.
  */
@@ -25,6 +26,7 @@ import { decodeMicro, type DecodeMicro } from './decode-micro.ts';
 import { runLong, type LongResult } from './long.ts';
 import { runStep, type RecorderKind, type StepResult } from './capacity.ts';
 import { renderReport, type BenchResults } from './report.ts';
+import { runBotBench } from './bot.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -41,13 +43,17 @@ const { values } = parseArgs({
     'no-write': { type: 'boolean', default: false },
     'no-wait': { type: 'boolean', default: false },
     profile: { type: 'string' },
+    'bot-guilds': { type: 'string' },
+    'bot-speakers': { type: 'string' },
+    'bot-seconds': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (values.help) {
   process.stdout.write(
     [
-      'usage: node bench/run.ts [--quick] [--only long,micro,capacity,baseline] [--steps 50,100,...]',
+      'usage: node bench/run.ts [--quick] [--only long,micro,capacity,baseline,bot] [--steps 50,100,...]',
+      '                         [--bot-guilds N] [--bot-speakers N] [--bot-seconds N]',
       '                         [--seconds N] [--dave] [--long-seconds N] [--mp3-seconds N] [--lame-seconds N] [--no-write] [--profile DIR]',
       '  --quick          ~3-4 min: 10 min x 10 speakers, shorter capacity steps',
       '  --only PARTS     run only these parts (comma-separated)',
@@ -60,6 +66,7 @@ if (values.help) {
       '  --no-write       print only, leave BENCHMARKS.md alone',
       '  --no-wait        do not wait for a running `node --test` before heavy parts',
       '  --profile DIR    write V8 CPU profiles of the dvrec process (all threads) of each capacity step to DIR',
+      '  --bot-guilds N, --bot-speakers N, --bot-seconds N   the bot part: guilds, speakers per guild (50, 6), length',
       '',
     ].join('\n'),
   );
@@ -67,7 +74,7 @@ if (values.help) {
 }
 
 const quick = values.quick;
-const parts = new Set((values.only ?? 'micro,long,capacity,baseline').split(',').map((s) => s.trim()));
+const parts = new Set((values.only ?? 'micro,long,capacity,baseline,bot').split(',').map((s) => s.trim()));
 const longSeconds = Number(values['long-seconds'] ?? (quick ? 600 : 3600));
 // Encoding MP3 after stop runs at ~40–70× real time on 2 cores: encoding all 10 speaker-hours would take
 // most of the 15-minute budget, so by default part of each track is encoded and the time scaled (linear).
@@ -161,6 +168,7 @@ async function main(): Promise<void> {
     lameSeconds,
     dvrec: [],
     baseline: [],
+    bot: null,
   };
   log(`dvrec bench${quick ? ' (quick)' : ''}: ${[...parts].join(', ')}; work dir ${workDir}`);
   try {
@@ -189,6 +197,16 @@ async function main(): Promise<void> {
     if (parts.has('baseline')) {
       log('capacity: baseline (discord.js + @discordjs/voice + prism-media)');
       results.baseline = await ladderRun('baseline');
+    }
+    if (parts.has('bot')) {
+      await waitForQuietBox();
+      const guilds = Number(values['bot-guilds'] ?? 50);
+      const speakersPerGuild = Number(values['bot-speakers'] ?? 6);
+      const seconds = Number(values['bot-seconds'] ?? (quick ? 30 : 60));
+      log(`bot: ${guilds} guilds × ${speakersPerGuild} speakers in one dvrec bot process, ${seconds} s`);
+      const b = await runBotBench({ guilds, speakersPerGuild, seconds, dave: values.dave, workDir, sampleTracks: 24, log });
+      log(`    → ${b.ok ? 'OK' : 'FAIL'}  cpu ${b.cpuPerSpeakerHour.toFixed(1)} s/speaker-h  bot ${b.botCores.toFixed(2)} cores  sim ${b.simCores.toFixed(2)} cores  peak RSS ${b.peakRssMiB.toFixed(0)} MiB${b.ok ? '' : `  (${b.problems.join('; ')})`}`);
+      results.bot = b;
     }
   } finally {
     if (process.env.DVREC_BENCH_KEEP) log(`kept ${workDir} (DVREC_BENCH_KEEP)`);

@@ -25,6 +25,8 @@ export interface DemoFlags {
   seconds?: string;
   format?: string;
   json?: boolean;
+  /** `--bot`: the recording bot, commanded by simulated members (demo-bot.ts). */
+  bot?: boolean;
 }
 
 export const DEMO_DEFAULT_OUT = 'recordings/demo-{datetime}';
@@ -96,6 +98,10 @@ export async function demoCommand(flags: DemoFlags, setReporter: (r: Reporter) =
 
   const dave = await daveAvailable();
   if (!dave) reporter.warn('DAVE (@snazzah/davey) is not available here: the demo runs without end-to-end encryption');
+  if (flags.bot) {
+    const { demoBot } = await import('./demo-bot.ts');
+    return demoBot({ seconds, format, token, dave, ...(flags.out !== undefined ? { out: flags.out } : {}) }, reporter);
+  }
   reporter.begin('Starting the local Discord simulator…');
   const { startSimulator, trustSimulatorCertificate } = await import('../simulator/index.ts');
   const sim = await startSimulator(demoScenario(seconds, token, dave));

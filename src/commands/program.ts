@@ -12,6 +12,7 @@ import type { ConvertFlags } from './convert.ts';
 import type { DemoFlags } from './demo.ts';
 import type { DoctorFlags } from './doctor.ts';
 import type { RecordFlags } from './record.ts';
+import type { BotFlags } from './bot.ts';
 
 /** What each command does with the values commander collected (the real ones by default; tests substitute). */
 export interface Actions {
@@ -19,6 +20,8 @@ export interface Actions {
   convert(inputs: string[], opts: Record<string, unknown>): Promise<void>;
   demo(opts: Record<string, unknown>): Promise<void>;
   doctor(opts: Record<string, unknown>): Promise<void>;
+  /** Optional so that callers substituting the other actions need not know it. */
+  bot?(opts: Record<string, unknown>): Promise<void>;
 }
 
 /** Loads the shared runner (exit codes, one-line errors, redaction) only when a command runs. */
@@ -42,6 +45,10 @@ export const defaultActions: Actions = {
   async doctor(opts) {
     const { doctorCommand } = await import('./doctor.ts');
     await (await runner())((set) => doctorCommand(opts as DoctorFlags, set));
+  },
+  async bot(opts) {
+    const { botCommand } = await import('./bot.ts');
+    await (await runner())((set) => botCommand(opts as BotFlags, set));
   },
 };
 
@@ -69,6 +76,8 @@ Examples:
   dvrec record --guild G --channel C --format mp3 --duration 1h30m --stop-when-empty
   dvrec convert recordings/G-C-2026-11-03T20-00-00   finish a recording that was killed
   dvrec doctor                                 check codecs, DAVE and ffmpeg on this machine
+  DISCORD_TOKEN=... dvrec bot                  a bot people command with /record start, /record stop
+  dvrec demo --bot                             the bot on the built-in local Discord
 
 Environment: DISCORD_TOKEN, DVREC_API_URL, FFMPEG_PATH, DVREC_NO_FFMPEG_STATIC=1, DVREC_OPUS=native|wasm, CI, NO_COLOR, TERM=dumb, DVREC_DEBUG=1 (see the manual).
 Exit codes: 0 ok, 1 internal, 2 usage, 3 auth, 4 not found, 5 permission, 6 channel full,
@@ -141,8 +150,9 @@ Examples:
   program
     .command('demo')
     .description('record the built-in local Discord (no token, no network) and keep the files')
-    .option('-o, --out <dir>', 'output directory (template like record --out)', 'recordings/demo-{datetime}')
+    .option('-o, --out <dir>', 'output directory (template like record --out; default recordings/demo-{datetime}, with --bot recordings/demo-bot-{datetime})')
     .option('--seconds <n>', 'how long to record (default 8)')
+    .option('--bot', 'run the recording bot instead: simulated members type /record start, note and stop')
     .addOption(new Option('-f, --format <format>', 'wav, mp3, flac or opus').default('wav'))
     .option('--json', 'print one JSON event per line on stdout')
     .addHelpText(
@@ -154,9 +164,45 @@ prints where the files are.
 
 Examples:
   dvrec demo
-  dvrec demo --seconds 20 --format mp3 --out /tmp/dvrec-demo`,
+  dvrec demo --seconds 20 --format mp3 --out /tmp/dvrec-demo
+  dvrec demo --bot`,
     )
     .action((opts: Record<string, unknown>) => actions.demo(opts));
+
+  program
+    .command('bot')
+    .description('run a recording bot people command from Discord (/record, /autorecord)')
+    .option('-o, --out <dir>', 'output directory template: {guild} {channel} {date} {time} {datetime}', 'recordings/{guild}-{channel}-{datetime}')
+    .addOption(new Option('-f, --format <format>', 'format when /record start names none, and of autorecordings').default('wav'))
+    .option('--dev-guild <id>', 'register the commands in this server only (instant; for testing)')
+    .option('--config <file>', 'configuration file: manager roles, autorecord rules (default dvrec-bot.json)')
+    .option('--state-dir <dir>', 'where the bot keeps what it must finish after a crash (default .dvrec-bot)')
+    .option('--manager-role <id>', 'role whose members may start and stop recordings (repeatable)', collect)
+    .option('--empty-grace <time>', 'autorecord: stop once the channel was empty this long (default 30s)')
+    .option('--shards <auto|n>', 'run this many gateway shards, one process each (auto: as Discord recommends)')
+    .option('--shard-ids <ids>', 'run only these shards (0-3 or 0,2), with --shard-count: to split the bot across machines')
+    .option('--shard-count <n>', 'the total number of shards, with --shard-ids')
+    .option('--json', 'print one JSON event per line on stdout')
+    .option('--token-file <file>', 'read the bot token from FILE (else DISCORD_TOKEN)')
+    .option('--api-url <url>', 'Discord REST base, e.g. a local test server (else DVREC_API_URL)')
+    .addHelpText(
+      'after',
+      `
+Slash commands: /record start [channel] [format] [mix], /record stop, /record status,
+/record note <text>, /autorecord on|off [channel] [min-members].
+Members with Manage Server, or a --manager-role, may start and stop; everyone else is refused.
+While recording, the voice channel status reads "🔴 Recording" (or the bot's nickname gets a
+🔴 prefix where it may not set the status); it is restored afterwards, also after a crash.
+The first SIGINT/SIGTERM/SIGHUP stops every recording and finishes the files (exit 0).
+
+Examples:
+  export DISCORD_TOKEN=...
+  dvrec bot --out 'recordings/{guild}/{datetime}' --manager-role 345678901234567890
+  dvrec bot --dev-guild 1234567890123456789 --config /etc/dvrec/bot.json --state-dir /var/lib/dvrec
+  dvrec bot --shards auto                           one process per shard on this machine
+  dvrec bot --shard-ids 0-3 --shard-count 8         this machine: shards 0 to 3 of 8`,
+    )
+    .action((opts: Record<string, unknown>) => (actions.bot ?? defaultActions.bot!)(opts));
 
   program
     .command('doctor')

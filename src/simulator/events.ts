@@ -1,6 +1,7 @@
 /**
  * The simulator's typed events (Simulator.events). All `wallMs` are epoch milliseconds (fractional).
  */
+import type { BotAction } from './app.ts';
 import type { Fault, TransportMode } from './scenario.ts';
 
 export interface SimulatorEvents {
@@ -49,4 +50,6 @@ export interface SimulatorEvents {
    * Scenario.daveJoinTimeoutMs, a DAVE encryption failure.
    */
   warning: [e: { message: string }];
+  /** The bot did something members see (a reply, a message, a voice channel status, a nickname, commands registered). */
+  'bot-action': [e: BotAction];
 }

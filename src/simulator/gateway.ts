@@ -1,18 +1,36 @@
 /**
  * The simulated main gateway (API v10, JSON, no compression). It speaks to discord.js exactly as Discord
- * does for a one-guild bot: Hello → Identify → READY + GUILD_CREATE, heartbeats, resume (op 6 → replayed
- * dispatches + RESUMED), op 7 Reconnect on cue, and op 4 Voice State Update, which it hands to the
- * orchestrator (index.ts) through the 'voice-state-request' event.
+ * does: Hello → Identify → READY + one GUILD_CREATE per guild of the session's shard, heartbeats, resume (op 6 →
+ * replayed dispatches + RESUMED), op 7 Reconnect on cue, and op 4 Voice State Update, which it hands to the
+ * guild's call (call.ts) through the 'voice-state-request' event.
+ *
+ * Sharding as Discord does it: identify may carry `shard: [id, count]`; guild g belongs to shard
+ * (g >> 22) % count, and a dispatch about a guild (one whose payload has a guild_id) goes only to the sessions
+ * of that guild's shard. Without a shard pair a session is shard [0, 1] (every guild).
  *
  * Close codes: 4001 unknown opcode, 4002 decode error, 4003 not authenticated, 4004 authentication failed,
- * 4005 already authenticated.
+ * 4005 already authenticated, 4010 invalid shard.
  */
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
-import type { World } from './world.ts';
+import type { ApiUser, World } from './world.ts';
+
+/** What the gateway serves: the bot's identity and the guilds it is in (index.ts). */
+export interface GatewayDirectory {
+  readonly token: string;
+  readonly botUserId: string;
+  user(userId: string): ApiUser | undefined;
+  worlds(): readonly World[];
+  world(guildId: string): World | undefined;
+}
+
+/** The shard a guild belongs to among `count` (Discord: (guild_id >> 22) % shard_count). */
+export function shardOf(guildId: string, count: number): number {
+  return Number((BigInt(guildId) >> 22n) % BigInt(count));
+}
 
 const HEARTBEAT_INTERVAL_MS = 41_250;
 /** How many dispatches a session keeps for resuming. */
@@ -24,6 +42,8 @@ interface GatewaySession {
   /** Recent dispatches for op 6 replay. */
   buffer: { s: number; text: string }[];
   ws: WebSocket | null;
+  /** [shard id, shard count] from identify ([0, 1] without). */
+  shard: [number, number];
 }
 
 /** A request from the bot to join, move or leave voice (op 4). */
@@ -36,6 +56,8 @@ export interface VoiceStateRequest {
 }
 
 export interface MainGatewayEvents {
+  /** A session identified; emitted before its READY goes out (a guild's call may correct its state first). */
+  identifying: [sessionId: string, shard: [number, number]];
   identify: [sessionId: string];
   resumed: [sessionId: string];
   'voice-state-request': [req: VoiceStateRequest];
@@ -43,14 +65,16 @@ export interface MainGatewayEvents {
 }
 
 export class MainGateway extends EventEmitter<MainGatewayEvents> {
-  readonly #world: World;
+  readonly #dir: GatewayDirectory;
   readonly #wss = new WebSocketServer({ noServer: true });
   readonly #sessions = new Map<string, GatewaySession>();
   #url = '';
 
-  constructor(world: World) {
+  constructor(dir: GatewayDirectory) {
     super();
-    this.#world = world;
+    this.#dir = dir;
+    // Every guild's call listens (identify, resumed, voice-state-request...): 50 guilds are 50 listeners, not a leak.
+    this.setMaxListeners(0);
     this.#wss.on('connection', (ws) => this.#onConnection(ws));
   }
 
@@ -64,9 +88,37 @@ export class MainGateway extends EventEmitter<MainGatewayEvents> {
     this.#wss.handleUpgrade(req, socket, head, (ws) => this.#wss.emit('connection', ws, req));
   }
 
-  /** Sends a dispatch (op 0) to every identified session; buffered for resume even while disconnected. */
+  /**
+   * Sends a dispatch (op 0) to every identified session whose shard has the payload's guild (every session when
+   * the payload names no guild); buffered for resume even while disconnected.
+   */
   dispatch(t: string, d: unknown): void {
-    for (const session of this.#sessions.values()) this.#dispatchTo(session, t, d);
+    const guildId = (d as { guild_id?: unknown } | null)?.guild_id;
+    for (const session of this.#sessions.values()) {
+      if (typeof guildId === 'string' && !this.#covers(session, guildId)) continue;
+      this.#dispatchTo(session, t, d);
+    }
+  }
+
+  /** Whether a session (by id) is connected now. */
+  isConnected(sessionId: string): boolean {
+    const ws = this.#sessions.get(sessionId)?.ws;
+    return !!ws && ws.readyState === ws.OPEN;
+  }
+
+  /** Whether a session's shard has this guild. */
+  covers(sessionId: string, guildId: string): boolean {
+    const s = this.#sessions.get(sessionId);
+    return !!s && this.#covers(s, guildId);
+  }
+
+  /** Shard pairs of the identified sessions (connected or not), for tests. */
+  shards(): [number, number][] {
+    return [...this.#sessions.values()].map((s) => s.shard);
+  }
+
+  #covers(session: GatewaySession, guildId: string): boolean {
+    return shardOf(guildId, session.shard[1]) === session.shard[0];
   }
 
   /** Asks every connected client to reconnect and resume (op 7). Returns how many were asked. */
@@ -96,7 +148,7 @@ export class MainGateway extends EventEmitter<MainGatewayEvents> {
   }
 
   #tokenOk(token: unknown): boolean {
-    const expected = this.#world.scenario.token;
+    const expected = this.#dir.token;
     return token === expected || token === `Bot ${expected}`;
   }
 
@@ -126,18 +178,27 @@ export class MainGateway extends EventEmitter<MainGatewayEvents> {
             this.emit('auth-failed');
             return ws.close(4004, 'Authentication failed.');
           }
-          session = { id: randomBytes(16).toString('hex'), seq: 0, buffer: [], ws };
+          const pair = msg.d?.shard;
+          let shard: [number, number] = [0, 1];
+          if (pair !== undefined) {
+            const ok = Array.isArray(pair) && pair.length === 2 && pair.every((n) => Number.isInteger(n)) && pair[1] >= 1 && pair[0] >= 0 && pair[0] < pair[1];
+            if (!ok) return ws.close(4010, 'Invalid shard.');
+            shard = [pair[0], pair[1]];
+          }
+          session = { id: randomBytes(16).toString('hex'), seq: 0, buffer: [], ws, shard };
           this.#sessions.set(session.id, session);
-          const world = this.#world;
+          this.emit('identifying', session.id, shard);
+          const dir = this.#dir;
+          const mine = dir.worlds().filter((w) => this.#covers(session!, w.guildId));
           this.#dispatchTo(session, 'READY', {
             v: 10,
-            user: { ...world.user(world.scenario.botUserId), verified: true, mfa_enabled: false, flags: 0 },
-            guilds: [{ id: world.guildId, unavailable: true }],
+            user: { ...dir.user(dir.botUserId), verified: true, mfa_enabled: false, flags: 0 },
+            guilds: mine.map((w) => ({ id: w.guildId, unavailable: true })),
             session_id: session.id,
             session_type: 'normal',
             resume_gateway_url: this.#url,
-            shard: [0, 1],
-            application: { id: world.scenario.botUserId, flags: 0 },
+            shard,
+            application: { id: dir.botUserId, flags: 0 },
             private_channels: [],
             relationships: [],
             presences: [],
@@ -146,7 +207,7 @@ export class MainGateway extends EventEmitter<MainGatewayEvents> {
             geo_ordered_rtc_regions: ['local'],
             _trace: ['dvrec-simulator'],
           });
-          this.#dispatchTo(session, 'GUILD_CREATE', world.guildCreate());
+          for (const w of mine) this.#dispatchTo(session, 'GUILD_CREATE', w.guildCreate());
           this.emit('identify', session.id);
           return;
         }
@@ -184,9 +245,10 @@ export class MainGateway extends EventEmitter<MainGatewayEvents> {
         case 8: {
           // Request Guild Members: one chunk with everyone.
           if (!session) return ws.close(4003, 'Not authenticated.');
+          const world = this.#dir.world(String(msg.d?.guild_id)) ?? this.#dir.worlds()[0]!;
           this.#dispatchTo(session, 'GUILD_MEMBERS_CHUNK', {
-            guild_id: this.#world.guildId,
-            members: this.#world.members(),
+            guild_id: world.guildId,
+            members: world.members(),
             chunk_index: 0,
             chunk_count: 1,
             nonce: msg.d?.nonce,

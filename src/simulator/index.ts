@@ -27,37 +27,28 @@
  * When there is no usable voice session at all (voice server move in progress, bot disconnected), packets due
  * are not delivered and count as lost in the ground truth.
  */
-import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { createServer, type Server } from 'node:http';
-import { extname } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import * as tls from 'node:tls';
-import { fileURLToPath } from 'node:url';
-import { createCertificate, type SimulatorCertificate } from './certificate.ts';
-import type { DaveEvent, DaveServer, DaveServerOptions, DaveStatus, DaveWire } from './dave-api.ts';
+import { SimDiscord, type BotAction, type InteractRequest, type SimInteraction } from './app.ts';
+import { startCall, type GuildCall } from './call.ts';
+import { createCertificate } from './certificate.ts';
+import type { DaveStatus } from './dave-api.ts';
 import type { SimulatorEvents } from './events.ts';
-import { MainGateway, type VoiceStateRequest } from './gateway.ts';
-import { HOSTILE_KINDS, hostileDatagram, rtcpDatagram } from './hostile.ts';
-import { DaveForger, isDaveFrame } from './hostile-dave.ts';
-import { ImpairmentModel } from './impairments.ts';
-import { NONCE_NUMBERINGS, NonceCounter } from './nonces.ts';
-import { Prng } from './prng.ts';
-import { ReportSchedule } from './report-schedule.ts';
+import { MainGateway } from './gateway.ts';
+import { NONCE_NUMBERINGS } from './nonces.ts';
+import type { RecorderAudioTruth } from './recorder-audio.ts';
 import { createRestHandler } from './rest.ts';
-import { rtcpSenderReport, rtpHeader } from './rtp.ts';
-import type { Fault, GroundTruth, Scenario, TransportMode } from './scenario.ts';
-import { TickScheduler } from './scheduler.ts';
-import { Speaker, TICK_MS } from './speaker.ts';
-import { TruthRecorder } from './truth.ts';
-import { RecorderAudio, type RecorderAudioTruth } from './recorder-audio.ts';
-import { VIDEO_PAYLOAD_TYPES, VideoSender, type VideoSource } from './video.ts';
-import { VoiceServer, type VoiceGrant, type VoiceSession } from './voice-gateway.ts';
+import type { Fault, GroundTruth, Scenario } from './scenario.ts';
+import { TICK_MS } from './speaker.ts';
+import { VIDEO_PAYLOAD_TYPES } from './video.ts';
 import { ChannelType, World } from './world.ts';
 
 export type { SimulatorEvents } from './events.ts';
 export type { DaveStatus } from './dave-api.ts';
 export type * from './scenario.ts';
+export type { BotAction, InteractRequest, SimInteraction } from './app.ts';
+export { shardOf } from './gateway.ts';
 
 export interface Simulator {
   /** REST base in discord.js `rest.api` form, e.g. http://127.0.0.1:PORT/api */
@@ -78,8 +69,50 @@ export interface Simulator {
   daveStatus(): DaveStatus | null;
   /** The audio the recorder's own client sent (a bot that also plays), as the voice server checked it. */
   recorderAudio(): RecorderAudioTruth;
+  /**
+   * One guild of the simulated Discord (the first is the scenario's top-level guild, also what truth(), events,
+   * inject() ... above are about): its own call, ground truth and events, and members joining or leaving its
+   * voice channel when a test says so. Throws for an unknown guild id.
+   */
+  guild(guildId: string): SimGuild;
+  /** A member types a slash command in a guild: INTERACTION_CREATE with the member's permissions (see app.ts). */
+  interact(req: InteractRequest): SimInteraction;
+  /** Everything the bot did that members see, in order (a copy). */
+  botActions(): BotAction[];
+  /** The shard pairs of the gateway sessions that identified so far. */
+  gatewayShards(): [number, number][];
   /** Stops everything: sockets closed, ports freed, timers cleared, temp files removed. */
   close(): Promise<void>;
+}
+
+/** One call (a voice channel's): its events, ground truth, DAVE group, members joining and leaving. */
+export interface SimCallHandle {
+  readonly channelId: string;
+  events: EventEmitter<SimulatorEvents>;
+  truth(): GroundTruth;
+  inject(fault: Fault): void;
+  daveStatus(): DaveStatus | null;
+  recorderAudio(): RecorderAudioTruth;
+  /** A member joins the voice channel now (VOICE_STATE_UPDATE; op 11 when the bot is in the call). */
+  join(userId: string): void;
+  /** A member leaves the voice channel now. */
+  leave(userId: string): void;
+}
+
+/**
+ * One guild and its state, as tests drive and inspect it. Its own fields (truth, events, inject...) are its first
+ * call's (the scenario's channel); join/leave find the member's call; call(channelId) reaches another.
+ */
+export interface SimGuild extends SimCallHandle {
+  readonly guildId: string;
+  /** The call of one of the guild's voice channels (Scenario.calls). Throws for a channel without one. */
+  call(channelId: string): SimCallHandle;
+  /** The voice channel statuses the bot set, by channel id (cleared ones absent). */
+  voiceStatuses(): Record<string, string>;
+  /** The bot's nickname in this guild (null: none). */
+  botNick(): string | null;
+  /** User ids in a voice channel of this guild now (default: the scenario's channel). */
+  inVoice(channelId?: string): string[];
 }
 
 /** Makes THIS process trust the simulator's voice-gateway certificate (tls.setDefaultCACertificates, Node ≥ 22.19/24.5). */
@@ -90,32 +123,8 @@ export function trustSimulatorCertificate(sim: Simulator): void {
 }
 
 const SNOWFLAKE = /^\d{15,20}$/;
-/** op 5 goes out this many ticks before a member's first packet on a session. */
-const SPEAKING_LOOKAHEAD_TICKS = 5;
-/**
- * ...and at least this many: op 5 travels over TLS, media over UDP, and a datagram sent in the same tick can
- * reach the client first. Packets due sooner are held (sent in order at the end of the lead).
- */
-const SPEAKING_LEAD_TICKS = 2;
-/** Default of Scenario.daveJoinTimeoutMs. */
-const DAVE_JOIN_TIMEOUT_MS = 5000;
-/** Sender report interval of `senderReports: true`, and of video streams' RTCP. */
-const REPORT_INTERVAL_MS = 1000;
-/** op 18 flags sent for a connecting member (observed value; meaning undocumented). */
-const CLIENT_FLAGS = 2;
-const wallNow = (): number => performance.timeOrigin + performance.now();
 
-type DaveCtor = new (opts: DaveServerOptions) => DaveServer;
-
-/** Loads dave.ts only when DAVE is on, so a dave:false run never loads MLS (and never depends on it). */
-async function loadDave(): Promise<DaveCtor> {
-  const url = new URL('./dave' + extname(fileURLToPath(import.meta.url)), import.meta.url);
-  const mod = (await import(url.href)) as { DaveGroupServer?: DaveCtor };
-  if (typeof mod.DaveGroupServer !== 'function') throw new Error('simulator: dave.ts does not export DaveGroupServer');
-  return mod.DaveGroupServer;
-}
-
-function validate(s: Scenario): void {
+function validateGuild(s: Scenario): void {
   const ids: [string, string][] = [
     ['guildId', s.guildId],
     ['channelId', s.channelId],
@@ -143,708 +152,149 @@ function validate(s: Scenario): void {
   }
 }
 
-interface TimelineEvent {
-  tick: number;
-  order: number;
-  run: (k: number) => void;
+
+/** Every guild of a scenario as a full Scenario (the bot's identity shared; a guild without a seed gets seed + i). */
+function guildScenarios(scenario: Scenario): Scenario[] {
+  const { guilds = [], shards: _shards, ...first } = scenario;
+  const rest = guilds.map((g, i): Scenario => ({ ...g, seed: g.seed ?? scenario.seed + i + 1, botUserId: scenario.botUserId, token: scenario.token }));
+  return [first, ...rest];
+}
+
+/**
+ * A guild's calls as full Scenarios (the first: the guild's own channel and members; then Scenario.calls), and the
+ * scenario its World is built from: every call's members, and every call's channel among its channels.
+ */
+function guildCalls(g: Scenario): { world: Scenario; calls: Scenario[] } {
+  const { calls = [], ...first } = g;
+  const extra = calls.map((c, k): Scenario => {
+    const { extraChannels: _e, faults: _f, voiceStatus: _v, ...rest } = first;
+    return { ...rest, seed: c.seed ?? g.seed + 1000 * (k + 1), channelId: c.channelId, members: c.members, ...(c.channelName ? { channelName: c.channelName } : {}), ...(c.userLimit !== undefined ? { userLimit: c.userLimit } : {}) };
+  });
+  const world: Scenario = {
+    ...first,
+    members: [...first.members, ...calls.flatMap((c) => c.members)],
+    extraChannels: [...(first.extraChannels ?? []), ...calls.map((c) => ({ id: c.channelId, type: ChannelType.GUILD_VOICE, name: c.channelName ?? 'Voice', ...(c.userLimit !== undefined ? { userLimit: c.userLimit } : {}) }))],
+  };
+  return { world, calls: [first, ...extra] };
 }
 
 /** Starts the simulator on free loopback ports. */
 export async function startSimulator(scenario: Scenario): Promise<Simulator> {
-  validate(scenario);
-  const events = new EventEmitter<SimulatorEvents>();
-  const prng = new Prng(scenario.seed);
-  const modes: TransportMode[] = scenario.modes ?? ['aead_aes256_gcm_rtpsize', 'aead_xchacha20_poly1305_rtpsize'];
-  const world = new World(scenario);
-  const stage = world.isStage(scenario.channelId);
-  /** Discord exempts stage channels from DAVE (its voice server answers dave_protocol_version 0) unless stageDave. */
-  const daveOn = scenario.dave && (!stage || scenario.stageDave === true);
-  /** Members join a stage suppressed unless they are speakers (Discord's audience). */
-  const suppressed = (m: { audience?: boolean } | undefined): boolean => stage && m?.audience === true;
-  const truth = new TruthRecorder(scenario.members);
-  const recorderAudio = new RecorderAudio();
-  const cert: SimulatorCertificate = await createCertificate();
+  const scenarios = guildScenarios(scenario);
+  const layouts = scenarios.map(guildCalls);
+  for (const l of layouts) {
+    for (const c of l.calls) validateGuild(c);
+    if (new Set(l.world.members.map((m) => m.userId)).size !== l.world.members.length) throw new RangeError(`scenario: a member of guild ${l.world.guildId} is in two calls`);
+  }
+  const guildIds = scenarios.map((s) => s.guildId);
+  if (new Set(guildIds).size !== guildIds.length) throw new RangeError('scenario: duplicate guild ids');
+  const channelIds = layouts.flatMap((l) => [l.world.channelId, ...(l.world.extraChannels ?? []).map((c) => c.id)]);
+  if (new Set(channelIds).size !== channelIds.length) throw new RangeError('scenario: a channel id is used twice');
+  if (scenario.shards !== undefined && !(Number.isInteger(scenario.shards) && scenario.shards >= 1)) throw new RangeError('scenario.shards must be an integer ≥ 1');
 
-  // Members: a speaker and an impairment model each, with their own PRNG streams.
-  const usedSsrcs = new Set<number>();
-  const speakers = scenario.members.map((m, i) => new Speaker(m, prng.fork(1000 + i), i % 2 === 0));
-  const networks = scenario.members.map((m, i) => new ImpairmentModel(m.impairments ?? scenario.impairments, prng.fork(2000 + i)));
-  const hostilePrng = prng.fork(3000);
-  // Only when a hostile DAVE member is scripted: remembering members' frames costs a little per packet.
-  const forger = daveOn && scenario.members.some((m) => m.hostileDave) ? new DaveForger(prng.fork(4000)) : null;
-  /** DAVE-encrypted audio frames per hostile member so far (every `every`-th is forged). */
-  const daveFrames = new Map<string, number>();
-  const memberVoiceSession = new Map(scenario.members.map((m) => [m.userId, prng.bytes(16).toString('hex')]));
-  // Randomness of what later features add (nonce starts, video, report phases) comes from a second stream seeded
-  // from the same seed, so that a scenario without them plays exactly as it did before they existed.
-  const aux = new Prng((scenario.seed ^ 0x5eed_a0c5) >>> 0);
-  const noncePrng = aux.fork(1);
-  const videos = scenario.members.map((m, i) => (m.video ? new VideoSender(m.video, aux.fork(100 + i)) : null));
-  const reportInterval = scenario.senderReports === true ? REPORT_INTERVAL_MS : scenario.senderReports ? scenario.senderReports.intervalMs : null;
-  const audioReports = reportInterval !== null ? new ReportSchedule(reportInterval, aux.fork(2)) : null;
-  const videoReports = new ReportSchedule(REPORT_INTERVAL_MS, aux.fork(3));
-  /** Codecs whose DAVE encryption failed once (warned once each). */
-  const videoDaveFailed = new Set<string>();
-  const initiallyPresent = scenario.members.filter((m) => m.joinAtMs === undefined || m.joinAtMs <= 0);
-  for (const m of initiallyPresent) world.setVoiceState(m.userId, scenario.channelId, memberVoiceSession.get(m.userId)!, { suppress: suppressed(m) });
+  const events = new EventEmitter<SimulatorEvents>();
+  const cert = await createCertificate();
+  const worlds = layouts.map((l) => new World(l.world));
+  layouts.forEach((_l, i) => {
+    for (const c of scenarios[i]!.calls ?? []) if (c.voiceStatus) worlds[i]!.voiceStatuses.set(c.channelId, c.voiceStatus);
+  });
+  const dir = new SimDiscord(scenario.token, scenario.botUserId, worlds, events);
 
   // ---- REST + main gateway on one HTTP port ----
-  const gateway = new MainGateway(world);
-  const http: Server = createServer(createRestHandler({ world, gatewayUrl: () => gatewayUrl }));
+  const gateway = new MainGateway(dir);
+  dir.gateway = gateway;
+  let gatewayUrl = '';
+  const http: Server = createServer(createRestHandler({ dir, gatewayUrl: () => gatewayUrl, ...(scenario.shards ? { shards: scenario.shards } : {}) }));
   http.on('upgrade', (req, socket, head) => gateway.handleUpgrade(req, socket, head));
   await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
   const httpPort = (http.address() as { port: number }).port;
-  const gatewayUrl = `ws://127.0.0.1:${httpPort}`;
+  gatewayUrl = `ws://127.0.0.1:${httpPort}`;
   gateway.url = gatewayUrl;
 
-  // ---- voice ----
-  const grants = new Map<string, VoiceGrant>();
-  const servers: VoiceServer[] = [];
-  let server: VoiceServer;
-  let active: VoiceSession | null = null;
-  let gatewaySessionId = '';
-  let started = false;
-  let closed = false;
-  const timers = new Set<NodeJS.Timeout>();
-  const warn = (message: string): void => void events.emit('warning', { message });
-
-  // ---- DAVE: the gateway's MLS role; its events become simulator warnings and start the session ----
-  let dave: DaveServer | null = null;
-  /** The recorder's voice session is attached to the group (between session-ready and detach). */
-  let recorderAttached = false;
-  let daveWatchdog: NodeJS.Timeout | null = null;
-  const daveJoinTimeoutMs = scenario.daveJoinTimeoutMs ?? DAVE_JOIN_TIMEOUT_MS;
-  const clearDaveWatchdog = (): void => {
-    if (daveWatchdog) clearTimeout(daveWatchdog);
-    daveWatchdog = null;
-  };
-  /**
-   * (Re)starts the "recorder not in the group" timer. Alone in the call the recorder has nobody to share a
-   * group with (that is normal), so it only warns when someone else is present when it fires.
-   */
-  const armDaveWatchdog = (): void => {
-    clearDaveWatchdog();
-    if (!dave || closed) return;
-    daveWatchdog = setTimeout(() => {
-      daveWatchdog = null;
-      if (closed || !dave || !recorderAttached || dave.recorderReady) return;
-      const others = started ? presentIds() : initiallyPresent.map((m) => m.userId);
-      if (others.length === 0) return;
-      warn(`DAVE: the recorder is not in the MLS group ${daveJoinTimeoutMs} ms after it connected (no usable key package, or removed after op 31)`);
-    }, daveJoinTimeoutMs);
-  };
-  const onDaveEvent = (e: DaveEvent): void => {
-    if (closed) return;
-    switch (e.kind) {
-      case 'error':
-        return warn(`DAVE: ${e.error.message}`);
-      case 'recorder-invalid':
-        warn(`DAVE: the recorder reported an invalid commit/welcome (op 31, transition ${e.transitionId}); re-adding it with its next key package`);
-        return armDaveWatchdog();
-      case 'sole-member-reset':
-        if (e.userId === scenario.botUserId) armDaveWatchdog();
-        return;
-      case 'recorder-commit-dropped':
-        return;
-      case 'recorder-fault-applied':
-        switch (e.fault.kind) {
-          case 'missed-commit':
-            return settle('dave-missed-commit', `op 29${e.fault.execute ? '' : ' and op 22'} of transition ${e.transitionId} not delivered`);
-          case 'missed-execute':
-            return settle('dave-missed-execute', `op 22 of transition ${e.transitionId} not delivered`);
-          case 'bad-welcome':
-            return settle('dave-bad-welcome', `welcome of transition ${e.transitionId} corrupted`);
-        }
-        return;
-      case 'transition-executed': {
-        const recorderInGroup = e.members.includes(scenario.botUserId);
-        if (e.recorderInvolved && recorderInGroup && !e.recorderAcked) {
-          warn(`DAVE: the recorder did not acknowledge transition ${e.transitionId} (op 23) in time; executed anyway`);
-        }
-        events.emit('dave-transition', { transitionId: e.transitionId, epoch: e.epoch, members: e.members, recorderInGroup, wallMs: wallNow() });
-        if (dave?.recorderReady) {
-          clearDaveWatchdog();
-          if (!started && active) startSession();
-        }
-        return;
+  // ---- one call per voice channel with a script; the first guild's first call's events are the simulator's own ----
+  const calls: GuildCall[] = [];
+  /** Per guild: its calls, the first one first. */
+  const byGuild = new Map<string, GuildCall[]>();
+  try {
+    for (const [i, l] of layouts.entries()) {
+      const mine: GuildCall[] = [];
+      for (const [k, s] of l.calls.entries()) {
+        const c = await startCall(s, { world: worlds[i]!, gateway, cert, events: i === 0 && k === 0 ? events : new EventEmitter<SimulatorEvents>() });
+        calls.push(c);
+        mine.push(c);
       }
+      byGuild.set(l.world.guildId, mine);
     }
-  };
-  if (daveOn) {
-    const Ctor = await loadDave();
-    dave = new Ctor({
-      channelId: scenario.channelId,
-      botUserId: scenario.botUserId,
-      memberIds: initiallyPresent.map((m) => m.userId),
-      ...(scenario.daveWelcomeIdZero ? { welcomeIdZero: true } : {}),
-      onEvent: (e) => onDaveEvent(e),
-    });
+  } catch (e) {
+    await Promise.all(calls.map((c) => c.close()));
+    gateway.close();
+    await new Promise<void>((resolve) => http.close(() => resolve()));
+    await cert.dispose();
+    throw e;
   }
-  /** The recorder left the call for good (4014, moved, left): the group goes on without it, in a new epoch. */
-  const detachDave = (): void => {
-    if (!dave || !recorderAttached) return;
-    recorderAttached = false;
-    clearDaveWatchdog();
-    dave.detachRecorder();
-  };
-  /** Faults waiting for their outcome, by kind. */
-  const pending = new Map<Fault['kind'], { outcome?: string }[]>();
-  const settle = (kind: Fault['kind'], outcome: string): void => {
-    const list = pending.get(kind);
-    const rec = list?.shift();
-    if (!rec) return;
-    rec.outcome = outcome;
-    events.emit('fault-outcome', { kind, outcome, wallMs: wallNow() });
-  };
-
-  const presentIds = (): string[] => speakers.filter((s) => s.present).map((s) => s.member.userId);
-
-  /** performance.now() until which the voice servers refuse the bot's identify with 4021 (after a 4021 fault). */
-  let rateLimitedUntil = 0;
-  /** After a 4022 with `then: 'ignored'`: the main gateway answers no more op 4 joins. */
-  let joinsIgnored = false;
-  const newVoiceServer = async (): Promise<VoiceServer> => {
-    const vs = new VoiceServer({
-      certPem: cert.certPem,
-      keyPem: cert.keyPem,
-      modes,
-      daveProtocolVersion: dave ? dave.protocolVersion : 0,
-      ...(scenario.rejectVoiceWith !== undefined ? { rejectWith: scenario.rejectVoiceWith } : {}),
-      refuseNow: () => (performance.now() < rateLimitedUntil ? 4021 : undefined),
-      grantFor: (token) => grants.get(token) ?? null,
-      nonceCounter: () => new NonceCounter(scenario.nonces ?? 'per-connection', noncePrng.fork(servers.length)),
-      allocateSsrc: () => {
-        let s: number;
-        do s = prng.u32() || 1;
-        while (usedSsrcs.has(s));
-        usedSsrcs.add(s);
-        return s;
-      },
-      // Before session start nobody is "connected" yet except the initially present members.
-      connectedUserIds: () => (started ? presentIds() : initiallyPresent.map((m) => m.userId)),
-    });
-    await vs.listen();
-    servers.push(vs);
-    // The recorder's own media (a bot that plays while it records): checked like Discord would, then dropped.
-    vs.udp.on('datagram', (msg, from) => {
-      const session = active;
-      if (!session || session.server !== vs || !session.client || from.port !== session.client.port || !session.mode) return;
-      recorderAudio.observe(msg, session.mode, session.secretKey, dave ? (frame) => dave!.decryptRecorderFrame(frame) : undefined);
-    });
-    vs.on('identify', (session) => {
-      if ((active && active !== session) || (!active && pending.get('voice-close')?.length)) settle('voice-close', 'reidentified');
-      events.emit('voice-identify', { endpoint: vs.endpoint, ssrc: session.ssrc });
-    });
-    vs.on('session-ready', (session) => {
-      active = session;
-      events.emit('session-ready', { endpoint: vs.endpoint, mode: session.mode!, daveProtocolVersion: dave?.protocolVersion ?? 0 });
-      if (dave) {
-        const wire: DaveWire = { json: (op, d) => session.send(op, d), binary: (op, p) => session.sendBinary(op, p) };
-        recorderAttached = true;
-        guard(() => dave!.attachRecorder(scenario.botUserId, wire));
-        armDaveWatchdog();
-      }
-      if (pending.get('voice-server-move')?.length) {
-        settle('voice-server-move', 'moved');
-        // The old servers have no more business: close them.
-        for (const old of servers.filter((x) => x !== vs)) {
-          servers.splice(servers.indexOf(old), 1);
-          void old.close();
-        }
-      }
-      if (!started) beginWhenUsable();
-    });
-    vs.on('resumed', (session, replayed) => {
-      if (session === active || !active) active = session;
-      settle('voice-close', 'resumed');
-      events.emit('resumed', { kind: 'voice', wallMs: wallNow(), replayed });
-    });
-    vs.on('ws-close', (_session, code) => events.emit('voice-ws-close', { code, wallMs: wallNow() }));
-    vs.on('rejected', (code) => events.emit('voice-rejected', { code }));
-    vs.on('dave-binary', (session, op, payload) => {
-      if (dave && session === active) guard(() => dave!.onRecorderBinary(op, payload));
-    });
-    vs.on('dave-json', (session, op, d) => {
-      if (dave && session === active) guard(() => dave!.onRecorderJson(op, d));
-    });
-    return vs;
-  };
-  const guard = (fn: () => void): void => {
-    try {
-      fn();
-    } catch (e) {
-      warn(`DAVE: ${(e as Error).message}`);
-    }
-  };
-  server = await newVoiceServer();
-
-  const grantVoice = (sessionId: string): string => {
-    const token = randomBytes(16).toString('hex');
-    grants.set(token, { token, sessionId, userId: scenario.botUserId, serverId: scenario.guildId });
-    return token;
-  };
-
-  gateway.on('identify', (sessionId) => {
-    if (gatewaySessionId) settle('gateway-reconnect', 'reidentified');
-    gatewaySessionId = sessionId;
-    events.emit('identify', { sessionId });
+  // The bot's op 4 goes to ONE call of its guild: the call of the channel it joins, or of the channel it leaves (a
+  // voice channel without a call: the guild's first call). The others only learn that the bot is no longer theirs.
+  gateway.on('voice-state-request', (req) => {
+    const mine = byGuild.get(req.guildId);
+    if (!mine) return void events.emit('voice-join', { channelId: req.channelId, selfDeaf: req.selfDeaf, selfMute: req.selfMute });
+    const world = mine[0]!.world;
+    const where = req.channelId ?? world.voiceStates.get(world.scenario.botUserId)?.channel_id ?? null;
+    const owner = mine.find((c) => c.channelId === where) ?? mine[0]!;
+    for (const c of mine) if (c !== owner) c.voiceStateRequest(req, false);
+    owner.voiceStateRequest(req, true);
   });
-  gateway.on('resumed', () => {
-    settle('gateway-reconnect', 'resumed');
-    events.emit('resumed', { kind: 'gateway', wallMs: wallNow() });
-  });
-  gateway.on('voice-state-request', (req: VoiceStateRequest) => {
-    events.emit('voice-join', { channelId: req.channelId, selfDeaf: req.selfDeaf, selfMute: req.selfMute });
-    if (req.guildId !== scenario.guildId) return;
-    if (req.channelId === null) {
-      gateway.dispatch('VOICE_STATE_UPDATE', world.setVoiceState(scenario.botUserId, null, req.sessionId));
-      active?.closeWs(1000, 'Left the channel.', true);
-      active = null;
-      detachDave();
-      return;
-    }
-    if (joinsIgnored) {
-      events.emit('voice-join-refused', { channelId: req.channelId, reason: 'ignored' });
-      return;
-    }
-    const channel = world.channel(req.channelId);
-    if (!channel || (channel.type !== ChannelType.GUILD_VOICE && channel.type !== ChannelType.GUILD_STAGE_VOICE)) {
-      events.emit('voice-join-refused', { channelId: req.channelId, reason: 'unknown-channel' });
-      return;
-    }
-    if (!world.botCan(req.channelId, 'connect')) {
-      events.emit('voice-join-refused', { channelId: req.channelId, reason: 'no-permission' });
-      return;
-    }
-    const limit = Number(channel.user_limit ?? 0);
-    const alreadyIn = world.voiceStates.get(scenario.botUserId)?.channel_id === req.channelId;
-    if (limit > 0 && !alreadyIn && world.occupancy(req.channelId) >= limit) {
-      events.emit('voice-join-refused', { channelId: req.channelId, reason: 'full' });
-      return;
-    }
-    // Order matters: VOICE_STATE_UPDATE first, then VOICE_SERVER_UPDATE (else @discordjs/voice stalls).
-    gateway.dispatch(
-      'VOICE_STATE_UPDATE',
-      // On a stage the bot joins the audience (suppressed), as Discord does: it can listen, not speak.
-      world.setVoiceState(scenario.botUserId, req.channelId, req.sessionId, { selfDeaf: req.selfDeaf, selfMute: req.selfMute, suppress: world.isStage(req.channelId) }),
-    );
-    gateway.dispatch('VOICE_SERVER_UPDATE', { token: grantVoice(req.sessionId), guild_id: scenario.guildId, endpoint: server.endpoint });
-  });
-
-  // ---- the timeline ----
-  const timeline: TimelineEvent[] = [];
-  let order = 0;
-  const at = (ms: number, run: (k: number) => void): void => {
-    timeline.push({ tick: Math.max(0, Math.ceil(ms / TICK_MS)), order: order++, run });
-  };
-  let timelineCursor = 0;
-
-  const memberJoin = (i: number, k: number, rejoin: boolean): void => {
-    const sp = speakers[i]!;
-    if (sp.present) return;
-    const id = sp.member.userId;
-    sp.connect(k, usedSsrcs);
-    truth.ssrc(id, sp.ssrc);
-    gateway.dispatch('VOICE_STATE_UPDATE', world.setVoiceState(id, scenario.channelId, memberVoiceSession.get(id)!, { suppress: suppressed(sp.member) }));
-    active?.send(11, { user_ids: [id] });
-    // Observed after op 11 on Discord (undocumented, no SSRC in either): client flags and platform.
-    active?.send(18, { user_id: id, flags: CLIENT_FLAGS });
-    active?.send(20, { user_id: id, platform: 0 });
-    // A failed group change is reported once, through onDaveEvent ('error' → warning).
-    if (dave) {
-      dave.memberJoined(id).catch(() => {});
-      if (recorderAttached && !dave.recorderReady) armDaveWatchdog();
-    }
-    events.emit('member-join', { userId: id, ssrc: sp.ssrc, rejoin, wallMs: wallNow() });
-  };
-  const memberLeave = (i: number): void => {
-    const sp = speakers[i]!;
-    if (!sp.present) return;
-    const id = sp.member.userId;
-    sp.disconnect();
-    videos[i]?.stopAll();
-    active?.send(13, { user_id: id });
-    gateway.dispatch('VOICE_STATE_UPDATE', world.setVoiceState(id, null, memberVoiceSession.get(id)!));
-    if (dave) dave.memberLeft(id).catch(() => {});
-    events.emit('member-leave', { userId: id, wallMs: wallNow() });
-    // Undocumented, seen on Discord: the recorder's session is closed once nobody else is left in the channel.
-    if (scenario.emptyChannelCloseCode !== undefined && active && presentIds().length === 0) {
-      playFault({ atMs: 0, kind: 'voice-close', code: scenario.emptyChannelCloseCode });
-    }
-  };
-
-  scenario.members.forEach((m, i) => {
-    if (m.joinAtMs !== undefined && m.joinAtMs > 0) at(m.joinAtMs, (k) => memberJoin(i, k, false));
-    if (m.leaveAtMs !== undefined) at(m.leaveAtMs, () => memberLeave(i));
-    if (m.rejoinAtMs !== undefined) at(m.rejoinAtMs, (k) => memberJoin(i, k, true));
-    for (const source of ['camera', 'screen'] as const) {
-      for (const span of videos[i]?.spans[source] ?? []) {
-        at(span.atMs, (k) => videoSwitch(i, source, k, true));
-        at(span.atMs + span.durationMs, (k) => videoSwitch(i, source, k, false));
-      }
+  // A new session of a guild's shard while the bot's voice state there belongs to a session that is gone (the process
+  // died): Discord has dropped that voice state by now; the new session must not see the bot in voice.
+  gateway.on('identifying', (sessionId) => {
+    for (const [guildId, mine] of byGuild) {
+      if (!gateway.covers(sessionId, guildId)) continue;
+      const world = mine[0]!.world;
+      const bot = world.voiceStates.get(world.scenario.botUserId);
+      if (!bot || bot.session_id === sessionId || gateway.isConnected(bot.session_id)) continue;
+      world.setVoiceState(world.scenario.botUserId, null, bot.session_id);
+      for (const c of mine) c.dropBot();
     }
   });
-  for (const f of scenario.faults ?? []) at(f.atMs, () => playFault(f));
-  timeline.sort((a, b) => a.tick - b.tick || a.order - b.order);
-
-  /** op 5 for a member SSRC on a session (always before its packets reach the recorder, unless op5DelayMs). */
-  const announce = (session: VoiceSession, sp: Speaker, ssrc: number): void => {
-    session.send(5, { user_id: sp.member.userId, ssrc, speaking: 1 });
-    events.emit('speaking', { userId: sp.member.userId, ssrc });
-  };
-
-  /**
-   * The member's frame due at tick k, through DAVE (and, for a hostile DAVE member, forged), sealed ONCE and sent
-   * as the network model says: dropped, delayed, or the same datagram twice. The ground truth registers it now
-   * (the member's send time) and settles it when its datagrams actually leave, or cannot any more.
-   */
-  const sendPacket = (i: number, k: number, session: VoiceSession | null): void => {
-    const sp = speakers[i]!;
-    const frame = sp.frameAt(k);
-    if (!frame) return;
-    const id = sp.member.userId;
-    // Drawn for every packet, session or not, so the network's randomness does not depend on session timing.
-    const verdict = networks[i]!.decide();
-    // The member's send time is the tick's due time, not when this process got round to it: a real client's
-    // frame is captured on schedule, and a late send (a busy event loop here) is network delay to the recorder.
-    const dueWallMs = performance.timeOrigin + scheduler.origin + k * TICK_MS;
-    const rec = truth.packet(id, frame.spurtIndex, frame.ssrc, frame.sequence, dueWallMs, frame.kind === 'audio');
-    if (!session) return truth.lost(rec);
-    if (sp.member.op5DelayMs !== undefined && !session.announced.has(frame.ssrc)) {
-      // Late on purpose: the recorder sees this SSRC's packets before anyone says whose they are.
-      session.announced.add(frame.ssrc);
-      const ssrc = frame.ssrc;
-      scheduler.at(scheduler.origin + k * TICK_MS + sp.member.op5DelayMs, () => {
-        if (!closed && session.state !== 'closed') announce(session, sp, ssrc);
-      });
-    }
-    const net = truth.network(id)!;
-    if (verdict.burstStart) net.bursts++;
-    if (verdict.lost) {
-      if (verdict.cause === 'burst') net.burstLost++;
-      else net.randomLost++;
-      return truth.lost(rec);
-    }
-    if (verdict.reordered) net.reordered++;
-    let payload = frame.opus;
-    let forgedKind: string | null = null;
-    if (dave) {
-      try {
-        payload = dave.encryptOpus(id, frame.opus);
-      } catch (e) {
-        warn(`DAVE encrypt ${id}: ${(e as Error).message}`);
-      }
-      if (forger && frame.kind === 'audio' && isDaveFrame(payload)) {
-        const n = (daveFrames.get(id) ?? 0) + 1;
-        daveFrames.set(id, n);
-        const every = sp.member.hostileDave?.every;
-        if (every !== undefined && n % every === 0) {
-          const forged = forger.forge(id, payload);
-          payload = forged.frame;
-          forgedKind = forged.kind;
-        } else {
-          forger.observe(id, payload);
-        }
-      }
-    }
-    const header = rtpHeader(frame);
-    const datagram = session.seal(header, frame.extension ? Buffer.concat([frame.extension, payload]) : payload);
-    // The op 5 lead: hold this SSRC's packets until op 5 has been out for SPEAKING_LEAD_TICKS (released in order,
-    // before that tick's own packet: the scheduler runs delayed sends due at a tick before the tick).
-    const hold = session.heldUntilTick.get(frame.ssrc);
-    let releaseAt: number | null = null;
-    if (hold !== undefined) {
-      if (k < hold) releaseAt = scheduler.origin + hold * TICK_MS;
-      else session.heldUntilTick.delete(frame.ssrc);
-    }
-    const delays = verdict.delaysMs;
-    if (releaseAt === null && delays.length === 1 && delays[0]! <= 0) {
-      // The common case: one copy, now (no closure per packet).
-      if (session.sendDatagram(datagram)) {
-        truth.sent(rec);
-        if (forgedKind) truth.forged(rec, forgedKind);
-      } else {
-        truth.lost(rec);
-      }
-      return;
-    }
-    let copiesLeft = delays.length;
-    let onWire = 0;
-    const send = (): void => {
-      // A copy due after its session was replaced or closed has no route to the recorder any more.
-      if (session === active && session.sendDatagram(datagram)) {
-        if (++onWire === 1) {
-          truth.sent(rec);
-          if (forgedKind) truth.forged(rec, forgedKind);
-        } else {
-          net.duplicatesSent++;
-        }
-      }
-      if (--copiesLeft === 0 && onWire === 0) truth.lost(rec);
-    };
-    for (const delay of delays) {
-      if (releaseAt === null && delay <= 0) send();
-      else scheduler.at((releaseAt ?? performance.now()) + delay, send);
-    }
-  };
-
-  /** A member turns its camera or screen share on or off (only while in the call): voice state, then op 12 with its media. */
-  const videoSwitch = (i: number, source: VideoSource, k: number, on: boolean): void => {
-    const sp = speakers[i]!;
-    const v = videos[i]!;
-    if (!sp.present) return;
-    const id = sp.member.userId;
-    if (on) for (const ssrc of v.start(source, k * TICK_MS, usedSsrcs)) truth.videoSsrc(id, ssrc);
-    else v.stop(source);
-    const flags = { selfVideo: v.isOn('camera'), selfStream: v.isOn('screen') };
-    gateway.dispatch('VOICE_STATE_UPDATE', world.setVoiceState(id, scenario.channelId, memberVoiceSession.get(id)!, flags));
-  };
-
-  /**
-   * A member's video due at tick k: op 12 whenever its set of streams changed on this session (also on a new session),
-   * then its frames, DAVE-encrypted as video, in RTP packets (and RTX). Not through the member's network model, so
-   * the ground truth counts exactly what reached the wire.
-   */
-  const sendVideo = (i: number, k: number, session: VoiceSession | null): void => {
-    const v = videos[i]!;
-    const sp = speakers[i]!;
-    const id = sp.member.userId;
-    const frames = v.framesDue(k * TICK_MS);
-    if (!session) return;
-    const signature = v.signature();
-    if (session.videoAnnounced.get(id) !== signature) {
-      if (session.videoAnnounced.has(id) || v.active) session.send(12, v.announcement(id, sp.ssrc));
-      session.videoAnnounced.set(id, signature);
-    }
-    for (const f of frames) {
-      let data = f.data;
-      if (dave) {
-        try {
-          data = dave.encryptVideo(id, f.codec, f.data);
-        } catch (e) {
-          if (!videoDaveFailed.has(f.codec)) warn(`DAVE encrypt video (${f.codec}) ${id}: ${(e as Error).message}`);
-          videoDaveFailed.add(f.codec);
-        }
-      }
-      for (const p of v.packetize(f, data)) if (session.sendMedia(p.aad, p.plaintext)) truth.videoRtp(p.rtx);
-    }
-  };
-
-  /** RTCP sender reports due at tick k: every active audio sender (Scenario.senderReports) and every video stream. */
-  const sendReports = (k: number, session: VoiceSession): void => {
-    const nowMs = k * TICK_MS;
-    const wallMs = performance.timeOrigin + scheduler.origin + nowMs;
-    const send = (clear: Buffer, video: boolean): void => {
-      if (session.sendMedia(clear.subarray(0, 8), clear.subarray(8))) truth.senderReport(video);
-    };
-    if (audioReports) {
-      for (const sp of speakers) {
-        // Active: it sent audio within the last interval (RFC 3550 §6.4: only senders send SRs).
-        if (!sp.present || (k - sp.lastSendTick) * TICK_MS > audioReports.intervalMs) continue;
-        if (audioReports.due(sp.ssrc, nowMs)) send(rtcpSenderReport(sp.ssrc, wallMs, sp.timestampAt(k), sp.packetsOnSsrc, sp.octetsOnSsrc), false);
-      }
-    }
-    for (const v of videos) {
-      if (!v?.active) continue;
-      for (const r of v.reportable()) if (videoReports.due(r.ssrc, nowMs)) send(r.report(nowMs, wallMs), true);
-    }
-  };
-
-  const onTick = (k: number): void => {
-    while (timelineCursor < timeline.length && timeline[timelineCursor]!.tick <= k) timeline[timelineCursor++]!.run(k);
-    const session = active && active.mediaReady ? active : null;
-    for (let i = 0; i < speakers.length; i++) {
-      const sp = speakers[i]!;
-      if (!sp.present) continue;
-      if (session && sp.member.op5DelayMs === undefined && !session.announced.has(sp.ssrc)) {
-        const next = sp.nextEmitTick(k);
-        if (next !== null && next - k <= SPEAKING_LOOKAHEAD_TICKS) {
-          session.announced.add(sp.ssrc);
-          announce(session, sp, sp.ssrc);
-          if (next - k < SPEAKING_LEAD_TICKS) session.heldUntilTick.set(sp.ssrc, k + SPEAKING_LEAD_TICKS);
-        }
-      }
-      sendPacket(i, k, session);
-      if (videos[i]) sendVideo(i, k, session);
-    }
-    if (session) sendReports(k, session);
-  };
-  const scheduler = new TickScheduler(onTick, TICK_MS);
-
-  const startSession = (): void => {
-    if (started || closed) return;
-    started = true;
-    const origin = performance.now();
-    const wallMs = performance.timeOrigin + origin;
-    truth.sessionStarted(wallMs);
-    for (const m of initiallyPresent) {
-      const i = scenario.members.indexOf(m);
-      speakers[i]!.connect(0, usedSsrcs);
-      truth.ssrc(m.userId, speakers[i]!.ssrc);
-    }
-    events.emit('session-start', { wallMs });
-    scheduler.start(origin);
-  };
-  /**
-   * Without DAVE the session is usable once op 4 is out. With DAVE, once the recorder executed its transition into
-   * the group (onDaveEvent 'transition-executed'); alone in the call it has nobody to share a group with, and the
-   * call starts without one (the first member to join creates it with the recorder).
-   */
-  const beginWhenUsable = (): void => {
-    if (!dave || dave.recorderReady || initiallyPresent.length === 0) startSession();
-  };
-
-  // ---- faults ----
-  const later = (ms: number, fn: () => void): void => {
-    const t = setTimeout(() => {
-      timers.delete(t);
-      if (!closed) fn();
-    }, ms);
-    timers.add(t);
-  };
-  const playFault = (fault: Fault): void => {
-    if (closed) return;
-    const wallMs = wallNow();
-    const rec = truth.fault(fault.kind, wallMs);
-    events.emit('fault', { fault, wallMs });
-    const expect = (): void => {
-      const list = pending.get(fault.kind) ?? [];
-      list.push(rec);
-      pending.set(fault.kind, list);
-    };
-    const outcome = (o: string): void => {
-      rec.outcome = o;
-      events.emit('fault-outcome', { kind: fault.kind, outcome: o, wallMs: wallNow() });
-    };
-    switch (fault.kind) {
-      case 'voice-close': {
-        if (!active) return outcome('no-session');
-        const code = fault.code;
-        if (code === 4014) {
-          active.closeWs(4014, 'Disconnected.', true);
-          active = null;
-          detachDave();
-          return outcome('disconnected');
-        }
-        if (code === 4015 || code < 4000) {
-          // "Try resuming": the session stays on the server, detached, until op 7.
-          expect();
-          active.closeWs(code, 'Simulated voice server failure.');
-          return;
-        }
-        // Every other code ends the session on the server: a resume is refused (4006), only a new identify works.
-        const ended = active;
-        active = null; // no route for media until a new session is ready
-        if (code === 4021) {
-          rateLimitedUntil = performance.now() + (fault.rateLimitMs ?? 30_000);
-          ended.closeWs(4021, 'Disconnected: Rate Limited.', true);
-          detachDave();
-          return outcome('rate-limited');
-        }
-        if (code === 4022 && fault.then === 'server-changed') {
-          // The call moves to another voice server: the old session is terminated, the main gateway names the new
-          // server (pushed, and in its answer to any op 4 join, since `server` is the new one from now on).
-          expect();
-          void newVoiceServer().then((vs) => {
-            if (closed) return void vs.close();
-            server = vs;
-            ended.closeWs(4022, 'Disconnected: Call Terminated.', true);
-            later(100, () => gateway.dispatch('VOICE_SERVER_UPDATE', { token: grantVoice(gatewaySessionId), guild_id: scenario.guildId, endpoint: vs.endpoint }));
-          });
-          return;
-        }
-        if (code === 4022 && fault.then === 'ignored') {
-          ended.closeWs(4022, 'Disconnected: Call Terminated.', true);
-          detachDave();
-          joinsIgnored = true;
-          return outcome('terminated');
-        }
-        if (code === 4022) {
-          // The channel was deleted: the call ends for everyone, the channel is gone (joins to it are refused).
-          ended.closeWs(4022, 'Disconnected: Call Terminated.', true);
-          detachDave();
-          const deleted = world.deleteChannel(scenario.channelId);
-          if (deleted) gateway.dispatch('CHANNEL_DELETE', deleted);
-          speakers.forEach((sp, i) => sp.present && memberLeave(i));
-          gateway.dispatch('VOICE_STATE_UPDATE', world.setVoiceState(scenario.botUserId, null, gatewaySessionId));
-          return outcome('channel-deleted');
-        }
-        expect(); // settled 'reidentified' by the recorder's next identify
-        ended.closeWs(code, 'Simulated voice server close.', true);
-        return;
-      }
-      case 'voice-server-move': {
-        expect();
-        void newVoiceServer().then((vs) => {
-          if (closed) return void vs.close();
-          server = vs;
-          const sessionId = gatewaySessionId;
-          active = null; // the old session is going away: media has no route until the new one is ready
-          gateway.dispatch('VOICE_SERVER_UPDATE', { token: grantVoice(sessionId), guild_id: scenario.guildId, endpoint: null });
-          later(100, () =>
-            gateway.dispatch('VOICE_SERVER_UPDATE', { token: grantVoice(sessionId), guild_id: scenario.guildId, endpoint: vs.endpoint }),
-          );
-        });
-        return;
-      }
-      case 'gateway-reconnect': {
-        expect();
-        if (gateway.requestReconnect() === 0) settle('gateway-reconnect', 'no-session');
-        return;
-      }
-      case 'move-bot': {
-        // As Discord does on a move: the bot's voice state now names the other channel, and the voice
-        // websocket of the old channel is closed with 4014 (the client must not resume it).
-        gateway.dispatch('VOICE_STATE_UPDATE', world.setVoiceState(scenario.botUserId, fault.channelId, gatewaySessionId));
-        if (active) active.closeWs(4014, 'Disconnected.', true);
-        active = null;
-        detachDave(); // it left this channel's call (the simulator plays one call: the scenario's channel)
-        return outcome('moved');
-      }
-      case 'disconnect-bot': {
-        gateway.dispatch('VOICE_STATE_UPDATE', world.setVoiceState(scenario.botUserId, null, gatewaySessionId));
-        if (active) active.closeWs(4014, 'Disconnected.', true);
-        active = null;
-        detachDave();
-        return outcome('disconnected');
-      }
-      case 'hostile': {
-        const s = active && active.mediaReady ? active : null;
-        if (!s) return outcome('no-session');
-        const known = speakers.filter((x) => x.present).map((x) => x.ssrc);
-        for (let i = 0; i < fault.count; i++) {
-          const kind = HOSTILE_KINDS[i % HOSTILE_KINDS.length]!;
-          s.server.udp.send(hostileDatagram(kind, hostilePrng, s.encryptor!, known, usedSsrcs), s.client!);
-        }
-        truth.hostile(fault.count);
-        return outcome('sent');
-      }
-      case 'dave-missed-commit':
-      case 'dave-missed-execute':
-      case 'dave-bad-welcome': {
-        // Applied to the recorder's next commit / welcome; the outcome is settled then (onDaveEvent).
-        if (!dave) return outcome('no-dave');
-        expect();
-        dave.injectRecorderFault(
-          fault.kind === 'dave-missed-commit' ? { kind: 'missed-commit', execute: fault.execute ?? true }
-          : fault.kind === 'dave-missed-execute' ? { kind: 'missed-execute' }
-          : { kind: 'bad-welcome' },
-        );
-        return;
-      }
-      case 'rtcp': {
-        const s = active && active.mediaReady ? active : null;
-        if (!s) return outcome('no-session');
-        const known = speakers.filter((x) => x.present).map((x) => x.ssrc);
-        for (let i = 0; i < fault.count; i++) {
-          const ssrc = known.length ? known[i % known.length]! : hostilePrng.u32();
-          s.server.udp.send(rtcpDatagram(i, hostilePrng, s.encryptor!, ssrc, s.ssrc, wallNow()), s.client!);
-        }
-        truth.rtcp(fault.count);
-        return outcome('sent');
-      }
-    }
-  };
+  // Bot actions of every guild reach that guild's other emitters too (a test may listen on the guild's events).
+  events.on('bot-action', (a) => {
+    for (const c of calls.slice(1)) if ('guildId' in a && a.guildId === c.world.guildId) c.events.emit('bot-action', a);
+  });
+  const handle = (c: GuildCall): SimCallHandle => ({
+    channelId: c.channelId,
+    events: c.events,
+    truth: () => c.truth(),
+    inject: (f) => c.inject(f),
+    daveStatus: () => c.daveStatus(),
+    recorderAudio: () => c.recorderAudio(),
+    join: (id) => c.join(id),
+    leave: (id) => c.leave(id),
+  });
+  const guilds = new Map<string, SimGuild>(
+    [...byGuild].map(([guildId, mine]) => {
+      const first = mine[0]!;
+      const callOf = (userId: string): GuildCall => mine.find((c) => c.has(userId)) ?? first;
+      return [
+        guildId,
+        {
+          ...handle(first),
+          guildId,
+          join: (id: string) => callOf(id).join(id),
+          leave: (id: string) => callOf(id).leave(id),
+          call(channelId: string) {
+            const c = mine.find((x) => x.channelId === channelId);
+            if (!c) throw new RangeError(`simulator: no call in channel ${channelId} of guild ${guildId}`);
+            return handle(c);
+          },
+          voiceStatuses: () => Object.fromEntries(first.world.voiceStatuses),
+          botNick: () => first.world.botNick,
+          inVoice: (channelId = first.channelId) =>
+            [...first.world.voiceStates.values()].filter((v) => v.channel_id === channelId).map((v) => v.user_id),
+        },
+      ];
+    }),
+  );
+  const first = calls[0]!;
+  let closed = false;
 
   return {
     apiUrl: `http://127.0.0.1:${httpPort}/api`,
@@ -852,34 +302,25 @@ export async function startSimulator(scenario: Scenario): Promise<Simulator> {
     caCertPem: cert.certPem,
     caCertPath: cert.certPath,
     events,
-    truth: () => truth.snapshot(),
-    inject: (fault) => playFault(fault),
-    recorderAudio: () => ({ ...recorderAudio.truth }),
-    daveStatus: () =>
-      dave
-        ? {
-            ...dave.stats,
-            epoch: dave.epoch,
-            members: dave.leaves.filter((u): u is string => u !== null),
-            recorderReady: dave.recorderReady,
-          }
-        : null,
+    truth: () => first.truth(),
+    inject: (fault) => first.inject(fault),
+    recorderAudio: () => first.recorderAudio(),
+    daveStatus: () => first.daveStatus(),
+    guild(guildId) {
+      const g = guilds.get(guildId);
+      if (!g) throw new RangeError(`simulator: no guild ${guildId}`);
+      return g;
+    },
+    interact: (req) => dir.interact(req),
+    botActions: () => [...dir.actions],
+    gatewayShards: () => gateway.shards(),
     async close() {
       if (closed) return;
       closed = true;
-      scheduler.stop();
-      clearDaveWatchdog();
-      for (const t of timers) clearTimeout(t);
-      timers.clear();
+      await Promise.all(calls.map((c) => c.close()));
       gateway.close();
       http.closeAllConnections();
       await new Promise<void>((resolve) => http.close(() => resolve()));
-      await Promise.all(servers.map((s) => s.close()));
-      try {
-        dave?.close();
-      } catch {
-        /* closing is best effort */
-      }
       await cert.dispose();
     },
   };

@@ -64,6 +64,20 @@ export interface SimMember {
    * have no spurts. Off (a speaker) by default.
    */
   audience?: boolean;
+  /** Role ids (of the guild's Scenario.roles) this member has; its permissions are @everyone's plus these. */
+  roles?: string[];
+  /**
+   * Not in the call when the simulator starts, and never joins on its own: a test makes it join and leave with
+   * `sim.guild(id).join(userId)` / `.leave(userId)` (and so does `joinAtMs` etc. when also given).
+   */
+  absent?: boolean;
+}
+
+/** A guild role (besides @everyone, whose id is the guild id). `permissions`: Discord's decimal bitfield string. */
+export interface SimRole {
+  id: string;
+  name: string;
+  permissions: string;
 }
 
 /**
@@ -175,7 +189,49 @@ export interface Scenario {
    * from decryption failures by itself (openclaw/openclaw#81518). Default false.
    */
   daveWelcomeIdZero?: boolean;
+  /** Roles of the guild besides @everyone (members get them through SimMember.roles). */
+  roles?: SimRole[];
+  /**
+   * The bot may not set the voice channel status (no Set Voice Channel Status permission): PUT
+   * /channels/{id}/voice-status answers 403 Missing Permissions, as Discord does.
+   */
+  denyVoiceStatus?: boolean;
+  /** The guild's boost tier (0–3): its upload limit (10 MiB; 50 / 100 MiB for tiers 2 / 3). */
+  premiumTier?: number;
+  /** The voice channel's status when the simulator starts (what people had set). */
+  voiceStatus?: string;
+  /** The guild owner (all permissions). Default: the first member. */
+  ownerId?: string;
+  /**
+   * More voice channels of this guild, each with its own call (members, speaking schedule, DAVE group, ground truth)
+   * that plays once the bot joins that channel (its times count from then). The top-level channel and members are
+   * the guild's first call. `sim.guild(id).call(channelId)` reaches each.
+   */
+  calls?: SimCall[];
+  /**
+   * More guilds in the same simulated Discord, each with its own channels, members, call and speaking schedule
+   * (a GuildScenario is a Scenario without the bot's identity, which all guilds share). The top-level fields are
+   * the first guild; `sim.guild(guildId)` reaches any of them.
+   */
+  guilds?: GuildScenario[];
+  /** Shard count GET /gateway/bot recommends (default 1). Guild g belongs to shard (g >> 22) % shard_count. */
+  shards?: number;
 }
+
+/** A voice channel of a guild with its own call (Scenario.calls). */
+export interface SimCall {
+  channelId: string;
+  channelName?: string;
+  members: SimMember[];
+  userLimit?: number;
+  /** The channel's status when the simulator starts. */
+  voiceStatus?: string;
+  /** Default: the guild's seed + 1000 × (position + 1). */
+  seed?: number;
+}
+
+/** One more guild of a multi-guild scenario (seed: default the scenario's seed + its position). */
+export type GuildScenario = Omit<Scenario, 'seed' | 'botUserId' | 'token' | 'guilds' | 'shards'> & { seed?: number };
 
 /**
  * What was actually sent, for comparing a recording with what was played.

@@ -14,7 +14,14 @@ export const Permission = {
   CONNECT: 1n << 20n,
   SPEAK: 1n << 21n,
   USE_VAD: 1n << 25n,
+  ADMINISTRATOR: 1n << 3n,
+  MANAGE_GUILD: 1n << 5n,
+  CHANGE_NICKNAME: 1n << 26n,
+  SET_VOICE_CHANNEL_STATUS: 1n << 48n,
 } as const;
+
+/** Every permission bit Discord defines up to now (what the owner and administrators have). */
+const ALL_PERMISSIONS = (1n << 53n) - 1n;
 
 const EVERYONE_PERMISSIONS =
   Permission.VIEW_CHANNEL |
@@ -22,7 +29,8 @@ const EVERYONE_PERMISSIONS =
   Permission.READ_MESSAGE_HISTORY |
   Permission.CONNECT |
   Permission.SPEAK |
-  Permission.USE_VAD;
+  Permission.USE_VAD |
+  Permission.CHANGE_NICKNAME;
 
 export const ChannelType = { GUILD_TEXT: 0, GUILD_VOICE: 2, GUILD_STAGE_VOICE: 13 } as const;
 
@@ -60,12 +68,49 @@ export class World {
   readonly voiceStates = new Map<string, ApiVoiceState>();
   /** Channels deleted while the scenario played (CHANNEL_DELETE sent): gone from REST, GUILD_CREATE and joins. */
   readonly #deleted = new Set<string>();
+  /** Voice channel statuses the bot set (PUT /channels/{id}/voice-status), by channel id. */
+  readonly voiceStatuses = new Map<string, string>();
+  /** The bot's nickname in this guild (PATCH /guilds/{id}/members/@me). */
+  botNick: string | null = null;
   readonly #joinedAt = new Date(Date.now() - 86_400_000).toISOString();
+  /**
+   * The bot's own managed role, as Discord creates it for a bot invited with permissions: what it may do beyond
+   * @everyone (post in a voice channel's chat, set its status unless Scenario.denyVoiceStatus).
+   */
+  readonly botRoleId: string;
 
   constructor(scenario: Scenario) {
     this.scenario = scenario;
     this.guildId = scenario.guildId;
     this.voiceChannelId = scenario.channelId;
+    this.botRoleId = String(BigInt(scenario.guildId) + 7777n);
+    if (scenario.voiceStatus) this.voiceStatuses.set(scenario.channelId, scenario.voiceStatus);
+  }
+
+  /** The largest file a message may carry here (Discord: 10 MiB; 50 / 100 MiB for boost tiers 2 / 3). */
+  get uploadLimitBytes(): number {
+    const tier = this.scenario.premiumTier ?? 0;
+    return (tier >= 3 ? 100 : tier === 2 ? 50 : 10) * 1024 * 1024;
+  }
+
+  /** The guild owner (all permissions). */
+  get ownerId(): string {
+    return this.scenario.ownerId ?? this.scenario.members[0]?.userId ?? this.scenario.botUserId;
+  }
+
+  /** Role ids of a member (not @everyone). */
+  memberRoles(userId: string): string[] {
+    if (userId === this.scenario.botUserId) return [this.botRoleId];
+    return this.scenario.members.find((m) => m.userId === userId)?.roles ?? [];
+  }
+
+  /** A member's guild-level permissions (@everyone + its roles; everything for the owner and administrators). */
+  permissions(userId: string): bigint {
+    if (userId === this.ownerId) return ALL_PERMISSIONS;
+    let p = 0n;
+    const mine = new Set([this.guildId, ...this.memberRoles(userId)]);
+    for (const r of this.roles()) if (mine.has(r.id as string)) p |= BigInt(r.permissions as string);
+    return p & Permission.ADMINISTRATOR ? ALL_PERMISSIONS : p;
   }
 
   isKnownUser(userId: string): boolean {
@@ -92,7 +137,8 @@ export class World {
   member(userId: string): Record<string, unknown> | undefined {
     const user = this.user(userId);
     if (!user) return undefined;
-    return { user, nick: null, roles: [], joined_at: this.#joinedAt, deaf: false, mute: false, flags: 0, pending: false };
+    const nick = userId === this.scenario.botUserId ? this.botNick : null;
+    return { user, nick, roles: this.memberRoles(userId), joined_at: this.#joinedAt, deaf: false, mute: false, flags: 0, pending: false };
   }
 
   members(): Record<string, unknown>[] {
@@ -113,6 +159,29 @@ export class World {
         mentionable: false,
         flags: 0,
       },
+      {
+        id: this.botRoleId,
+        name: 'dvrec-bot',
+        permissions: (Permission.SEND_MESSAGES | Permission.CHANGE_NICKNAME | (this.scenario.denyVoiceStatus ? 0n : Permission.SET_VOICE_CHANNEL_STATUS)).toString(),
+        position: 1,
+        color: 0,
+        hoist: false,
+        managed: true,
+        mentionable: false,
+        flags: 0,
+        tags: { bot_id: this.scenario.botUserId },
+      },
+      ...(this.scenario.roles ?? []).map((r, i) => ({
+        id: r.id,
+        name: r.name,
+        permissions: r.permissions,
+        position: i + 2,
+        color: 0,
+        hoist: false,
+        managed: false,
+        mentionable: false,
+        flags: 0,
+      })),
     ];
   }
 
@@ -140,6 +209,8 @@ export class World {
       nsfw: false,
       rate_limit_per_user: 0,
       permission_overwrites: this.#overwrites(s.channelId),
+      // Discord includes a voice channel's status when one is set.
+      ...(this.voiceStatuses.has(s.channelId) ? { status: this.voiceStatuses.get(s.channelId) } : {}),
     };
     const extra = (s.extraChannels ?? []).map((c, i) => {
       const voice = c.type === ChannelType.GUILD_VOICE || c.type === ChannelType.GUILD_STAGE_VOICE;
@@ -153,6 +224,7 @@ export class World {
         nsfw: false,
         permission_overwrites: this.#overwrites(c.id),
         ...(voice ? { bitrate: 64000, user_limit: c.userLimit ?? 0, rtc_region: null } : { topic: null, last_message_id: null }),
+        ...(voice && this.voiceStatuses.has(c.id) ? { status: this.voiceStatuses.get(c.id) } : {}),
       };
     });
     return [main, ...extra].filter((c) => !this.#deleted.has(c.id));
@@ -190,7 +262,7 @@ export class World {
       icon: null,
       splash: null,
       discovery_splash: null,
-      owner_id: s.members[0]?.userId ?? s.botUserId,
+      owner_id: this.ownerId,
       afk_channel_id: null,
       afk_timeout: 300,
       verification_level: 0,
@@ -208,7 +280,7 @@ export class World {
       vanity_url_code: null,
       description: null,
       banner: null,
-      premium_tier: 0,
+      premium_tier: s.premiumTier ?? 0,
       preferred_locale: 'en-US',
       public_updates_channel_id: null,
       nsfw_level: 0,
