@@ -206,7 +206,8 @@ export class ConnectionTap extends EventEmitter<ConnectionTapEvents> {
    * recording, whatever the reconnects; without a DAVE session, frames pass as they are (the guard's rule).
    */
   dave(): DaveFrameDecryptor {
-    return this.#daveOnce;
+    // With the library's receiver detached nobody else decrypts: no need to remember (and copy) every frame.
+    return this.#shareDave ? this.#daveOnce : this.#daveGuard;
   }
 
   /** The DAVE wrapper of the current networking (a new one after every reconnect), fronted on first sight. */
