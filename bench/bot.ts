@@ -12,7 +12,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:f
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Scenario, SimMember, GuildScenario } from '../src/simulator/scenario.ts';
-import { checkAudio, dvrecEntry, readLeft, startSimChild } from './capacity.ts';
+import { addTrackPackets, checkAudio, dvrecEntry, emptyPacketTotals, readLeft, startSimChild, tone } from './capacity.ts';
 import { ProcSampler } from './proc.ts';
 
 const BOT = '100000000000000003';
@@ -64,7 +64,6 @@ const guildId = (g: number): string => String(500000000000000000n + BigInt(g) * 
 const channelId = (g: number): string => String(500000000000000001n + BigInt(g) * 10_000n);
 const memberId = (g: number, i: number): string => String(500000000000000100n + BigInt(g) * 10_000n + BigInt(i));
 /** Within a guild the tones are 7 Hz apart (capacity.ts's neighbours check); guilds reuse them. */
-const tone = (i: number): number => 200 + 7 * i;
 
 export function botBenchScenario(o: Pick<BotBenchOptions, 'guilds' | 'speakersPerGuild' | 'seconds' | 'dave'>): Scenario {
   const guild = (g: number): GuildScenario => ({
@@ -150,11 +149,7 @@ export async function runBotBench(o: BotBenchOptions): Promise<BotBenchResult> {
 
   let recordings = 0;
   let tracks = 0;
-  let received = 0;
-  let lost = 0;
-  let concealed = 0;
-  let late = 0;
-  let undecryptable = 0;
+  const pk = emptyPacketTotals();
   let sampledTracks = 0;
   let sampledBlocks = 0;
   let droppedBlocks = 0;
@@ -169,13 +164,7 @@ export async function runBotBench(o: BotBenchOptions): Promise<BotBenchResult> {
     type ManifestLite = { durationMs: number; tracks: { userId: string; file: string; packets: Record<string, number> }[] };
     const m = JSON.parse(readFileSync(join(recDir, guildId(g), 'manifest.json'), 'utf8')) as ManifestLite;
     tracks += m.tracks.length;
-    for (const t of m.tracks) {
-      received += t.packets.received ?? 0;
-      lost += t.packets.lost ?? 0;
-      concealed += t.packets.concealed ?? 0;
-      late += t.packets.late ?? 0;
-      undecryptable += t.packets.undecryptable ?? 0;
-    }
+    addTrackPackets(pk, m.tracks);
     const endSample = Math.floor(((m.durationMs - 500) * 48_000) / 1000);
     for (let i = 0; i < o.speakersPerGuild; i++) {
       if (!sample.has(g * o.speakersPerGuild + i)) continue;
@@ -190,7 +179,7 @@ export async function runBotBench(o: BotBenchOptions): Promise<BotBenchResult> {
   }
   if (recordings < o.guilds) problems.push(`${o.guilds - recordings} guilds have no finished recording`);
   if (tracks < speakers) problems.push(`${speakers - tracks} members have no track`);
-  if (lost + concealed + undecryptable > 0) problems.push(`lost ${lost}, concealed ${concealed}, undecryptable ${undecryptable}`);
+  if (pk.lost + pk.concealed + pk.undecryptable > 0) problems.push(`lost ${pk.lost}, concealed ${pk.concealed}, undecryptable ${pk.undecryptable}`);
   if (droppedBlocks > 0) problems.push(`${droppedBlocks} silent 20 ms blocks in ${sampledTracks} checked tracks`);
   if (wrongTone > 0) problems.push(`${wrongTone} checked tracks without their member's tone`);
   if (sampledTracks < Math.min(o.sampleTracks, speakers)) problems.push(`only ${sampledTracks} tracks could be checked`);
@@ -205,11 +194,7 @@ export async function runBotBench(o: BotBenchOptions): Promise<BotBenchResult> {
     problems,
     recordings,
     tracks,
-    received,
-    lost,
-    concealed,
-    late,
-    undecryptable,
+    ...pk,
     sampledTracks,
     sampledBlocks,
     droppedBlocks,

@@ -82,7 +82,26 @@ export interface StepResult {
   exitAfterStopS: number | null;
 }
 
-function tone(i: number): number {
+/** The recorder's own packet accounting (a dvrec manifest's per-track `packets`), summed over tracks. */
+export interface PacketTotals {
+  received: number;
+  lost: number;
+  concealed: number;
+  late: number;
+  undecryptable: number;
+}
+
+export function emptyPacketTotals(): PacketTotals {
+  return { received: 0, lost: 0, concealed: 0, late: 0, undecryptable: 0 };
+}
+
+/** Adds the `packets` of a manifest's tracks to `sum`. */
+export function addTrackPackets(sum: PacketTotals, tracks: readonly { packets: Record<string, number> }[]): void {
+  for (const t of tracks) for (const k of Object.keys(sum) as (keyof PacketTotals)[]) sum[k] += t.packets[k] ?? 0;
+}
+
+/** The tone member i speaks in the bench's scenarios (neighbours 7 Hz apart, told apart by checkAudio). */
+export function tone(i: number): number {
   return 200 + 7 * (i % 64);
 }
 
@@ -388,11 +407,7 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
   const sc = simSampler.cpuBetween(startS, stopS);
   const speakerHours = (o.speakers * rc.wallS) / 3600;
 
-  let received = 0;
-  let lost = 0;
-  let concealed = 0;
-  let late = 0;
-  let undecryptable = 0;
+  const pk = emptyPacketTotals();
   let missingFrames = 0;
   let tracks = 0;
   let sampledBlocks = 0;
@@ -410,13 +425,7 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
     if (!m) problems.push(`no manifest (exit ${exitCode}${stderr.trim() ? `: ${stderr.trim().split('\n').slice(-2).join(' | ')}` : ''})`);
     else {
       tracks = m.tracks.length;
-      for (const t of m.tracks) {
-        received += t.packets.received ?? 0;
-        lost += t.packets.lost ?? 0;
-        concealed += t.packets.concealed ?? 0;
-        late += t.packets.late ?? 0;
-        undecryptable += t.packets.undecryptable ?? 0;
-      }
+      addTrackPackets(pk, m.tracks);
       // The last ~0.5 s before stop may still sit in jitter buffers / in flight: not judged.
       const endSample = Math.floor(((m.durationMs - 500) * 48_000) / 1000);
       for (const id of pick(m.tracks.map((t) => t.userId))) {
@@ -437,7 +446,7 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
       // What each member sent between the baseline's first packet from them and its stop: the member speaks
       // continuously, so every 20 ms is a frame. Its truth says when its spurt began.
       for (const t of d.tracks) {
-        received += t.packets;
+        pk.received += t.packets;
         const mt = truth.members.find((x) => x.userId === t.userId);
         const spurtStart = mt?.spurts[0]?.startWallMs ?? t.firstWallMs;
         const from = Math.max(spurtStart, t.firstWallMs);
@@ -458,7 +467,7 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
     }
   }
   if (tracks < o.speakers) problems.push(`${o.speakers - tracks} members have no track`);
-  if (lost + concealed + undecryptable > 0) problems.push(`lost ${lost}, concealed ${concealed}, undecryptable ${undecryptable}`);
+  if (pk.lost + pk.concealed + pk.undecryptable > 0) problems.push(`lost ${pk.lost}, concealed ${pk.concealed}, undecryptable ${pk.undecryptable}`);
   if (missingFrames > 0) problems.push(`${missingFrames} frames missing vs ground truth`);
   if (droppedBlocks > 0) problems.push(`${droppedBlocks} silent 20 ms blocks in ${sampled} checked tracks`);
   if (wrongTone > 0) problems.push(`${wrongTone} checked tracks without their member's tone`);
@@ -489,11 +498,7 @@ export async function runStep(o: StepOptions): Promise<StepResult> {
     ok: problems.length === 0,
     problems,
     tracks,
-    received,
-    lost,
-    concealed,
-    late,
-    undecryptable,
+    ...pk,
     missingFrames,
     sampledTracks: sampled,
     sampledBlocks,
