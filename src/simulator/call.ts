@@ -20,6 +20,7 @@ import { NonceCounter } from './nonces.ts';
 import { Prng } from './prng.ts';
 import { ReportSchedule } from './report-schedule.ts';
 import { rtcpSenderReport, rtpHeader } from './rtp.ts';
+import type { SimCallHandle } from './index.ts';
 import type { Fault, GroundTruth, Scenario, TransportMode } from './scenario.ts';
 import { TickScheduler } from './scheduler.ts';
 import { Speaker, TICK_MS } from './speaker.ts';
@@ -60,7 +61,6 @@ interface TimelineEvent {
   run: (k: number) => void;
 }
 
-/** Starts the simulator on free loopback ports. */
 /** What index.ts shares with every guild's call. */
 export interface CallContext {
   world: World;
@@ -69,20 +69,12 @@ export interface CallContext {
   events: EventEmitter<SimulatorEvents>;
 }
 
-/** One guild's call, as index.ts and tests drive it. */
-export interface GuildCall {
+/**
+ * One call, as index.ts and tests drive it: what tests see of it ({@link SimCallHandle}; a member's join() works
+ * before the bot's session starts too), plus what index.ts needs to route the guild's traffic to it.
+ */
+export interface GuildCall extends SimCallHandle {
   readonly world: World;
-  /** The voice channel this call is in. */
-  readonly channelId: string;
-  readonly events: EventEmitter<SimulatorEvents>;
-  truth(): GroundTruth;
-  inject(fault: Fault): void;
-  daveStatus(): DaveStatus | null;
-  recorderAudio(): RecorderAudioTruth;
-  /** A member joins the guild's voice channel now (before the bot's session starts too). */
-  join(userId: string): void;
-  /** A member leaves the voice channel now. */
-  leave(userId: string): void;
   /** Whether this call scripts this member. */
   has(userId: string): boolean;
   /** The bot's op 4 for this guild; `mine`: this call handles it (index.ts routes). */
