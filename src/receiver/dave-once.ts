@@ -10,22 +10,18 @@
  * readers called for the same datagram one after the other.
  */
 
-/** What the receiver calls (the @discordjs/voice DAVESession wrapper has this shape). */
-export interface DaveDecryptor {
-  decrypt(packet: Buffer, userId: string): Buffer | null;
-}
+import type { DaveFrameDecryptor } from './dave.ts';
 
 /** Frames remembered per user: readers of one datagram run back to back, so a handful is plenty. */
 const REMEMBER = 8;
 
 interface Entry {
   frame: Buffer;
-  /** The result, or the error the decryptor threw (rethrown to every reader). */
   out: Buffer | null;
-  error?: unknown;
 }
 
-export class DecryptOnce implements DaveDecryptor {
+/** A front on a decryptor (dave-guard.ts, which never throws) that decrypts each frame once, whoever asks. */
+export class DecryptOnce implements DaveFrameDecryptor {
   readonly #inner: (packet: Buffer, userId: string) => Buffer | null;
   readonly #recent = new Map<string, Entry[]>();
 
@@ -36,26 +32,15 @@ export class DecryptOnce implements DaveDecryptor {
   decrypt(packet: Buffer, userId: string): Buffer | null {
     let list = this.#recent.get(userId);
     if (list) {
-      for (const e of list) {
-        if (e.frame.equals(packet)) {
-          if (e.error !== undefined) throw e.error;
-          return e.out;
-        }
-      }
+      for (const e of list) if (e.frame.equals(packet)) return e.out;
     } else {
       // Bounded by the users of the call: entries are per user and each list is capped.
       if (this.#recent.size >= 4096) this.#recent.delete(this.#recent.keys().next().value!);
       this.#recent.set(userId, (list = []));
     }
-    const entry: Entry = { frame: Buffer.from(packet), out: null };
+    const out = this.#inner(packet, userId);
     if (list.length >= REMEMBER) list.shift();
-    list.push(entry);
-    try {
-      entry.out = this.#inner(packet, userId);
-      return entry.out;
-    } catch (error) {
-      entry.error = error;
-      throw error;
-    }
+    list.push({ frame: Buffer.from(packet), out });
+    return out;
   }
 }
